@@ -1,0 +1,179 @@
+"""The one interface every encoder backend implements, and the helpers they share.
+
+Owns: the `Encoder` contract (name, dim, modalities, embed_text, embed_images; room for audio and
+video), input validation common to all backends, batching, device and dtype choice, and L2
+normalisation into float32 numpy. A backend only turns one batch of inputs into raw feature
+tensors. Must not import FAISS, FastAPI or anything from index/, service/ or jobs/.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from encoders.decode import to_rgb
+from encoders.errors import InputError, ModelLoadError, UnsupportedModality
+
+TEXT = "text"
+IMAGE = "image"
+AUDIO = "audio"
+VIDEO = "video"
+
+
+@dataclass
+class TextEmbeddings:
+    """Vectors for a list of texts, with what the tokenizer did to each one."""
+
+    vectors: np.ndarray
+    n_tokens: list[int] = field(default_factory=list)
+    truncated: list[bool] = field(default_factory=list)
+
+    @property
+    def any_truncated(self) -> bool:
+        return any(self.truncated)
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """CUDA when present and not overridden, else CPU; a requested device must exist."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device '{device}' requested but no CUDA device is available")
+    return dev
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs (tensor cores, no loss scaling needed), fp32 on CPU (bf16 is slow there)."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def l2_normalise(x: torch.Tensor) -> np.ndarray:
+    """Rows scaled to unit length, as contiguous float32 numpy."""
+    x = x.float()
+    x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32)
+
+
+def batches(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise InputError("texts must be a list of strings, not a single string")
+    out = []
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise InputError(f"text {i} is {type(t).__name__}, not a string")
+        if not t.strip():
+            raise InputError(f"text {i} is empty")
+        out.append(t)
+    return out
+
+
+def check_images(images: Sequence[Image.Image]) -> list[Image.Image]:
+    out = []
+    for i, im in enumerate(images):
+        if not isinstance(im, Image.Image):
+            raise InputError(
+                f"image {i} is {type(im).__name__}, not a decoded image (use encoders.decode_image)"
+            )
+        out.append(to_rgb(im))
+    return out
+
+
+class Encoder(ABC):
+    """A set of towers that map inputs into one L2-normalised joint space.
+
+    Subclasses set `name`, `dim`, `modalities`, `context_length`, `device`, `dtype` and implement
+    `_text_batch` / `_image_batch`. Callers only see float32 numpy arrays of shape (n, dim).
+    """
+
+    name: str
+    dim: int
+    modalities: frozenset[str]
+    context_length: int
+    device: torch.device
+    dtype: torch.dtype
+    #: "softmax" (CLIP-style) or "sigmoid" (SigLIP-style): how similarities turn into scores
+    loss: str = "softmax"
+    text_batch_size: int = 64
+    image_batch_size: int = 32
+
+    # -- what a backend implements -------------------------------------------------------------
+    @abstractmethod
+    def _text_batch(self, texts: list[str]) -> tuple[torch.Tensor, list[int]]:
+        """Raw text features (n, dim) and each text's token count before truncation."""
+
+    @abstractmethod
+    def _image_batch(self, images: list[Image.Image]) -> torch.Tensor:
+        """Raw image features (n, dim) for RGB images."""
+
+    # -- the public contract -------------------------------------------------------------------
+    def encode_text(self, texts: Sequence[str]) -> TextEmbeddings:
+        """Vectors plus, per text, its token count and whether it was cut to the context."""
+        self._require(TEXT)
+        texts = check_texts(texts)
+        if not texts:
+            return TextEmbeddings(np.zeros((0, self.dim), np.float32))
+        parts, counts = [], []
+        with torch.inference_mode():
+            for chunk in batches(texts, self.text_batch_size):
+                feats, n = self._text_batch(list(chunk))
+                parts.append(l2_normalise(feats))
+                counts.extend(n)
+        return TextEmbeddings(
+            vectors=np.concatenate(parts),
+            n_tokens=counts,
+            truncated=[c > self.context_length for c in counts],
+        )
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32, L2-normalised. Use encode_text to learn which texts were truncated."""
+        return self.encode_text(texts).vectors
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(n, dim) float32, L2-normalised, for decoded PIL images of any mode."""
+        self._require(IMAGE)
+        images = check_images(images)
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        with torch.inference_mode():
+            parts = [
+                l2_normalise(self._image_batch(list(chunk)))
+                for chunk in batches(images, self.image_batch_size)
+            ]
+        return np.concatenate(parts)
+
+    def embed_audio(self, clips: Sequence) -> np.ndarray:
+        self._require(AUDIO)
+        raise NotImplementedError  # pragma: no cover - backends with an audio tower override
+
+    def embed_video(self, clips: Sequence) -> np.ndarray:
+        self._require(VIDEO)
+        raise NotImplementedError  # pragma: no cover - backends with a video tower override
+
+    def info(self) -> dict:
+        return {
+            "name": self.name,
+            "dim": self.dim,
+            "modalities": sorted(self.modalities),
+            "context_length": self.context_length,
+            "loss": self.loss,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+
+    def _require(self, modality: str) -> None:
+        if modality not in self.modalities:
+            raise UnsupportedModality(
+                f"model '{self.name}' has no {modality} tower (it embeds: "
+                f"{', '.join(sorted(self.modalities))})"
+            )

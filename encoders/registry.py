@@ -1,0 +1,99 @@
+"""Model specs: one string names a model everywhere (CLI, config, API).
+
+Owns parsing `open_clip:ARCH@TAG_OR_PATH` and `hf:ID_OR_DIR`, turning a spec into a loaded
+`Encoder`, and listing what can be loaded. Every malformed spec gets a one-line message that says
+what was expected. Knows nothing of FAISS or HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from encoders.base import Encoder
+from encoders.errors import ModelSpecError
+
+SPEC_FORMS = "'open_clip:ARCH@TAG_OR_CHECKPOINT' or 'hf:HUB_ID_OR_DIR'"
+BACKENDS = ("open_clip", "hf")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    backend: str
+    name: str  # open_clip architecture, or hub id / directory for hf
+    source: str | None = None  # open_clip pretrained tag, checkpoint path or random-init
+
+    def __str__(self) -> str:
+        if self.backend == "open_clip":
+            return f"open_clip:{self.name}@{self.source}"
+        return f"{self.backend}:{self.name}"
+
+
+def parse_spec(spec: str) -> ModelSpec:
+    """Parse a spec string; raise ModelSpecError naming what is wrong."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ModelSpecError(f"empty model spec: expected {SPEC_FORMS}")
+    spec = spec.strip()
+    backend, sep, rest = spec.partition(":")
+    if not sep or backend not in BACKENDS:
+        raise ModelSpecError(f"unknown model spec '{spec}': expected {SPEC_FORMS}")
+    if not rest:
+        raise ModelSpecError(f"model spec '{spec}' names no model after '{backend}:'")
+    if backend == "hf":
+        return ModelSpec("hf", rest)
+    arch, at, source = rest.partition("@")
+    if not at or not arch or not source:
+        raise ModelSpecError(
+            f"model spec '{spec}' needs ARCH@TAG_OR_CHECKPOINT, "
+            "e.g. open_clip:ViT-B-32@laion2b_s34b_b79k or open_clip:ViT-B-32@/path/to/model.pt"
+        )
+    return ModelSpec("open_clip", arch, source)
+
+
+def load_encoder(spec: str | ModelSpec, device: str | None = None) -> Encoder:
+    """Load the encoder a spec names, on `device` (default: CUDA when present, else CPU)."""
+    ms = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
+    if ms.backend == "open_clip":
+        from encoders.openclip import OpenClipEncoder
+
+        return OpenClipEncoder(ms.name, ms.source or "", device=device)
+    from encoders.hf import HFEncoder
+
+    return HFEncoder(ms.name, device=device)
+
+
+def models_dirs() -> list[Path]:
+    """Where local checkpoints are looked for: $JOINTSPACE_MODELS_DIR (os.pathsep-separated)."""
+    raw = os.environ.get("JOINTSPACE_MODELS_DIR", "")
+    return [Path(p).expanduser() for p in raw.split(os.pathsep) if p]
+
+
+def local_checkpoints(dirs: list[Path] | None = None) -> list[str]:
+    """Spec strings for what is found in the models directories.
+
+    A directory holding config.json is a transformers model (hf:DIR). A bare checkpoint file does
+    not record its architecture, so it is listed as open_clip:ARCH@FILE for the user to complete.
+    """
+    from encoders.openclip import CHECKPOINT_SUFFIXES
+
+    found = []
+    for d in dirs if dirs is not None else models_dirs():
+        if not d.is_dir():
+            continue
+        for p in sorted(d.iterdir()):
+            if p.is_dir() and (p / "config.json").is_file():
+                found.append(f"hf:{p}")
+            elif p.is_file() and p.suffix in CHECKPOINT_SUFFIXES:
+                found.append(f"open_clip:ARCH@{p}")
+    return found
+
+
+def open_clip_models() -> dict[str, list[str]]:
+    """Each open_clip architecture with its pretrained tags (tags download in the user's env)."""
+    import open_clip
+
+    tags: dict[str, list[str]] = {arch: [] for arch in open_clip.list_models()}
+    for arch, tag in open_clip.list_pretrained():
+        tags.setdefault(arch, []).append(tag)
+    return tags

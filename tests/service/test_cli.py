@@ -1,0 +1,208 @@
+"""The `jointspace` CLI: embed writes what the library computes; bad input is one line, exit 2."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from encoders import load_encoder
+from service.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, sample_images):
+    d = tmp_path_factory.mktemp("imgs")
+    paths = []
+    for i, im in enumerate(sample_images[:3]):
+        p = d / f"img{i}.png"
+        im.save(p)
+        paths.append(p)
+    return paths
+
+
+def test_embed_writes_parquet(tmp_path, tiny_clip_dir, images):
+    out = tmp_path / "v.parquet"
+    res = run(
+        "embed",
+        "--model",
+        f"hf:{tiny_clip_dir}",
+        "--text",
+        "a red dress",
+        "--text",
+        "a cat",
+        "--image",
+        str(images[0]),
+        "--image",
+        str(images[1]),
+        "--out",
+        str(out),
+    )
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(out).to_pydict()
+    assert table["id"] == ["text-0", "text-1", str(images[0]), str(images[1])]
+    assert table["modality"] == ["text", "text", "image", "image"]
+    assert table["truncated"] == [False, False, False, False]
+    enc = load_encoder(f"hf:{tiny_clip_dir}", device="cpu")
+    want = np.concatenate(
+        [
+            enc.embed_text(["a red dress", "a cat"]),
+            enc.embed_images([Image.open(p) for p in images[:2]]),
+        ]
+    )
+    np.testing.assert_allclose(np.array(table["vector"], dtype=np.float32), want, atol=1e-6)
+
+
+def test_embed_writes_npy_and_prints_similarity(tmp_path, tiny_clip_dir, images):
+    out = tmp_path / "v.npy"
+    res = run(
+        "embed",
+        "--model",
+        f"hf:{tiny_clip_dir}",
+        "--text",
+        "a cat",
+        "--image",
+        str(images[2]),
+        "--out",
+        str(out),
+        "--similarity",
+    )
+    assert res.exit_code == 0, res.output
+    m = np.load(out)
+    assert m.shape == (2, 24) and m.dtype == np.float32
+    assert f"{float(m[0] @ m[1]):.3f}" in res.stdout
+
+
+def test_long_text_warns(tmp_path, tiny_clip_dir):
+    res = run(
+        "embed",
+        "--model",
+        f"hf:{tiny_clip_dir}",
+        "--text",
+        "cat " * 40,
+        "--out",
+        str(tmp_path / "v.npy"),
+    )
+    assert res.exit_code == 0
+    assert "warning: text 0 was longer than the model's 16-token context and was truncated" in (
+        res.stderr
+    )
+
+
+def one_line_error(res, expected: str) -> None:
+    assert res.exit_code == 2
+    assert res.stderr == f"error: {expected}\n"
+
+
+def test_unknown_spec():
+    one_line_error(
+        run("embed", "--model", "clip", "--text", "a"),
+        "unknown model spec 'clip': expected 'open_clip:ARCH@TAG_OR_CHECKPOINT' or "
+        "'hf:HUB_ID_OR_DIR'",
+    )
+
+
+def test_empty_string(tiny_clip_dir):
+    one_line_error(run("embed", "--model", f"hf:{tiny_clip_dir}", "--text", ""), "text 0 is empty")
+
+
+def test_png_claiming_20000_squared(tmp_path, tiny_clip_dir):
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    p = tmp_path / "bomb.png"
+    p.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + chunk(b"IEND", b"")
+    )
+    one_line_error(
+        run("embed", "--model", f"hf:{tiny_clip_dir}", "--image", str(p)),
+        f"{p}: 20000x20000 is 400.0 megapixels, over the limit of 40",
+    )
+
+
+def test_truncated_jpeg(tmp_path, tiny_clip_dir):
+    buf = io.BytesIO()
+    Image.effect_noise((128, 128), 50).convert("RGB").save(buf, "JPEG")
+    p = tmp_path / "cut.jpg"
+    p.write_bytes(buf.getvalue()[:1500])
+    one_line_error(
+        run("embed", "--model", f"hf:{tiny_clip_dir}", "--image", str(p)),
+        f"{p}: truncated or corrupt JPEG data",
+    )
+
+
+def test_text_file_named_jpg(tmp_path, tiny_clip_dir):
+    p = tmp_path / "notes.jpg"
+    p.write_text("hello")
+    one_line_error(
+        run("embed", "--model", f"hf:{tiny_clip_dir}", "--image", str(p)),
+        f"{p}: not a supported image format (allowed: JPEG, PNG, WEBP, GIF, BMP)",
+    )
+
+
+def test_bad_out_suffix(tiny_clip_dir):
+    res = run("embed", "--model", f"hf:{tiny_clip_dir}", "--text", "a", "--out", "v.csv")
+    assert res.exit_code == 2
+    assert "--out must end in .npy or .parquet, not '.csv'" in res.stderr
+
+
+def test_models_lists_architectures_and_local(tmp_path, tiny_clip_dir):
+    import shutil
+
+    shutil.copytree(tiny_clip_dir, tmp_path / "tiny-clip")
+    res = runner.invoke(app, ["models", "--json"], env={"JOINTSPACE_MODELS_DIR": str(tmp_path)})
+    assert res.exit_code == 0
+    import json
+
+    data = json.loads(res.stdout)
+    assert "laion2b_s34b_b79k" in data["open_clip"]["ViT-B-32"]
+    assert data["hf_families"] == ["align", "clip", "siglip", "siglip2"]
+    assert data["local"] == [f"hf:{tmp_path / 'tiny-clip'}"]
+
+
+def test_real_entry_point_exits_2_without_traceback(tmp_path):
+    p = tmp_path / "x.jpg"
+    p.write_text("not an image")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "embed",
+            "--model",
+            "hf:/nonexistent",
+            "--image",
+            str(p),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr
+        == f"error: {p}: not a supported image format (allowed: JPEG, PNG, WEBP, GIF, BMP)\n"
+    )
+    assert "Traceback" not in proc.stdout + proc.stderr
