@@ -1,5 +1,22 @@
-"""Durable FAISS collections: upsert, delete, metadata filters, snapshots and a write-ahead log.
+"""Durable FAISS collections: upsert, delete, metadata filters, snapshots, crash-safe writes.
 
-Will own vector storage and search: numpy in, numpy out. Must not import torch, the encoders, or
+Owns vector storage and search: numpy in, numpy out. Must not import torch, the encoders, or
 anything of HTTP.
 """
+
+from index.catalog import Catalog
+from index.collection import Collection, Hit, Item
+from index.errors import CollectionError, CollectionExists, CollectionNotFound, SnapshotError
+from index.filters import compile_filter
+
+__all__ = [
+    "Catalog",
+    "Collection",
+    "CollectionError",
+    "CollectionExists",
+    "CollectionNotFound",
+    "Hit",
+    "Item",
+    "SnapshotError",
+    "compile_filter",
+]

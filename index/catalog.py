@@ -1,0 +1,103 @@
+"""Many collections in one data directory: create, open, list, drop.
+
+Each collection is a subdirectory holding its SQLite store and its snapshots. Creation is atomic
+(built under a temporary name, then renamed). Knows nothing of torch or HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+
+from index.collection import Collection, new_config
+from index.errors import CollectionError, CollectionExists, CollectionNotFound
+from index.store import ItemStore
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Catalog:
+    def __init__(self, root: str | os.PathLike, **collection_options) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._options = collection_options
+        self._open: dict[str, Collection] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _check_name(name: str) -> str:
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise CollectionError(
+                f"bad collection name {name!r}: use 1-64 letters, digits, '_', '-' or '.', "
+                "starting with a letter or digit"
+            )
+        return name
+
+    def names(self) -> list[str]:
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and (p / "items.sqlite").is_file()
+        )
+
+    def create(
+        self,
+        name: str,
+        dim: int,
+        metric: str = "cosine",
+        model: str | None = None,
+        index: str = "auto",
+        exist_ok: bool = False,
+    ) -> Collection:
+        """A new collection; with exist_ok, the existing one if its settings match."""
+        self._check_name(name)
+        config = new_config(name, dim, metric, model, index)
+        with self._lock:
+            if (self.root / name / "items.sqlite").is_file():
+                col = self._get_locked(name)
+                same = (col.dim, col.metric, col.model, col.factory) == (dim, metric, model, index)
+                if exist_ok and same:
+                    return col
+                raise CollectionExists(f"collection '{name}' already exists")
+            tmp = self.root / f".creating-{name}-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            ItemStore(tmp / "items.sqlite", config).close()
+            os.rename(tmp, self.root / name)
+            return self._get_locked(name)
+
+    def get(self, name: str) -> Collection:
+        self._check_name(name)
+        with self._lock:
+            return self._get_locked(name)
+
+    def _get_locked(self, name: str) -> Collection:
+        col = self._open.get(name)
+        if col is None:
+            path = self.root / name
+            if not (path / "items.sqlite").is_file():
+                raise CollectionNotFound(f"no collection named '{name}'")
+            col = self._open[name] = Collection(path, **self._options)
+        return col
+
+    def drop(self, name: str) -> None:
+        self._check_name(name)
+        with self._lock:
+            path = self.root / name
+            if not (path / "items.sqlite").is_file():
+                raise CollectionNotFound(f"no collection named '{name}'")
+            col = self._open.pop(name, None)
+            if col is not None:
+                col.wait()
+                col.store.close()
+                col._closed = True
+            trash = self.root / f".dropping-{name}-{os.getpid()}"
+            os.rename(path, trash)
+            shutil.rmtree(trash)
+
+    def close(self) -> None:
+        with self._lock:
+            for col in self._open.values():
+                col.close()
+            self._open.clear()

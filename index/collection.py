@@ -1,0 +1,474 @@
+"""A durable vector collection: string ids, vectors, JSON metadata, filtered search.
+
+The SQLite store (index/store.py) is the record: a write is acknowledged once its transaction is
+fsynced there. The FAISS index is derived from it: recovered on open from the newest valid snapshot
+plus a replay of what the store holds beyond that snapshot's lsn, or rebuilt from the store when no
+snapshot is valid. A readers-writer lock lets searches run together while each write (store commit
+plus index update) runs alone, so a search never sees a write half-applied. Knows nothing of torch,
+the encoders or HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from index.ann import METRICS, AnnIndex, auto_factory, train_size, validate_factory
+from index.errors import CollectionError, SnapshotError
+from index.filters import compile_filter
+from index.rwlock import RWLock
+from index.snapshot import list_snapshots, read_snapshot, write_snapshot
+from index.store import ItemStore
+
+log = logging.getLogger("jointspace.index")
+
+MAX_ID_CHARS = 512
+MAX_META_BYTES = 64 * 1024
+MAX_K = 10_000
+EXACT_BELOW = 4096  # filters matching at most this many items are scored exactly
+TRAIN_SAMPLE = 200_000
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    metadata: dict | None
+
+
+@dataclass
+class Item:
+    id: str
+    vector: np.ndarray
+    metadata: dict | None
+
+
+class Collection:
+    """Open with `Collection(path)`; create one through `index.Catalog`."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        auto_maintain: bool = True,
+        snapshot_every: int = 50_000,
+        keep_snapshots: int = 2,
+    ) -> None:
+        self.path = Path(path)
+        self.store = ItemStore(self.path / "items.sqlite")
+        cfg = self.store.config
+        if "dim" not in cfg:
+            raise CollectionError(f"{self.path}: not a collection (no configuration)")
+        self.name: str = cfg["name"]
+        self.dim: int = int(cfg["dim"])
+        self.metric: str = cfg["metric"]
+        self.model: str | None = cfg.get("model")
+        self.factory: str = cfg.get("factory", "auto")
+        self.auto_maintain = auto_maintain
+        self.snapshot_every = snapshot_every
+        self.keep_snapshots = keep_snapshots
+        self.recovery_errors: list[str] = []
+        self._lock = RWLock()
+        self._maint = threading.Lock()  # one snapshot or rebuild at a time
+        self._bg: threading.Thread | None = None
+        self._closed = False
+        self._count = self.store.count()
+        self._dirty = 0  # items written since the last snapshot
+        self._built_at = 0  # count when the index was last built
+        self._ann, self._applied = self._recover()
+
+    # -- recovery -----------------------------------------------------------------------------
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.path / "snapshots"
+
+    def _recover(self) -> tuple[AnnIndex, int]:
+        expect = {"dim": self.dim, "metric": self.metric, "name": self.name}
+        snaps = list_snapshots(self.snapshot_dir)
+        for path in snaps:
+            try:
+                snap = read_snapshot(path, expect)
+            except SnapshotError as e:
+                log.error("skipping snapshot: %s", e)
+                self.recovery_errors.append(str(e))
+                continue
+            ann = AnnIndex(snap.manifest["factory"], self.dim, self.metric, snap.index, snap.dead)
+            base = int(snap.manifest["lsn"])
+            ann.remove(self.store.removed_since(base))
+            view, rows = self.store.scan(self.dim, after_lsn=base)
+            n_new = 0
+            for labels, vecs in rows:
+                ann.add(labels, vecs)
+                n_new += len(labels)
+            self._built_at = int(snap.manifest.get("built_at", snap.manifest["count"]))
+            self._dirty = n_new
+            return ann, view
+        if snaps:
+            log.error("no valid snapshot in %s: rebuilding from the item store", self.snapshot_dir)
+        ann, view = self._build(self._target_factory(self._count))
+        self._dirty = self._count
+        return ann, view
+
+    def _target_factory(self, n: int) -> str:
+        return auto_factory(n) if self.factory == "auto" else self.factory
+
+    def _build(self, factory: str) -> tuple[AnnIndex, int]:
+        """A fresh index over the store's current rows; falls back to Flat until trainable."""
+        view, rows = self.store.scan(self.dim)
+        parts = list(rows)
+        labels = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+        vecs = (
+            np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, self.dim), np.float32)
+        )
+        if len(labels) < train_size(factory):
+            factory = "Flat"
+        ann = AnnIndex(factory, self.dim, self.metric)
+        if not ann.is_trained:
+            rng = np.random.default_rng(0)
+            pick = rng.choice(len(vecs), size=min(len(vecs), TRAIN_SAMPLE), replace=False)
+            ann.train(vecs[np.sort(pick)])
+        ann.add(labels, vecs)
+        self._built_at = len(labels)
+        return ann, view
+
+    # -- writes -------------------------------------------------------------------------------
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadata: Sequence[dict | None] | None = None,
+        model: str | None = None,
+    ) -> int:
+        """Insert or replace items; returns the write's lsn once it is durable."""
+        self._check_open()
+        ids = self._check_ids(ids)
+        vecs = self._check_vectors(vectors, len(ids), "vectors")
+        if model is not None and self.model is not None and model != self.model:
+            raise CollectionError(
+                f"vectors from model '{model}' cannot go into collection '{self.name}', "
+                f"which holds vectors from '{self.model}'"
+            )
+        metas = self._check_metadata(metadata, len(ids))
+        if not ids:
+            return self.store.lsn
+        with self._lock.write():
+            res = self.store.upsert(ids, vecs, metas)
+            self._apply(lambda: (self._ann.remove(res.removed), self._ann.add(res.added, vecs)))
+            self._applied = res.lsn
+            self._count += len(res.added) - len(res.removed)
+            self._dirty += len(ids)
+        self._maybe_maintain()
+        return res.lsn
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete items by id; returns how many existed. Durable when it returns."""
+        self._check_open()
+        ids = self._check_ids(ids, allow_duplicates=True)
+        if not ids:
+            return 0
+        with self._lock.write():
+            res = self.store.delete(ids)
+            self._apply(lambda: self._ann.remove(res.removed))
+            self._applied = res.lsn
+            self._count -= len(res.removed)
+            self._dirty += len(res.removed)
+        self._maybe_maintain()
+        return len(res.removed)
+
+    def _apply(self, fn) -> None:
+        """Apply a committed write to the index; if that fails, rebuild it from the store."""
+        try:
+            fn()
+        except Exception:
+            log.exception("index update failed after a durable write; rebuilding from the store")
+            self._ann, self._applied = self._build(self._target_factory(self.store.count()))
+            raise
+
+    # -- reads --------------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @property
+    def lsn(self) -> int:
+        return self._applied
+
+    @property
+    def index_factory(self) -> str:
+        return self._ann.factory
+
+    def get(self, ids: Sequence[str]) -> list[Item | None]:
+        ids = self._check_ids(ids, allow_duplicates=True)
+        with self._lock.read():
+            found = self.store.get(ids)
+        return [Item(i, found[i][1].copy(), found[i][2]) if i in found else None for i in ids]
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        filter: dict | None = None,
+        *,
+        exact_rerank: bool = False,
+        nprobe: int = 32,
+        ef: int = 64,
+    ) -> list[list[Hit]]:
+        """Top-k hits per query row, best first. A filter is applied inside the search, so a
+        filtered search still returns k hits whenever k matching items exist."""
+        self._check_open()
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise CollectionError(f"k must be an integer from 1 to {MAX_K}, not {k!r}")
+        q = np.asarray(queries, dtype=np.float32)
+        q = self._check_vectors(q.reshape(1, -1) if q.ndim == 1 else q, None, "queries")
+        where = compile_filter(filter) if filter else None
+        with self._lock.read():
+            allowed = self.store.matching(*where) if where else None
+            n_cand = len(allowed) if allowed is not None else self._count
+            if allowed is not None and len(allowed) <= EXACT_BELOW:
+                scores, labels = self._exact(q, k, allowed)
+            else:
+                fetch = min(max(4 * k, k + 32), MAX_K) if exact_rerank else k
+                scores, labels = self._ann.search(q, fetch, allowed, nprobe=nprobe, ef=ef)
+                if exact_rerank:
+                    scores, labels = self._rescore(q, labels, k)
+                short = (labels[:, : min(k, n_cand)] < 0).any(axis=1)
+                if short.any():  # the ANN index found too few: score those queries exactly
+                    s2, l2 = self._exact(q[short], k, allowed)
+                    scores, labels = scores[:, :k].copy(), labels[:, :k].copy()
+                    scores[short], labels[short] = s2, l2
+            found = self.store.describe(np.unique(labels[labels >= 0]))
+        out = []
+        for srow, lrow in zip(scores, labels, strict=True):
+            hits = []
+            for s, lab in zip(srow[:k], lrow[:k], strict=True):
+                if lab >= 0 and int(lab) in found:
+                    i, meta = found[int(lab)]
+                    hits.append(Hit(i, float(s), meta))
+            out.append(hits)
+        return out
+
+    def _order(self, scores: np.ndarray) -> np.ndarray:
+        return np.argsort(scores if self.metric == "l2" else -scores, axis=1, kind="stable")
+
+    def _score(self, q: np.ndarray, vecs: np.ndarray) -> np.ndarray:
+        if self.metric == "l2":
+            return (q * q).sum(1)[:, None] - 2 * q @ vecs.T + (vecs * vecs).sum(1)[None, :]
+        return q @ vecs.T
+
+    def _exact(self, q: np.ndarray, k: int, allowed: np.ndarray | None):
+        """Brute-force top-k over `allowed` labels (None: every item), vectors from the store."""
+        worst = np.inf if self.metric == "l2" else -np.inf
+        best_s = np.full((len(q), 0), worst, np.float32)
+        best_l = np.zeros((len(q), 0), np.int64)
+        if allowed is None:
+            chunks = self.store.scan(self.dim)[1]
+        else:
+            chunks = (
+                self.store.vectors(allowed[i : i + 50_000], self.dim)
+                for i in range(0, len(allowed), 50_000)
+            )
+        for labels, vecs in chunks:
+            s = np.concatenate([best_s, self._score(q, vecs).astype(np.float32)], axis=1)
+            lab = np.concatenate([best_l, np.broadcast_to(labels, (len(q), len(labels)))], axis=1)
+            order = self._order(s)[:, :k]
+            best_s = np.take_along_axis(s, order, 1)
+            best_l = np.take_along_axis(lab, order, 1)
+        if best_s.shape[1] < k:
+            pad = k - best_s.shape[1]
+            best_s = np.pad(best_s, ((0, 0), (0, pad)), constant_values=worst)
+            best_l = np.pad(best_l, ((0, 0), (0, pad)), constant_values=-1)
+        return best_s, best_l
+
+    def _rescore(self, q: np.ndarray, cand: np.ndarray, k: int):
+        """Exact scores for ANN candidates, from the stored float32 vectors."""
+        labels, vecs = self.store.vectors(np.unique(cand[cand >= 0]), self.dim)
+        pos = {int(x): i for i, x in enumerate(labels)}
+        worst = np.inf if self.metric == "l2" else -np.inf
+        exact = self._score(q, vecs) if len(labels) else np.zeros((len(q), 0), np.float32)
+        s = np.full(cand.shape, worst, np.float32)
+        for r in range(len(q)):
+            for c, lab in enumerate(cand[r]):
+                if lab >= 0 and int(lab) in pos:
+                    s[r, c] = exact[r, pos[int(lab)]]
+        order = self._order(s)[:, :k]
+        return np.take_along_axis(s, order, 1), np.take_along_axis(cand, order, 1)
+
+    # -- maintenance --------------------------------------------------------------------------
+    def snapshot(self) -> Path | None:
+        """Write a snapshot of the index now (None when nothing changed since the last one)."""
+        with self._maint:
+            import faiss
+
+            with self._lock.read():
+                if not self._dirty and list_snapshots(self.snapshot_dir):
+                    return None
+                index = faiss.clone_index(self._ann.index)
+                dead = np.fromiter(self._ann.dead, dtype=np.int64, count=len(self._ann.dead))
+                info = {
+                    "name": self.name,
+                    "lsn": self._applied,
+                    "count": self._count,
+                    "ntotal": int(index.ntotal),
+                    "dim": self.dim,
+                    "metric": self.metric,
+                    "model": self.model,
+                    "factory": self._ann.factory,
+                    "built_at": self._built_at,
+                }
+                dirty = self._dirty
+            path = write_snapshot(self.snapshot_dir, index, dead, info, keep=self.keep_snapshots)
+            with self._lock.write():
+                self._dirty -= dirty
+            kept = list_snapshots(self.snapshot_dir)
+            if len(kept) >= self.keep_snapshots:  # the oldest kept snapshot bounds replay
+                oldest = int(kept[self.keep_snapshots - 1].name.split("-")[1])
+                self.store.prune_tombstones(oldest)
+            return path
+
+    def rebuild(self, factory: str | None = None) -> None:
+        """Rebuild the index (dropping tombstones, training IVF when due), without blocking
+        searches or writes until the final swap."""
+        if factory is not None:
+            validate_factory(factory, self.dim, self.metric)
+        with self._maint:
+            new, view = self._build(factory or self._target_factory(self._count))
+            with self._lock.write():
+                new.remove(self.store.removed_since(view))
+                _, rows = self.store.scan(self.dim, after_lsn=view)
+                for labels, vecs in rows:
+                    new.add(labels, vecs)
+                self._ann = new
+                self._dirty = max(self._dirty, 1)
+
+    def _needs_rebuild(self) -> bool:
+        ann, n = self._ann, self._count
+        if len(ann.dead) > max(1000, 0.2 * max(ann.ntotal, 1)):
+            return True
+        target = self._target_factory(n)
+        if target == ann.factory or n < train_size(target):
+            return False
+        return self.factory != "auto" or n >= 2 * max(self._built_at, 1)
+
+    def _maybe_maintain(self) -> None:
+        if not self.auto_maintain or (self._bg is not None and self._bg.is_alive()):
+            return
+        rebuild = self._needs_rebuild()
+        if rebuild or self._dirty >= self.snapshot_every:
+            self._bg = threading.Thread(target=self._maintain, args=(rebuild,), daemon=True)
+            self._bg.start()
+
+    def _maintain(self, rebuild: bool) -> None:
+        try:
+            if rebuild:
+                self.rebuild()
+            self.snapshot()
+        except Exception:
+            log.exception("background maintenance of collection '%s' failed", self.name)
+
+    def wait(self) -> None:
+        """Wait for background maintenance (snapshot or rebuild) to finish."""
+        if self._bg is not None:
+            self._bg.join()
+
+    def close(self) -> None:
+        """Finish background work, snapshot what changed, close the store."""
+        if self._closed:
+            return
+        self.wait()
+        if self._dirty:
+            self.snapshot()
+        self._closed = True
+        self.store.close()
+
+    def info(self) -> dict:
+        return {
+            "name": self.name,
+            "dim": self.dim,
+            "metric": self.metric,
+            "model": self.model,
+            "index": self._ann.factory,
+            "factory_setting": self.factory,
+            "count": self._count,
+            "lsn": self._applied,
+        }
+
+    # -- validation ---------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CollectionError(f"collection '{self.name}' is closed")
+
+    @staticmethod
+    def _check_ids(ids: Sequence[str], allow_duplicates: bool = False) -> list[str]:
+        if isinstance(ids, str):
+            raise CollectionError("ids must be a list of strings, not a single string")
+        out = list(ids)
+        for i in out:
+            if not isinstance(i, str) or not i:
+                raise CollectionError(f"ids must be non-empty strings, got {i!r}")
+            if len(i) > MAX_ID_CHARS:
+                raise CollectionError(f"id longer than {MAX_ID_CHARS} characters: {i[:40]!r}...")
+        if not allow_duplicates and len(set(out)) != len(out):
+            dup = next(i for i in out if out.count(i) > 1)
+            raise CollectionError(f"id {dup!r} appears twice in one upsert")
+        return out
+
+    def _check_vectors(self, vectors: np.ndarray, n: int | None, what: str) -> np.ndarray:
+        v = np.asarray(vectors, dtype=np.float32)
+        if v.ndim != 2:
+            raise CollectionError(
+                f"{what} must be a 2-d array (n, {self.dim}), got shape {v.shape}"
+            )
+        if v.shape[1] != self.dim:
+            raise CollectionError(
+                f"{what} have dimension {v.shape[1]}, collection '{self.name}' holds "
+                f"{self.dim}-dimensional vectors"
+            )
+        if n is not None and v.shape[0] != n:
+            raise CollectionError(f"{n} ids but {v.shape[0]} vectors")
+        if not np.isfinite(v).all():
+            raise CollectionError(f"{what} contain NaN or infinity")
+        if self.metric == "cosine":
+            norms = np.linalg.norm(v, axis=1, keepdims=True)
+            if (norms == 0).any():
+                raise CollectionError(f"{what} contain a zero vector, which has no direction")
+            v = v / norms
+        return np.ascontiguousarray(v, dtype=np.float32)
+
+    @staticmethod
+    def _check_metadata(metadata: Sequence[dict | None] | None, n: int) -> list[str | None]:
+        if metadata is None:
+            return [None] * n
+        metadata = list(metadata)
+        if len(metadata) != n:
+            raise CollectionError(f"{n} ids but {len(metadata)} metadata entries")
+        out = []
+        for m in metadata:
+            if m is None:
+                out.append(None)
+                continue
+            if not isinstance(m, dict):
+                raise CollectionError(f"metadata must be a JSON object, not {type(m).__name__}")
+            try:
+                raw = json.dumps(m, allow_nan=False, separators=(",", ":"))
+            except (TypeError, ValueError) as e:
+                raise CollectionError(f"metadata is not valid JSON: {e}") from None
+            if len(raw) > MAX_META_BYTES:
+                raise CollectionError(f"metadata over {MAX_META_BYTES} bytes")
+            out.append(raw)
+        return out
+
+
+def new_config(name: str, dim: int, metric: str, model: str | None, factory: str) -> dict:
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= 65_536:
+        raise CollectionError(f"dim must be an integer from 1 to 65536, not {dim!r}")
+    if metric not in METRICS:
+        raise CollectionError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
+    if factory != "auto":
+        validate_factory(factory, dim, metric)
+    return {"name": name, "dim": dim, "metric": metric, "model": model, "factory": factory}

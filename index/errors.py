@@ -1,0 +1,23 @@
+"""Errors of the index layer, each a problem the caller can act on.
+
+Imports nothing from the project: the index must stay usable without torch or the encoders.
+"""
+
+
+class CollectionError(ValueError):
+    """Bad input to a collection: wrong dimension or model, bad id, bad filter."""
+
+
+class CollectionNotFound(KeyError):
+    """No collection of that name in the data directory."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want the plain message
+        return str(self.args[0]) if self.args else "collection not found"
+
+
+class CollectionExists(ValueError):
+    """A collection of that name already exists with other settings."""
+
+
+class SnapshotError(RuntimeError):
+    """A snapshot file that is truncated, corrupt or written for other settings."""

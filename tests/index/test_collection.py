@@ -1,0 +1,213 @@
+"""Collection semantics: upsert replaces, delete removes, stamps are enforced, state survives a
+reopen, tombstones and rebuilds keep results right for every index type."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from index import Catalog, CollectionError, CollectionExists, CollectionNotFound
+
+DIM = 16
+
+
+def unit(rng, n, dim=DIM):
+    v = rng.normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def cat(tmp_path):
+    c = Catalog(tmp_path / "data", auto_maintain=False)
+    yield c
+    c.close()
+
+
+def test_upsert_get_replace_delete(cat):
+    rng = np.random.default_rng(0)
+    col = cat.create("c", DIM, model="hf:/m")
+    v = unit(rng, 3)
+    col.upsert(["a", "b", "c"], v, [{"x": 1}, None, {"y": "z"}], model="hf:/m")
+    assert col.count == 3
+    a, missing, c = col.get(["a", "nope", "c"])
+    assert missing is None
+    np.testing.assert_array_equal(a.vector, v[0])
+    assert (a.metadata, c.metadata) == ({"x": 1}, {"y": "z"})
+    w = unit(rng, 1)
+    col.upsert(["a"], w, [{"x": 2}])
+    assert col.count == 3
+    assert col.get(["a"])[0].metadata == {"x": 2}
+    hit = col.search(w[0], k=1)[0][0]
+    assert (hit.id, hit.metadata) == ("a", {"x": 2})
+    assert hit.score == pytest.approx(1.0, abs=1e-6)
+    assert col.delete(["a", "a", "zzz"]) == 1
+    assert col.count == 2
+    assert [h.id for h in col.search(w[0], k=3)[0]] == sorted(
+        ["b", "c"], key=lambda i: -float(v[["a", "b", "c"].index(i)] @ w[0])
+    )
+
+
+def test_cosine_normalises_and_ip_does_not(cat):
+    cos = cat.create("cos", 2)
+    cos.upsert(["x"], np.array([[3.0, 4.0]], np.float32))
+    np.testing.assert_allclose(cos.get(["x"])[0].vector, [0.6, 0.8], rtol=1e-6)
+    ip = cat.create("ip", 2, metric="ip")
+    ip.upsert(["x"], np.array([[3.0, 4.0]], np.float32))
+    np.testing.assert_array_equal(ip.get(["x"])[0].vector, [3.0, 4.0])
+    assert ip.search(np.array([1.0, 0.0]), k=1)[0][0].score == pytest.approx(3.0)
+
+
+def test_l2_metric_orders_by_distance(cat):
+    col = cat.create("l2", 2, metric="l2")
+    col.upsert(["near", "far"], np.array([[1, 0], [5, 0]], np.float32))
+    hits = col.search(np.array([0.0, 0.0]), k=2)[0]
+    assert [(h.id, h.score) for h in hits] == [("near", 1.0), ("far", 25.0)]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda c: c.upsert(["a"], np.ones((1, 8), np.float32)),
+            "vectors have dimension 8, collection 'c' holds 16-dimensional vectors",
+        ),
+        (
+            lambda c: c.upsert(["a"], np.ones((1, DIM), np.float32), model="open_clip:RN50@openai"),
+            "vectors from model 'open_clip:RN50@openai' cannot go into collection 'c', "
+            "which holds vectors from 'hf:/m'",
+        ),
+        (
+            lambda c: c.upsert(["a", "a"], np.ones((2, DIM), np.float32)),
+            "id 'a' appears twice in one upsert",
+        ),
+        (
+            lambda c: c.upsert([""], np.ones((1, DIM), np.float32)),
+            "ids must be non-empty strings, got ''",
+        ),
+        (lambda c: c.upsert(["a", "b"], np.ones((1, DIM), np.float32)), "2 ids but 1 vectors"),
+        (
+            lambda c: c.upsert(["a"], np.zeros((1, DIM), np.float32)),
+            "vectors contain a zero vector, which has no direction",
+        ),
+        (
+            lambda c: c.upsert(["a"], np.full((1, DIM), np.nan, np.float32)),
+            "vectors contain NaN or infinity",
+        ),
+        (
+            lambda c: c.upsert(["a"], np.ones((1, DIM), np.float32), [["not", "a", "dict"]]),
+            "metadata must be a JSON object, not list",
+        ),
+        (lambda c: c.search(np.ones(DIM), k=0), "k must be an integer from 1 to 10000, not 0"),
+        (
+            lambda c: c.search(np.ones(4)),
+            "queries have dimension 4, collection 'c' holds 16-dimensional vectors",
+        ),
+    ],
+)
+def test_bad_input_is_refused(cat, call, message):
+    col = cat.create("c", DIM, model="hf:/m")
+    with pytest.raises(CollectionError) as e:
+        call(col)
+    assert str(e.value) == message
+    assert col.count == 0
+
+
+def test_catalog_create_list_drop(cat):
+    cat.create("b", 4)
+    cat.create("a", 8, index="HNSW16,Flat")
+    assert cat.names() == ["a", "b"]
+    assert cat.create("a", 8, index="HNSW16,Flat", exist_ok=True) is cat.get("a")
+    with pytest.raises(CollectionExists, match=r"^collection 'a' already exists$"):
+        cat.create("a", 4)
+    cat.drop("a")
+    assert cat.names() == ["b"]
+    with pytest.raises(CollectionNotFound) as e:
+        cat.get("a")
+    assert str(e.value) == "no collection named 'a'"
+    with pytest.raises(CollectionError, match=r"bad collection name '\.\./x'"):
+        cat.create("../x", 4)
+    with pytest.raises(CollectionError, match=r"bad FAISS factory string 'IVF,Nope'"):
+        cat.create("z", 4, index="IVF,Nope")
+
+
+def test_state_survives_reopen_with_and_without_snapshot(tmp_path):
+    rng = np.random.default_rng(1)
+    v = unit(rng, 200)
+    cat = Catalog(tmp_path, auto_maintain=False)
+    col = cat.create("c", DIM)
+    col.upsert([f"i{i}" for i in range(100)], v[:100], [{"i": i} for i in range(100)])
+    col.snapshot()
+    col.upsert([f"i{i}" for i in range(100, 200)], v[100:])  # only in the log
+    col.delete([f"i{i}" for i in range(0, 200, 10)])  # some from the snapshot, some from the log
+    lsn = col.lsn
+    cat2 = Catalog(tmp_path, auto_maintain=False)  # as after a crash: no close, no final snapshot
+    col2 = cat2.get("c")
+    assert (col2.count, col2.lsn, col2.recovery_errors) == (180, lsn, [])
+    for i in (1, 55, 151, 199):
+        assert col2.search(v[i], k=1)[0][0].id == f"i{i}"
+    assert col2.get(["i10", "i110"]) == [None, None]
+    assert col2.get(["i5"])[0].metadata == {"i": 5}
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW16,Flat", "IVF8,Flat"])
+def test_deletes_work_for_every_index_type(cat, factory):
+    rng = np.random.default_rng(2)
+    v = unit(rng, 500)
+    col = cat.create("c", DIM, index=factory)
+    col.upsert([f"i{i}" for i in range(500)], v)
+    col.rebuild()
+    assert col.index_factory == factory
+    col.delete([f"i{i}" for i in range(0, 500, 2)])
+    for i in range(0, 500, 2):
+        assert all(h.id != f"i{i}" for h in col.search(v[i], k=5)[0])
+    for i in range(1, 500, 50):
+        assert col.search(v[i], k=1)[0][0].id == f"i{i}"
+    if factory.startswith("HNSW"):
+        assert len(col._ann.dead) == 250  # tombstones until a rebuild
+        col.rebuild()
+        assert len(col._ann.dead) == 0 and col._ann.ntotal == 250
+
+
+def test_untrained_ivf_starts_flat_then_trains(cat):
+    rng = np.random.default_rng(3)
+    col = cat.create("c", DIM, index="IVF16,Flat")
+    col.upsert([f"i{i}" for i in range(100)], unit(rng, 100))
+    col.rebuild()
+    assert col.index_factory == "Flat"  # 100 < 39 * 16 training points
+    col.upsert([f"j{i}" for i in range(700)], unit(rng, 700))
+    assert col._needs_rebuild()
+    col.rebuild()
+    assert col.index_factory == "IVF16,Flat"
+    assert col.count == 800
+
+
+def test_exact_rerank_recovers_what_pq_loses(cat):
+    rng = np.random.default_rng(4)
+    v = unit(rng, 3000, 32)
+    col = cat.create("pq", 32, index="IVF4,PQ4")
+    col.upsert([f"i{i}" for i in range(3000)], v)
+    col.rebuild()
+    q = unit(rng, 50, 32)
+    truth = np.argsort(-(q @ v.T), axis=1)[:, :5]
+    rough = col.search(q, k=5)
+    exact = col.search(q, k=5, exact_rerank=True)
+
+    def recall(res):
+        return np.mean(
+            [
+                len({h.id for h in r} & {f"i{j}" for j in t}) / 5
+                for r, t in zip(res, truth, strict=True)
+            ]
+        )
+
+    assert recall(exact) > recall(rough)
+    assert all(h.score == pytest.approx(float(q[0] @ v[int(h.id[1:])]), abs=1e-5) for h in exact[0])
+
+
+def test_auto_factory_grows_with_the_collection(cat):
+    from index.ann import auto_factory
+
+    assert auto_factory(10) == "Flat"
+    assert auto_factory(49_999) == "Flat"
+    assert auto_factory(60_000) == "IVF1024,Flat"
+    assert auto_factory(1_000_000) == "IVF4096,Flat"
