@@ -1,0 +1,175 @@
+"""Index bench: recall@10 and queries/s of Flat, IVF and HNSW collections against numpy brute
+force measured in the same run, filtered-search latency, bytes per vector, and upsert throughput
+with the durable log on. Synthetic clustered float32 vectors, unit length (cosine).
+
+    python bench/index.py [--n 1000000] [--dim 512] [--queries 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import faiss
+import numpy as np
+
+from index import Catalog
+
+
+def clustered(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(clusters, dim)).astype(np.float32)
+    out = np.empty((n, dim), np.float32)
+    step = 100_000
+    for i in range(0, n, step):
+        m = min(step, n - i)
+        c = rng.integers(0, clusters, size=m)
+        out[i : i + m] = centers[c] + 0.35 * rng.normal(size=(m, dim)).astype(np.float32)
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
+
+
+def brute_force(x: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
+    """numpy top-k by inner product, blocked so memory stays bounded."""
+    best_s = np.full((len(q), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(q), 0), np.int64)
+    for i in range(0, len(x), 200_000):
+        s = q @ x[i : i + 200_000].T
+        part = np.argpartition(-s, k, axis=1)[:, :k]
+        cand_s = np.concatenate([best_s, np.take_along_axis(s, part, 1)], 1)
+        cand_i = np.concatenate([best_i, part + i], 1)
+        order = np.argsort(-cand_s, axis=1)[:, :k]
+        best_s, best_i = np.take_along_axis(cand_s, order, 1), np.take_along_axis(cand_i, order, 1)
+    return best_i
+
+
+def recall(hits, truth: np.ndarray, k: int) -> float:
+    got = [{int(h.id) for h in row[:k]} for row in hits]
+    return float(
+        np.mean([len(g & set(t[:k].tolist())) / k for g, t in zip(got, truth, strict=True)])
+    )
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def index_bytes(col) -> int:
+    with tempfile.NamedTemporaryFile() as f:
+        faiss.write_index(col._ann.index, f.name)
+        return os.path.getsize(f.name)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--clusters", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=10_000, help="items per upsert call")
+    ap.add_argument("--skip-hnsw", action="store_true")
+    ap.add_argument("--dir", default=None, help="data directory (default: a temp dir)")
+    args = ap.parse_args()
+    k = 10
+    root = Path(args.dir or tempfile.mkdtemp(prefix="jointspace-bench-"))
+    print(
+        f"# index bench: n={args.n:,} dim={args.dim} queries={args.queries} "
+        f"faiss={faiss.__version__} threads={faiss.omp_get_max_threads()} data={root}"
+    )
+
+    x = clustered(args.n, args.dim, args.clusters, seed=0)
+    q = clustered(args.queries, args.dim, args.clusters, seed=0)[: args.queries]
+    q = q + 0.1 * np.random.default_rng(1).normal(size=q.shape).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    truth, t_np = timed(lambda: brute_force(x, q, k))
+    np_qps = args.queries / t_np
+    print(f"numpy brute force: {np_qps:,.1f} queries/s (the baseline)")
+
+    rng = np.random.default_rng(2)
+    cats = rng.integers(0, 10, size=args.n)
+    rare = rng.random(args.n) < 0.001
+    cat = Catalog(root, auto_maintain=False)
+    col = cat.create("bench", args.dim, index="Flat")
+    ids = [str(i) for i in range(args.n)]
+    metas = [{"cat": int(c), "rare": bool(r)} for c, r in zip(cats, rare, strict=True)]
+    t0 = time.perf_counter()
+    for i in range(0, args.n, args.batch):
+        col.upsert(ids[i : i + args.batch], x[i : i + args.batch], metas[i : i + args.batch])
+    t_up = time.perf_counter() - t0
+    single = cat.create("single", args.dim, index="Flat")
+    _, t_single = timed(lambda: [single.upsert([f"s{i}"], x[i : i + 1]) for i in range(300)])
+    db_bytes = (root / "bench" / "items.sqlite").stat().st_size
+    print(
+        f"upsert, batches of {args.batch:,}: {args.n / t_up:,.0f} items/s "
+        f"(each batch fsynced before it returns); one item per call: {300 / t_single:,.0f} items/s"
+    )
+    print(f"store on disk: {db_bytes / args.n:,.0f} bytes/vector (float32 vector + JSON metadata)")
+
+    rows = []
+
+    def run(label: str, **kw) -> None:
+        hits, t = timed(lambda: col.search(q, k=k, **kw))
+        rows.append((label, recall(hits, truth, k), args.queries / t))
+
+    run("Flat (exact)")
+    flat_qps = rows[0][2]
+    flat_bytes = index_bytes(col)
+
+    t_build = {}
+    _, t_build["IVF"] = timed(lambda: col.rebuild(f"IVF{4 * int(np.sqrt(args.n)) // 64 * 64},Flat"))
+    ivf_name, ivf_bytes = col.index_factory, index_bytes(col)
+    for nprobe in (8, 16, 32, 64):
+        run(f"{ivf_name} nprobe={nprobe}", nprobe=nprobe)
+
+    # filtered search latency, one query at a time, on the IVF index
+    lat = {}
+    for name, flt in (("cat == 3 (10%)", {"cat": 3}), ("rare (0.1%)", {"rare": True})):
+        ts = []
+        for i in range(50):
+            _, t = timed(lambda i=i, flt=flt: col.search(q[i], k=k, filter=flt, nprobe=32))
+            ts.append(t)
+        lat[name] = (np.percentile(ts, 50) * 1e3, np.percentile(ts, 99) * 1e3)
+    unf = [timed(lambda i=i: col.search(q[i], k=k, nprobe=32))[1] for i in range(50)]
+    lat["no filter"] = (np.percentile(unf, 50) * 1e3, np.percentile(unf, 99) * 1e3)
+
+    hnsw_bytes = None
+    if not args.skip_hnsw:
+        _, t_build["HNSW"] = timed(lambda: col.rebuild("HNSW32,Flat"))
+        hnsw_bytes = index_bytes(col)
+        for ef in (32, 64, 128):
+            run(f"HNSW32,Flat efSearch={ef}", ef=ef)
+
+    print()
+    print(f"{'index':<28} {'recall@10':>9} {'queries/s':>11} {'x numpy':>8} {'x Flat':>7}")
+    for label, r, qps in rows:
+        print(f"{label:<28} {r:>9.3f} {qps:>11,.0f} {qps / np_qps:>8.1f} {qps / flat_qps:>7.1f}")
+    ok = [(lbl, r, qps) for lbl, r, qps in rows if r >= 0.95 and qps >= 10 * flat_qps]
+    print(
+        f"target (recall@10 >= 0.95 at >= 10x Flat queries/s): "
+        f"{'met by ' + ', '.join(lbl for lbl, _, _ in ok) if ok else 'NOT met'}"
+    )
+    print()
+    print(
+        f"bytes/vector: Flat {flat_bytes / args.n:,.0f}, {ivf_name} {ivf_bytes / args.n:,.0f}"
+        + (f", HNSW32,Flat {hnsw_bytes / args.n:,.0f}" if hnsw_bytes else "")
+    )
+    print("build: " + ", ".join(f"{kk} {v:,.0f} s" for kk, v in t_build.items()))
+    print("single-query latency on", ivf_name, "nprobe=32 (p50 / p99 ms):")
+    for name, (p50, p99) in lat.items():
+        print(f"  {name:<16} {p50:8.1f} / {p99:8.1f}")
+    cat.close()
+    if args.dir is None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
