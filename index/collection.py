@@ -82,6 +82,8 @@ class Collection:
         self._dirty = 0  # items written since the last snapshot
         self._built_at = 0  # count when the index was last built
         self._ann, self._applied = self._recover()
+        self._filter_cache: dict[tuple, np.ndarray] = {}  # (sql, params) -> labels, at _applied
+        self._filter_cache_lsn = -1
 
     # -- recovery -----------------------------------------------------------------------------
     @property
@@ -228,7 +230,7 @@ class Collection:
         q = self._check_vectors(q.reshape(1, -1) if q.ndim == 1 else q, None, "queries")
         where = compile_filter(filter) if filter else None
         with self._lock.read():
-            allowed = self.store.matching(*where) if where else None
+            allowed = self._matching(*where) if where else None
             n_cand = len(allowed) if allowed is not None else self._count
             if allowed is not None and len(allowed) <= EXACT_BELOW:
                 scores, labels = self._exact(q, k, allowed)
@@ -252,6 +254,27 @@ class Collection:
                     hits.append(Hit(i, float(s), meta))
             out.append(hits)
         return out
+
+    def _matching(self, sql: str, params: list) -> np.ndarray:
+        """Labels passing a filter; repeated filters are served from a cache valid until the next
+        write (callers hold the read lock, so the lsn cannot move underneath)."""
+        key = (sql, tuple(params))
+        if self._filter_cache_lsn != self._applied:
+            self._filter_cache, self._filter_cache_lsn = {}, self._applied
+        hit = self._filter_cache.get(key)
+        if hit is None:
+            hit = self.store.matching(sql, params)
+            if len(self._filter_cache) >= 64:
+                self._filter_cache.pop(next(iter(self._filter_cache)))
+            self._filter_cache[key] = hit
+        return hit
+
+    def index_field(self, key: str) -> None:
+        """Index one metadata key (e.g. "category" or "dims.w") so that filters on it read an
+        index instead of every item's metadata. Safe to call again."""
+        compile_filter({key: {"$exists": True}})  # validates the key
+        with self._lock.write():
+            self.store.create_field_index(key)
 
     def _order(self, scores: np.ndarray) -> np.ndarray:
         return np.argsort(scores if self.metric == "l2" else -scores, axis=1, kind="stable")

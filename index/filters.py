@@ -9,8 +9,10 @@
     {"a.b": 1}                                     dotted keys reach into nested objects
 
 Several keys in one object are ANDed. Comparisons are type-strict: 1 does not equal "1" or true.
-A missing key never raises: it fails every test but $exists false, $ne and $nin. Owns only the
-translation; knows nothing of FAISS or HTTP.
+A missing key never raises: it fails every test but $exists false, $ne and $nin. JSON paths are
+written into the SQL as literals (quoted by json.dumps, then SQL-quoted) so that SQLite can use an
+expression index on json_extract(meta, PATH) (see `field_index_sql`); values are always parameters.
+Owns only the translation; knows nothing of FAISS or HTTP.
 """
 
 from __future__ import annotations
@@ -25,28 +27,37 @@ MAX_DEPTH = 32
 
 
 def _path(key: str) -> str:
+    """The key as an SQL string literal holding a JSON path, e.g. '$."dims"."w"'."""
     if not isinstance(key, str) or not key or key.startswith("$"):
         raise CollectionError(f"bad filter key {key!r}")
     parts = key.split(".")
     if any(not p for p in parts):
         raise CollectionError(f"bad filter key {key!r}")
-    return "$" + "".join("." + json.dumps(p) for p in parts)
+    path = "$" + "".join("." + json.dumps(p) for p in parts)
+    return "'" + path.replace("'", "''") + "'"
+
+
+def field_index_sql(key: str, name: str) -> str:
+    """CREATE INDEX for one metadata key, usable by the filters this module writes."""
+    return f"CREATE INDEX IF NOT EXISTS {name} ON items(json_extract(meta, {_path(key)}))"
 
 
 def _typed_eq(path: str, value: Any) -> tuple[str, list]:
     """SQL true exactly when the JSON value at path equals `value`, type included."""
     if value is None:
-        return "json_type(meta, ?) = 'null'", [path]
-    if isinstance(value, bool):
-        return "json_type(meta, ?) = ?", [path, "true" if value else "false"]
+        return f"json_type(meta, {path}) = 'null'", []
+    if isinstance(value, bool):  # json_extract gives 1/0 for true/false: indexable
+        return (
+            f"(json_extract(meta, {path}) = ? AND json_type(meta, {path}) = ?)",
+            [int(value), "true" if value else "false"],
+        )
     if isinstance(value, (int, float)):
-        return "(json_type(meta, ?) IN ('integer', 'real') AND json_extract(meta, ?) = ?)", [
-            path,
-            path,
-            value,
-        ]
+        return (
+            f"(json_extract(meta, {path}) = ? AND json_type(meta, {path}) IN ('integer', 'real'))",
+            [value],
+        )
     if isinstance(value, str):
-        return "(json_type(meta, ?) = 'text' AND json_extract(meta, ?) = ?)", [path, path, value]
+        return f"(json_extract(meta, {path}) = ? AND json_type(meta, {path}) = 'text')", [value]
     raise CollectionError(
         f"filter values must be strings, numbers, booleans or null, not {value!r}"
     )
@@ -77,18 +88,18 @@ def _field(key: str, cond: Any) -> tuple[str, list]:
             if isinstance(arg, bool) or not isinstance(arg, (int, float)):
                 raise CollectionError(f"{op} for {key!r} needs a number, not {arg!r}")
             sql = (
-                f"(json_type(meta, ?) IN ('integer', 'real') AND json_extract(meta, ?) "
-                f"{RANGE_OPS[op]} ?)"
+                f"(json_extract(meta, {path}) {RANGE_OPS[op]} ? "
+                f"AND json_type(meta, {path}) IN ('integer', 'real'))"
             )
-            p = [path, path, arg]
+            p = [arg]
         elif op == "$exists":
             if not isinstance(arg, bool):
                 raise CollectionError(f"$exists for {key!r} needs true or false")
-            sql = f"json_type(meta, ?) IS {'NOT ' if arg else ''}NULL"
-            p = [path]
+            sql = f"json_type(meta, {path}) IS {'NOT ' if arg else ''}NULL"
+            p = []
         else:
             raise CollectionError(f"unknown filter operator {op!r} for {key!r}")
-        parts.append(f"COALESCE({sql}, 0)")
+        parts.append(sql)  # NULL (missing key) is false in WHERE; only NOT needs COALESCE
         params.extend(p)
     return "(" + " AND ".join(parts) + ")", params
 

@@ -132,6 +132,17 @@ class ItemStore:
             cur.executemany("INSERT INTO tombstones VALUES (?, ?)", ((x, lsn) for x in labels))
         return np.array(labels, dtype=np.int64)
 
+    def create_field_index(self, key: str) -> str:
+        """An expression index on one metadata key, so filters on it need no full scan."""
+        import hashlib
+
+        from index.filters import field_index_sql
+
+        name = "meta_" + hashlib.sha1(key.encode()).hexdigest()[:16]
+        with self._wlock:
+            self._w.execute(field_index_sql(key, name))
+        return name
+
     def prune_tombstones(self, upto_lsn: int) -> None:
         """Forget removals every kept snapshot already reflects."""
         with self._wlock:

@@ -211,3 +211,29 @@ def test_auto_factory_grows_with_the_collection(cat):
     assert auto_factory(49_999) == "Flat"
     assert auto_factory(60_000) == "IVF1024,Flat"
     assert auto_factory(1_000_000) == "IVF4096,Flat"
+
+
+def test_field_index_is_used_and_filter_cache_follows_writes(cat):
+    import sqlite3
+
+    from index import compile_filter
+
+    rng = np.random.default_rng(5)
+    col = cat.create("c", DIM)
+    v = unit(rng, 100)
+    col.upsert([f"i{i}" for i in range(100)], v, [{"cat": i % 5} for i in range(100)])
+    flt = {"cat": 3}
+    assert len(col.search(v[3], k=100, filter=flt)[0]) == 20
+    col.upsert(["i0"], v[:1], [{"cat": 3}])  # cached labels must not survive this write
+    assert len(col.search(v[3], k=100, filter=flt)[0]) == 21
+    col.index_field("cat")
+    sql, params = compile_filter(flt)
+    db = sqlite3.connect(col.store.path)
+    plan = " ".join(
+        r[-1] for r in db.execute(f"EXPLAIN QUERY PLAN SELECT label FROM items WHERE {sql}", params)
+    )
+    db.close()
+    assert "USING INDEX meta_" in plan
+    assert sorted(h.id for h in col.search(v[3], k=100, filter=flt)[0]) == sorted(
+        ["i0"] + [f"i{i}" for i in range(3, 100, 5)]
+    )
