@@ -1,8 +1,8 @@
 """Model specs: one string names a model everywhere (CLI, config, API).
 
-Owns parsing `open_clip:ARCH@TAG_OR_PATH` and `hf:ID_OR_DIR`, turning a spec into a loaded
-`Encoder`, and listing what can be loaded. Every malformed spec gets a one-line message that says
-what was expected. Knows nothing of FAISS or HTTP.
+Owns parsing `house` / `house:DIR`, `open_clip:ARCH@TAG_OR_PATH` and `hf:ID_OR_DIR`, turning a
+spec into a loaded `Encoder`, and listing what can be loaded. Every malformed spec gets a one-line
+message that says what was expected. Knows nothing of FAISS or HTTP.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 from encoders.base import Encoder
 from encoders.errors import ModelSpecError
 
-SPEC_FORMS = "'open_clip:ARCH@TAG_OR_CHECKPOINT' or 'hf:HUB_ID_OR_DIR'"
-BACKENDS = ("open_clip", "hf")
+SPEC_FORMS = "'house', 'house:DIR', 'open_clip:ARCH@TAG_OR_CHECKPOINT' or 'hf:HUB_ID_OR_DIR'"
+BACKENDS = ("open_clip", "hf", "house")
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class ModelSpec:
     source: str | None = None  # open_clip pretrained tag, checkpoint path or random-init
 
     def __str__(self) -> str:
+        if self.backend == "house":
+            return f"house:{self.name}" if self.name else "house"
         if self.backend == "open_clip":
             return f"open_clip:{self.name}@{self.source}"
         return f"{self.backend}:{self.name}"
@@ -35,13 +37,15 @@ def parse_spec(spec: str) -> ModelSpec:
     if not isinstance(spec, str) or not spec.strip():
         raise ModelSpecError(f"empty model spec: expected {SPEC_FORMS}")
     spec = spec.strip()
+    if spec == "house":
+        return ModelSpec("house", "")
     backend, sep, rest = spec.partition(":")
     if not sep or backend not in BACKENDS:
         raise ModelSpecError(f"unknown model spec '{spec}': expected {SPEC_FORMS}")
     if not rest:
         raise ModelSpecError(f"model spec '{spec}' names no model after '{backend}:'")
-    if backend == "hf":
-        return ModelSpec("hf", rest)
+    if backend in ("hf", "house"):
+        return ModelSpec(backend, rest)
     arch, at, source = rest.partition("@")
     if not at or not arch or not source:
         raise ModelSpecError(
@@ -54,6 +58,10 @@ def parse_spec(spec: str) -> ModelSpec:
 def load_encoder(spec: str | ModelSpec, device: str | None = None) -> Encoder:
     """Load the encoder a spec names, on `device` (default: CUDA when present, else CPU)."""
     ms = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
+    if ms.backend == "house":
+        from encoders.house import HouseEncoder
+
+        return HouseEncoder(ms.name or None, device=device)
     if ms.backend == "open_clip":
         from encoders.openclip import OpenClipEncoder
 

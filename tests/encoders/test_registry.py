@@ -18,6 +18,12 @@ def test_parse_open_clip_tag_and_path():
     assert str(parse_spec("open_clip:RN50@openai")) == "open_clip:RN50@openai"
 
 
+def test_parse_house():
+    assert parse_spec("house") == ModelSpec("house", "")
+    assert parse_spec("house:/models/h") == ModelSpec("house", "/models/h")
+    assert (str(parse_spec("house")), str(parse_spec("house:/m"))) == ("house", "house:/m")
+
+
 def test_parse_hf_id_and_dir():
     assert parse_spec("hf:google/siglip-base-patch16-224") == ModelSpec(
         "hf", "google/siglip-base-patch16-224"
@@ -28,16 +34,20 @@ def test_parse_hf_id_and_dir():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("", "empty model spec: expected 'open_clip:ARCH@TAG_OR_CHECKPOINT' or 'hf:HUB_ID_OR_DIR'"),
+        (
+            "",
+            "empty model spec: expected 'house', 'house:DIR', "
+            "'open_clip:ARCH@TAG_OR_CHECKPOINT' or 'hf:HUB_ID_OR_DIR'",
+        ),
         (
             "clip-vit",
-            "unknown model spec 'clip-vit': expected 'open_clip:ARCH@TAG_OR_CHECKPOINT' "
-            "or 'hf:HUB_ID_OR_DIR'",
+            "unknown model spec 'clip-vit': expected 'house', 'house:DIR', "
+            "'open_clip:ARCH@TAG_OR_CHECKPOINT' or 'hf:HUB_ID_OR_DIR'",
         ),
         (
             "torch:ViT-B-32",
-            "unknown model spec 'torch:ViT-B-32': expected 'open_clip:ARCH@TAG_OR_CHECKPOINT' "
-            "or 'hf:HUB_ID_OR_DIR'",
+            "unknown model spec 'torch:ViT-B-32': expected 'house', 'house:DIR', "
+            "'open_clip:ARCH@TAG_OR_CHECKPOINT' or 'hf:HUB_ID_OR_DIR'",
         ),
         ("hf:", "model spec 'hf:' names no model after 'hf:'"),
         (

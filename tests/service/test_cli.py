@@ -112,8 +112,8 @@ def one_line_error(res, expected: str) -> None:
 def test_unknown_spec():
     one_line_error(
         run("embed", "--model", "clip", "--text", "a"),
-        "unknown model spec 'clip': expected 'open_clip:ARCH@TAG_OR_CHECKPOINT' or "
-        "'hf:HUB_ID_OR_DIR'",
+        "unknown model spec 'clip': expected 'house', 'house:DIR', "
+        "'open_clip:ARCH@TAG_OR_CHECKPOINT' or 'hf:HUB_ID_OR_DIR'",
     )
 
 
