@@ -50,6 +50,7 @@ class HouseConfig:
     embed_dim: int = 256
     image_size: int = 32
     widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    depths: list[int] = field(default_factory=lambda: [1, 1, 1, 1])  # convs per stage
     text_dim: int = 384
     head_hidden: int = 512
     context_length: int = 128
@@ -67,10 +68,10 @@ class ImageTower(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = 3
-        for i, c in enumerate(cfg.widths):
-            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.GELU()]
-            if i > 0:  # a second conv per stage past the first: depth where the maps are small
-                layers += [nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.GELU()]
+        for i, (c, depth) in enumerate(zip(cfg.widths, cfg.depths, strict=True)):
+            for d in range(depth):
+                conv = nn.Conv2d(c_in if d == 0 else c, c, 3, padding=1, bias=False)
+                layers += [conv, nn.BatchNorm2d(c), nn.GELU()]
             if i < len(cfg.widths) - 1:
                 layers.append(nn.MaxPool2d(2))
             c_in = c

@@ -195,6 +195,107 @@ def print_similarity(ids: list[str], texts: list[str], paths: list[Path], m: np.
     out.print(table)
 
 
+@app.command()
+@friendly
+def train(
+    config: Annotated[
+        Path | None, typer.Option(help="TOML or JSON file of training options.")
+    ] = None,
+    out: Annotated[str | None, typer.Option(help="Run directory (checkpoint, model).")] = None,
+    loss: Annotated[str | None, typer.Option(help="siglip or clip.")] = None,
+    steps: Annotated[int | None, typer.Option(min=1)] = None,
+    batch_size: Annotated[int | None, typer.Option(min=2)] = None,
+    lr: Annotated[float | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated: fashion-mnist, tuxpaint, emoji, folder:DIR, tar:GLOB."),
+    ] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Chunked sigmoid loss block size.")] = None,
+    eval_every: Annotated[int | None, typer.Option(min=1)] = None,
+) -> None:
+    """Train the house towers; resumes from the run directory's checkpoint when there is one."""
+    from training.data import MissingData
+    from training.trainer import TrainConfig, Trainer
+
+    try:
+        cfg = TrainConfig.load(
+            str(config) if config else None, out=out, loss=loss, steps=steps,
+            batch_size=batch_size, lr=lr, seed=seed, chunk_size=chunk_size,
+            eval_every=eval_every, data=data.split(",") if data else None,
+        )  # fmt: skip
+        trainer = Trainer(cfg, log=err.print)
+    except (ValueError, MissingData, FileNotFoundError) as e:
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    resumed = trainer.resume()
+    if trainer.rank == 0:
+        what = f"resumed at step {trainer.step}" if resumed else "new run"
+        err.print(
+            f"{cfg.out}: {what}; {len(trainer.mixture):,} samples, loss={cfg.loss}", markup=False
+        )
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"), console=err, disable=trainer.rank != 0,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("training", total=cfg.steps, completed=trainer.step, status="")
+
+        def show(rec: dict) -> None:
+            status = f"loss {rec['loss']:.3f}"
+            if "zero_shot_top1" in rec:
+                status += f" zero-shot {rec['zero_shot_top1']:.3f}"
+                err.print(f"step {rec['step']}: {status}", markup=False)
+            bar.update(task, completed=rec["step"], status=status)
+
+        trainer.run(progress=show)
+    if trainer.rank == 0:
+        err.print(f"model written to {Path(cfg.out) / 'model'} (load it as house:{cfg.out}/model)")
+
+
+@app.command("eval")
+@friendly
+def eval_cmd(
+    model: Annotated[str, typer.Option(help="Model spec to evaluate.")] = "house",
+    suite: Annotated[
+        list[str] | None,
+        typer.Option(help="fashion-zero-shot, fashion-tinted, tuxpaint, emoji (default: all)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Fashion-MNIST test images to use.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out splits and tints.")] = 0,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Write the results as JSON.")
+    ] = None,
+    device: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Zero-shot top-1 and retrieval Recall@1/5/10 of any model on the held-out splits."""
+    from training.data import MissingData
+    from training.eval import SUITES, evaluate
+
+    enc = load_encoder(model, device=device)
+    try:
+        res = evaluate(enc, tuple(suite or SUITES), limit=limit, seed=seed)
+    except (ValueError, MissingData) as e:
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(res, indent=2) + "\n")
+    table = Table(title=f"{res['model']} (seed {seed})")
+    for col in ("suite", "metric", "value", "chance"):
+        table.add_column(col, justify="left" if col in ("suite", "metric") else "right")
+    for name, metrics in res["suites"].items():
+        for key, val in metrics.items():
+            if key.startswith("chance") or not isinstance(val, float):
+                continue
+            k = key.split("@")[-1] if "@" in key else None
+            chance = metrics.get(f"chance@{k}") if k else None
+            table.add_row(name, key, f"{val:.3f}", f"{chance:.3f}" if chance is not None else "")
+    out.print(table)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,133 @@
+"""Evaluation of any encoder on the held-out splits: zero-shot classification and retrieval.
+
+Works through the `Encoder` interface only, so every model spec (house, open_clip, hf) is measured
+the same way. Suites:
+- fashion-zero-shot: Fashion-MNIST test split (10k), top-1 with an ensemble of prompt wordings never
+  used in training (`EVAL_TEMPLATES`);
+- fashion-tinted: the test split, each image tinted with a colour fixed by the seed; for every
+  "a <colour> <item>" query, is the top image of the right colour and item (Recall@1), and of the
+  right colour, and of the right item, each measured on its own;
+- tuxpaint, emoji: held-out captions, text-to-image and image-to-text Recall@1/5/10 against chance.
+Knows nothing of FAISS or HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+from encoders.base import Encoder
+from training.data import (
+    COLOURS,
+    EVAL_TEMPLATES,
+    FASHION_CLASSES,
+    NotoEmoji,
+    TuxPaintStamps,
+    fashion_mnist,
+    tint,
+)
+
+SUITES = ("fashion-zero-shot", "fashion-tinted", "tuxpaint", "emoji")
+
+
+def _images(arr: np.ndarray) -> list[Image.Image]:
+    return [Image.fromarray(a).convert("RGB") for a in arr]
+
+
+def class_vectors(enc: Encoder, classes: list[str], templates: list[str]) -> np.ndarray:
+    """One unit vector per class: the mean of its prompts' vectors (a prompt ensemble)."""
+    v = enc.embed_text([t.format(c) for c in classes for t in templates])
+    v = v.reshape(len(classes), len(templates), -1).mean(1)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def fashion_zero_shot(enc: Encoder, limit: int | None = None, **_) -> dict:
+    grey, labels = fashion_mnist("test")
+    grey, labels = grey[:limit], labels[:limit]
+    img = enc.embed_images(_images(grey))
+    pred = (img @ class_vectors(enc, FASHION_CLASSES, EVAL_TEMPLATES).T).argmax(1)
+    per_class = {c: float((pred[labels == i] == i).mean()) for i, c in enumerate(FASHION_CLASSES)}
+    return {"top1": float((pred == labels).mean()), "n": len(labels), "per_class": per_class}
+
+
+def fashion_tinted(enc: Encoder, limit: int | None = None, seed: int = 0, **_) -> dict:
+    grey, labels = fashion_mnist("test")
+    grey, labels = grey[:limit], labels[:limit]
+    names = list(COLOURS)
+    colour = np.random.default_rng([seed, 5]).integers(len(names), size=len(labels))
+    imgs = [Image.fromarray(tint(g, names[c])) for g, c in zip(grey, colour, strict=True)]
+    gallery = enc.embed_images(imgs)
+    queries = [(c, i) for c in range(len(names)) for i in range(len(FASHION_CLASSES))]
+    q = enc.embed_text([f"a {names[c]} {FASHION_CLASSES[i]}" for c, i in queries])
+    top = np.argsort(-(q @ gallery.T), axis=1)[:, :10]
+    both, col, item, r5, r10 = [], [], [], [], []
+    for (c, i), row in zip(queries, top, strict=True):
+        hit = (colour[row] == c) & (labels[row] == i)
+        both.append(hit[0])
+        col.append(colour[row[0]] == c)
+        item.append(labels[row[0]] == i)
+        r5.append(hit[:5].any())
+        r10.append(hit[:10].any())
+    return {
+        "recall@1": float(np.mean(both)),
+        "recall@5": float(np.mean(r5)),
+        "recall@10": float(np.mean(r10)),
+        "colour@1": float(np.mean(col)),
+        "item@1": float(np.mean(item)),
+        "chance@1": 1 / len(queries),
+        "queries": len(queries),
+        "gallery": len(labels),
+    }
+
+
+def retrieval(images: list[Image.Image], captions: list[str], enc: Encoder) -> dict:
+    """Recall@k both ways; items sharing a caption count as relevant to each other."""
+    img = enc.embed_images(images)
+    uniq = list(dict.fromkeys(captions))
+    txt = enc.embed_text(uniq)
+    cap_id = np.array([uniq.index(c) for c in captions])
+    t2i = np.argsort(-(txt @ img.T), axis=1)  # per unique caption, images
+    i2t = np.argsort(-(img @ txt.T), axis=1)  # per image, unique captions
+    out = {"n_images": len(images), "n_captions": len(uniq)}
+    for k in (1, 5, 10):
+        out[f"t2i_recall@{k}"] = float(
+            np.mean([(cap_id[t2i[j, :k]] == j).any() for j in range(len(uniq))])
+        )
+        out[f"i2t_recall@{k}"] = float(
+            np.mean([(i2t[j, :k] == cap_id[j]).any() for j in range(len(images))])
+        )
+        out[f"chance@{k}"] = min(1.0, k / len(images))
+    return out
+
+
+def tuxpaint(enc: Encoder, seed: int = 0, **_) -> dict:
+    ds = TuxPaintStamps("test", seed)
+    pairs = [ds[i] for i in range(len(ds))]
+    return retrieval([p.image for p in pairs], [p.caption for p in pairs], enc)
+
+
+def emoji(enc: Encoder, seed: int = 0, **_) -> dict:
+    ds = NotoEmoji("test", seed)
+    pairs = [ds[i] for i in range(len(ds))]
+    return retrieval([p.image for p in pairs], [p.caption for p in pairs], enc)
+
+
+RUNNERS: dict[str, Callable[..., dict]] = {
+    "fashion-zero-shot": fashion_zero_shot,
+    "fashion-tinted": fashion_tinted,
+    "tuxpaint": tuxpaint,
+    "emoji": emoji,
+}
+
+
+def evaluate(enc: Encoder, suites=SUITES, limit: int | None = None, seed: int = 0) -> dict:
+    unknown = [s for s in suites if s not in RUNNERS]
+    if unknown:
+        raise ValueError(f"unknown eval suite(s) {', '.join(unknown)}; known: {', '.join(SUITES)}")
+    return {
+        "model": enc.name,
+        "seed": seed,
+        "suites": {s: RUNNERS[s](enc, limit=limit, seed=seed) for s in suites},
+    }
