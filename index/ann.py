@@ -66,6 +66,9 @@ class AnnIndex:
         self.removable = not any(t in factory for t in NO_REMOVE)
         if index is None:
             index = faiss.index_factory(dim, factory, METRICS[metric])
+            hnsw = getattr(faiss.downcast_index(index), "hnsw", None)
+            if hnsw is not None:  # FAISS's default of 40 gives poor graphs on clustered data
+                hnsw.efConstruction = max(hnsw.efConstruction, 80)
             if not isinstance(index, faiss.IndexIVF) and "IVF" not in factory:
                 index = faiss.IndexIDMap2(index)
         self.index = index

@@ -38,8 +38,12 @@ def _path(key: str) -> str:
 
 
 def field_index_sql(key: str, name: str) -> str:
-    """CREATE INDEX for one metadata key, usable by the filters this module writes."""
-    return f"CREATE INDEX IF NOT EXISTS {name} ON items(json_extract(meta, {_path(key)}))"
+    """CREATE INDEX for one metadata key, usable by the filters this module writes: the value and
+    its JSON type, so both terms of a typed comparison are answered from the index."""
+    p = _path(key)
+    return (
+        f"CREATE INDEX IF NOT EXISTS {name} ON items(json_extract(meta, {p}), json_type(meta, {p}))"
+    )
 
 
 def _typed_eq(path: str, value: Any) -> tuple[str, list]:
