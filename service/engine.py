@@ -1,0 +1,127 @@
+"""The engine: one loaded encoder behind a dynamic batcher per modality, plus the collections.
+
+Runs without the web stack (tests and the CLI drive it directly); the FastAPI app only translates
+HTTP to these calls. Owns input limits that are not about HTTP (text length, image pixels) and the
+media files kept beside the collections for the web page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from encoders import Encoder, InputError, decode_image, load_encoder
+from index import Catalog
+from service.batcher import Batcher
+from service.settings import Settings
+
+
+@dataclass
+class TextResult:
+    vectors: np.ndarray
+    n_tokens: list[int]
+    truncated: list[bool]
+
+
+class Engine:
+    def __init__(self, settings: Settings, encoder: Encoder | None = None, on_batch=None) -> None:
+        self.settings = settings
+        self.encoder = encoder or load_encoder(settings.model, device=settings.device)
+        self.catalog = Catalog(Path(settings.data_dir) / "collections")
+        self.media_dir = Path(settings.data_dir) / "media"
+        self.batchers = {
+            "text": self._batcher(self._texts, "text", on_batch),
+            "image": self._batcher(self._images, "image", on_batch),
+        }
+
+    def _batcher(self, fn, modality: str, on_batch) -> Batcher:
+        s = self.settings
+        report = (lambda n, t: on_batch(modality, n, t)) if on_batch else None
+        return Batcher(
+            fn, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms, queue_size=s.queue_size,
+            on_batch=report,
+        )  # fmt: skip
+
+    async def start(self) -> None:
+        for b in self.batchers.values():
+            b.start()
+
+    async def stop(self) -> None:
+        for b in self.batchers.values():
+            await b.stop()
+        self.catalog.close()
+
+    # -- model calls, run in the batchers' worker threads -------------------------------------
+    def _texts(self, texts: list[str]) -> list[tuple[np.ndarray, int, bool]]:
+        res = self.encoder.encode_text(texts)
+        return list(zip(res.vectors, res.n_tokens, res.truncated, strict=True))
+
+    def _images(self, images: list[Image.Image]) -> list[np.ndarray]:
+        return list(self.encoder.embed_images(images))
+
+    # -- async API ------------------------------------------------------------------------------
+    def check_texts(self, texts: list[str]) -> None:
+        limit = self.settings.max_text_chars
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not t.strip():
+                raise InputError(f"text {i} is empty")
+            if len(t) > limit:
+                raise InputError(f"text {i} has {len(t)} characters, over the limit of {limit}")
+
+    async def embed_texts(
+        self, texts: list[str], truncate: bool = False, cancel: asyncio.Event | None = None
+    ) -> TextResult:
+        self.check_texts(texts)
+        out = await self._wait(self.batchers["text"].submit(texts), cancel)
+        truncated = [bool(r[2]) for r in out]
+        if not truncate and any(truncated):
+            i = truncated.index(True)
+            raise InputError(
+                f"text {i} is longer than the model's {self.encoder.context_length}-token context: "
+                "shorten it or pass truncate=true"
+            )
+        return TextResult(np.stack([r[0] for r in out]), [int(r[1]) for r in out], truncated)
+
+    def decode(self, data: bytes, name: str) -> Image.Image:
+        return decode_image(data, max_pixels=self.settings.max_pixels, name=name)
+
+    async def embed_images(
+        self, images: list[Image.Image], cancel: asyncio.Event | None = None
+    ) -> np.ndarray:
+        out = await self._wait(self.batchers["image"].submit(images), cancel)
+        return np.stack(out)
+
+    async def _wait(self, fut: asyncio.Future, cancel: asyncio.Event | None):
+        """Wait for a batch result; give up (cancelling the job) if `cancel` is set first."""
+        if cancel is None:
+            return await asyncio.wait_for(fut, self.settings.request_timeout_s)
+        stop = asyncio.ensure_future(cancel.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {fut, stop}, timeout=self.settings.request_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )  # fmt: skip
+        finally:
+            stop.cancel()
+        if fut in done:
+            return fut.result()
+        fut.cancel()
+        if not done:
+            raise TimeoutError("the model did not answer in time")
+        raise asyncio.CancelledError("client went away")
+
+    # -- media for the web page ----------------------------------------------------------------
+    def save_media(self, collection: str, item_id: str, image: Image.Image) -> str:
+        """A small PNG of an item's image; returns its name under /media/{collection}/."""
+        name = hashlib.sha1(item_id.encode()).hexdigest()[:20] + ".png"
+        d = self.media_dir / collection
+        d.mkdir(parents=True, exist_ok=True)
+        thumb = image.copy()
+        thumb.thumbnail((256, 256))
+        thumb.save(d / name)
+        return name

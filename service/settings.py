@@ -1,0 +1,99 @@
+"""Service settings: defaults, then JOINTSPACE_* environment variables, then command-line flags.
+
+Validated once at start-up; a bad value or a bad combination stops the service with a message that
+says what to change. No other module reads the environment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+ENV_PREFIX = "JOINTSPACE_"
+
+
+class SettingsError(ValueError):
+    """A setting or combination of settings the service cannot start with."""
+
+
+class Settings(BaseModel, extra="forbid"):
+    model: str = Field("house", description="Model spec served (see `jointspace models`).")
+    data_dir: Path = Field(Path("data"), description="Where collections and media live.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    device: str | None = None
+    max_batch: int = Field(64, ge=1, le=4096, description="Inputs per forward pass.")
+    max_wait_ms: float = Field(5.0, ge=0, le=1000, description="How long a batch waits to fill.")
+    queue_size: int = Field(1024, ge=1, description="Queued inputs per model and modality.")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_items: int = Field(256, ge=1, description="Inputs or items per request.")
+    max_pixels: int = Field(40_000_000, ge=1)
+    max_text_chars: int = Field(20_000, ge=1)
+    request_timeout_s: float = Field(60.0, gt=0)
+    api_keys: list[str] = Field(default_factory=list, description="Bearer tokens with full access.")
+    read_only_keys: list[str] = Field(default_factory=list, description="Tokens that cannot write.")
+    cors_origins: list[str] = Field(default_factory=list)
+    demo: bool = Field(True, description="Build the demo collection on first start.")
+
+    @model_validator(mode="after")
+    def _combinations(self) -> Settings:
+        if self.read_only_keys and not self.api_keys:
+            raise ValueError(
+                "read-only keys need at least one full-access key too: set JOINTSPACE_API_KEYS "
+                "(or drop JOINTSPACE_READ_ONLY_KEYS)"
+            )
+        if set(self.api_keys) & set(self.read_only_keys):
+            raise ValueError("a key cannot be both full-access and read-only")
+        if any(len(k) < 16 for k in self.api_keys + self.read_only_keys):
+            raise ValueError("API keys must be at least 16 characters long")
+        if "*" in self.cors_origins and (self.api_keys or self.read_only_keys):
+            raise ValueError(
+                "CORS origin '*' with API keys would let any web page use a visitor's key: "
+                "list the allowed origins in JOINTSPACE_CORS_ORIGINS"
+            )
+        if not self.api_keys and not _is_loopback(self.host):
+            raise ValueError(
+                f"refusing to listen on {self.host} without API keys: set JOINTSPACE_API_KEYS, or "
+                "bind to 127.0.0.1"
+            )
+        return self
+
+    @classmethod
+    def load(cls, env: dict[str, str] | None = None, **flags) -> Settings:
+        """Defaults < JOINTSPACE_* variables < flags (None flags are ignored)."""
+        env = dict(os.environ if env is None else env)
+        data: dict = {}
+        for name, field in cls.model_fields.items():
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw is None:
+                continue
+            ann = str(field.annotation)
+            if "list" in ann:
+                data[name] = [x.strip() for x in raw.split(",") if x.strip()]
+            elif ann == "<class 'bool'>":
+                data[name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            else:
+                data[name] = raw
+        data |= {k: v for k, v in flags.items() if v is not None}
+        try:
+            return cls(**data)
+        except ValidationError as e:
+            first = e.errors()[0]
+            msg = first["msg"].removeprefix("Value error, ")
+            where = ".".join(str(x) for x in first["loc"])
+            if not where:
+                raise SettingsError(msg) from None
+            var = f" ({ENV_PREFIX}{where.upper()})" if where in cls.model_fields else ""
+            raise SettingsError(f"{where}{var}: {msg}") from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
