@@ -104,6 +104,9 @@ class Encoder(ABC):
     dtype: torch.dtype
     #: "softmax" (CLIP-style) or "sigmoid" (SigLIP-style): how similarities turn into scores
     loss: str = "softmax"
+    #: the trained temperature (exponentiated) and bias that turn similarities into logits
+    logit_scale: float = 100.0
+    logit_bias: float = 0.0
     text_batch_size: int = 64
     image_batch_size: int = 32
 

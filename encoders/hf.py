@@ -70,6 +70,14 @@ class HFEncoder(Encoder):
         self.name = f"hf:{source}"
         self.modalities = frozenset({TEXT, IMAGE})
         self.context_length = self._context_length(config)
+        scale = getattr(self.model, "logit_scale", None)
+        if isinstance(scale, torch.Tensor):  # ALIGN keeps a plain temperature instead
+            self.logit_scale = float(scale.detach().float().exp())
+        elif hasattr(self.model, "temperature"):
+            self.logit_scale = float(1 / self.model.temperature.detach().float())
+        bias = getattr(self.model, "logit_bias", None)
+        if isinstance(bias, torch.Tensor):
+            self.logit_bias = float(bias.detach().float())
         with torch.inference_mode():
             self.dim = int(self._text_batch(["a"])[0].shape[-1])
 

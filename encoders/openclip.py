@@ -71,7 +71,10 @@ class OpenClipEncoder(Encoder):
         self.dim = int(open_clip.get_model_config(arch)["embed_dim"])
         self.modalities = frozenset({TEXT, IMAGE})
         self.context_length = int(tokenizer.context_length or self.model.context_length)
-        self.loss = "sigmoid" if getattr(self.model, "logit_bias", None) is not None else "softmax"
+        bias = getattr(self.model, "logit_bias", None)
+        self.loss = "sigmoid" if bias is not None else "softmax"
+        self.logit_scale = float(self.model.logit_scale.detach().float().exp())
+        self.logit_bias = float(bias.detach().float()) if bias is not None else 0.0
         self._count = self._token_counter(tokenizer)
 
     @staticmethod

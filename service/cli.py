@@ -296,6 +296,42 @@ def eval_cmd(
     out.print(table)
 
 
+@app.command()
+def serve(
+    model: Annotated[str | None, typer.Option(help="Model spec (default: house).")] = None,
+    host: Annotated[str | None, typer.Option(help="Default 127.0.0.1.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default 8000.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Collections and media (default ./data).")
+    ] = None,
+    demo: Annotated[
+        bool | None, typer.Option(help="Build the demo collection on first start.")
+    ] = None,
+    device: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Run the HTTP service. Every option can also come from JOINTSPACE_* environment variables."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.load(
+            model=model, host=host, port=port, data_dir=data_dir, demo=demo, device=device
+        )
+        application = create_app(settings)
+    except SettingsError as e:
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    shown = "localhost" if settings.host in ("127.0.0.1", "::1") else settings.host
+    err.print(f"jointspace: serving {settings.model} at http://{shown}:{settings.port}/ "
+              "(the page), /docs (the API)", markup=False, highlight=False)  # fmt: skip
+    uvicorn.run(
+        application, host=settings.host, port=settings.port, log_level="info",
+        timeout_graceful_shutdown=30,
+    )  # fmt: skip
+
+
 def main() -> None:
     app()
 

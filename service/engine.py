@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from encoders import Encoder, InputError, decode_image, load_encoder
 from index import Catalog
 from service.batcher import Batcher
 from service.settings import Settings
+
+
+class ModelError(RuntimeError):
+    """The model failed on a batch; the requests of that batch fail with it."""
 
 
 @dataclass
@@ -99,7 +104,11 @@ class Engine:
     async def _wait(self, fut: asyncio.Future, cancel: asyncio.Event | None):
         """Wait for a batch result; give up (cancelling the job) if `cancel` is set first."""
         if cancel is None:
-            return await asyncio.wait_for(fut, self.settings.request_timeout_s)
+            await asyncio.wait([fut], timeout=self.settings.request_timeout_s)
+            if not fut.done():
+                fut.cancel()
+                raise TimeoutError("the model did not answer in time")
+            return self._result(fut)
         stop = asyncio.ensure_future(cancel.wait())
         try:
             done, _ = await asyncio.wait(
@@ -109,19 +118,35 @@ class Engine:
         finally:
             stop.cancel()
         if fut in done:
-            return fut.result()
+            return self._result(fut)
         fut.cancel()
         if not done:
             raise TimeoutError("the model did not answer in time")
         raise asyncio.CancelledError("client went away")
 
+    @staticmethod
+    def _result(fut: asyncio.Future):
+        try:
+            return fut.result()
+        except (InputError, asyncio.CancelledError):
+            raise
+        except Exception as e:
+            raise ModelError(f"{type(e).__name__}: {e}") from e
+
     # -- media for the web page ----------------------------------------------------------------
     def save_media(self, collection: str, item_id: str, image: Image.Image) -> str:
         """A small PNG of an item's image; returns its name under /media/{collection}/."""
-        name = hashlib.sha1(item_id.encode()).hexdigest()[:20] + ".png"
+        name = media_name(item_id)
         d = self.media_dir / collection
         d.mkdir(parents=True, exist_ok=True)
         thumb = image.copy()
         thumb.thumbnail((256, 256))
         thumb.save(d / name)
         return name
+
+    def drop_media(self, collection: str) -> None:
+        shutil.rmtree(self.media_dir / collection, ignore_errors=True)
+
+
+def media_name(item_id: str) -> str:
+    return hashlib.sha1(item_id.encode()).hexdigest()[:20] + ".png"

@@ -1,0 +1,48 @@
+"""Settings: environment and flags, validated at start-up with actionable messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.settings import Settings, SettingsError
+
+KEY = "k" * 20
+
+
+def test_defaults_env_and_flags():
+    s = Settings.load({"JOINTSPACE_MAX_BATCH": "16", "JOINTSPACE_CORS_ORIGINS": "https://a, https://b",
+                       "JOINTSPACE_DEMO": "false"}, port=9000)  # fmt: skip
+    assert (s.model, s.max_batch, s.port, s.demo) == ("house", 16, 9000, False)
+    assert s.cors_origins == ["https://a", "https://b"]
+    assert s.data_dir == Path("data")
+    assert Settings.load({"JOINTSPACE_PORT": "1"}, port=None).port == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"JOINTSPACE_READ_ONLY_KEYS": KEY}, "read-only keys need at least one full-access key "
+         "too: set JOINTSPACE_API_KEYS (or drop JOINTSPACE_READ_ONLY_KEYS)"),
+        ({"JOINTSPACE_HOST": "0.0.0.0"}, "refusing to listen on 0.0.0.0 without API keys: set "
+         "JOINTSPACE_API_KEYS, or bind to 127.0.0.1"),
+        ({"JOINTSPACE_API_KEYS": "short"}, "API keys must be at least 16 characters long"),
+        ({"JOINTSPACE_API_KEYS": KEY, "JOINTSPACE_CORS_ORIGINS": "*"}, "CORS origin '*' with API "
+         "keys would let any web page use a visitor's key: list the allowed origins in "
+         "JOINTSPACE_CORS_ORIGINS"),
+        ({"JOINTSPACE_MAX_BATCH": "0"}, "max_batch (JOINTSPACE_MAX_BATCH): Input should be "
+         "greater than or equal to 1"),
+        ({"JOINTSPACE_PORT": "http"}, "port (JOINTSPACE_PORT): Input should be a valid integer, "
+         "unable to parse string as an integer"),
+    ],
+)  # fmt: skip
+def test_bad_settings(env, message):
+    with pytest.raises(SettingsError) as e:
+        Settings.load(env)
+    assert str(e.value) == message
+
+
+def test_public_host_with_keys_is_fine():
+    s = Settings.load({"JOINTSPACE_HOST": "0.0.0.0", "JOINTSPACE_API_KEYS": KEY})
+    assert s.api_keys == [KEY]
