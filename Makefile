@@ -3,11 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-MODEL  ?= open_clip:ViT-B-32@random-init
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install test lint format demo bench clean
+.PHONY: install test lint format data serve house bench clean
 
 install: $(STAMP)
 
@@ -28,18 +27,31 @@ format: install
 test: lint
 	$(BIN)/pytest -q
 
-# Expanded when the recipe runs, i.e. after `install` has put scikit-image in the venv.
-SAMPLES = $(shell $(BIN)/python -c 'import os, skimage; print(os.path.dirname(skimage.__file__))')/data
+# The offline demo data (Debian packages): Fashion-MNIST, Tux Paint stamps, Noto colour emoji.
+DATA_PACKAGES := dataset-fashion-mnist tuxpaint-stamps-default fonts-noto-color-emoji
+DATA_FILES := /usr/share/datasets/fashion-mnist /usr/share/tuxpaint/stamps \
+              /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 
-demo: install
-	$(BIN)/jointspace embed --model '$(MODEL)' --similarity --out out/demo.parquet \
-	  --text "an astronaut in a white space suit" --text "a cup of coffee on a saucer" \
-	  --text "a tabby cat" --text "a rocket on the launch pad" \
-	  --image $(SAMPLES)/astronaut.png --image $(SAMPLES)/coffee.png \
-	  --image $(SAMPLES)/chelsea.png --image $(SAMPLES)/rocket.jpg
+data:
+	@missing=0; for f in $(DATA_FILES); do [ -e $$f ] || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DATA_PACKAGES); \
+	  else echo "the demo data is missing: sudo apt-get install $(DATA_PACKAGES)"; fi; \
+	fi
+
+serve: install data
+	$(BIN)/jointspace serve $(ARGS)
+
+house: install data
+	$(BIN)/jointspace train --out runs/house-siglip --loss siglip
+	$(BIN)/jointspace eval --model house:runs/house-siglip/model --out runs/house-siglip/eval.json
 
 bench: install
 	$(BIN)/python bench/encoders.py
+	$(BIN)/python bench/training.py
+	$(BIN)/python bench/index.py
+	$(BIN)/python bench/service.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache out

@@ -186,6 +186,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     async def disconnect_watch(request: Request) -> AsyncIterator[asyncio.Event]:
         """An event set when the client goes away, so queued work can be dropped."""
+        # Polling for a disconnect reads from the connection: the body must be in hand first, or
+        # the poll could swallow it (it is cached on the request; FastAPI has usually read it).
+        await request.body()
         gone = asyncio.Event()
 
         async def watch() -> None:

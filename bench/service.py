@@ -1,0 +1,108 @@
+"""Service bench: text embeddings/s with 32 concurrent clients on loopback, dynamic batching
+against batch-of-one serving in the same run, p50/p99 latency, and the service's overhead over
+the bare model call at batch 1.
+
+    python bench/service.py [--model house] [--clients 32] [--requests 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+import numpy as np
+
+from encoders import load_encoder
+from service.engine import Engine
+from service.runner import running
+from service.settings import Settings
+
+WORDS = "a red blue green dress shoe bag coat striped cotton leather small big photo of the".split()
+
+
+def texts(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=rng.integers(3, 12))) for _ in range(n)]
+
+
+async def load(url: str, inputs: list[str], clients: int) -> tuple[float, list[float], dict]:
+    """Every client sends one-text requests back to back until the inputs run out."""
+    queue = list(reversed(inputs))
+    lat: list[float] = []
+    codes: dict[int, int] = {}
+
+    async def client(c: httpx.AsyncClient) -> None:
+        while queue:
+            text = queue.pop()
+            t0 = time.perf_counter()
+            r = await c.post(f"{url}/v1/embeddings", json={"input": text})
+            lat.append(time.perf_counter() - t0)
+            codes[r.status_code] = codes.get(r.status_code, 0) + 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as c:
+        t0 = time.perf_counter()
+        await asyncio.gather(*[client(c) for _ in range(clients)])
+        took = time.perf_counter() - t0
+    return len(inputs) / took, lat, codes
+
+
+def pct(xs: list[float], p: float) -> float:
+    return float(np.percentile(xs, p) * 1e3)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="house")
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--requests", type=int, default=1500)
+    args = ap.parse_args()
+    enc = load_encoder(args.model, device="cpu")
+    data = texts(args.requests)
+
+    # bare model call at batch 1, the floor for one request
+    for t in data[:20]:
+        enc.embed_text([t])
+    bare = []
+    for t in data[:200]:
+        t0 = time.perf_counter()
+        enc.embed_text([t])
+        bare.append(time.perf_counter() - t0)
+
+    results = {}
+    for name, max_batch in (("batch of one", 1), ("dynamic batching", 64)):
+        with tempfile.TemporaryDirectory() as d:
+            s = Settings.load({}, model=args.model, data_dir=d, demo=False, max_batch=max_batch,
+                              max_wait_ms=5, queue_size=4096)  # fmt: skip
+            with running(s, Engine(s, encoder=enc)) as url:
+                asyncio.run(load(url, data[:64], 8))  # warm-up
+                if name == "batch of one":  # sequential latency: the service's own overhead
+                    seq = asyncio.run(load(url, data[:200], 1))[1]
+                results[name] = asyncio.run(load(url, data, args.clients))
+
+    print(
+        f"# service bench: {args.model}, {args.clients} concurrent clients, {args.requests} "
+        "one-text requests to /v1/embeddings on loopback, CPU"
+    )
+    print(f"{'serving':<18} {'texts/s':>9} {'p50 ms':>8} {'p99 ms':>8}  status codes")
+    for name, (rate, lat, codes) in results.items():
+        print(f"{name:<18} {rate:>9.1f} {pct(lat, 50):>8.1f} {pct(lat, 99):>8.1f}  {codes}")
+    ratio = results["dynamic batching"][0] / results["batch of one"][0]
+    print(f"dynamic batching / batch of one: {ratio:.2f}x (target >= 3x)")
+    b50, s50 = statistics.median(bare) * 1e3, pct(seq, 50)
+    print(
+        f"batch 1, one client: bare model call p50 {b50:.2f} ms, through the service p50 "
+        f"{s50:.2f} ms: overhead {s50 - b50:.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Against a real server on loopback: schemathesis over the live OpenAPI schema, the web page in
+headless Chromium, and a bounded overload burst."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import shutil
+import time
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from PIL import Image
+
+from service.runner import running
+from service.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, tiny_clip_dir):
+    s = Settings.load({}, model=f"hf:{tiny_clip_dir}", data_dir=tmp_path_factory.mktemp("live"),
+                      demo=False, max_wait_ms=2, max_items=32)  # fmt: skip
+    with running(s) as url:
+        yield url
+
+
+def test_schemathesis_finds_no_server_error(live):
+    """Hypothesis-generated requests for every operation of the live schema: never a 5xx.
+    (Driven directly: schemathesis's pytest plugin does not load under pytest 9.)"""
+    from hypothesis import given
+
+    schema = schemathesis.openapi.from_url(f"{live}/openapi.json")
+    operations = [r.ok() for r in schema.get_all_operations()]
+    assert len(operations) >= 13
+    failures = []
+    for op in operations:
+
+        @given(case=op.as_strategy())
+        @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck),
+                  database=None)  # fmt: skip
+        def check(case):
+            response = case.call(timeout=30)
+            if response.status_code >= 500:
+                failures.append(
+                    f"{case.method} {case.path}: {response.status_code} {response.text[:200]}"
+                )
+            assert response.status_code < 500
+
+        with contextlib.suppress(AssertionError):
+            check()
+    assert failures == []
+
+
+def png(colour) -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), colour).save(buf, "PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+@pytest.mark.skipif(
+    not shutil.which("chromedriver"), reason="Debian chromium-driver is not installed"
+)
+def test_web_page_in_headless_chromium(live, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    colours = {"red": (220, 20, 20), "blue": (20, 20, 220), "green": (20, 200, 20)}
+    httpx.post(f"{live}/collections", json={"name": "page"}).raise_for_status()
+    items = [{"id": f"{n}-{i}", "image": png(c), "metadata": {"colour": n}}
+             for n, c in colours.items() for i in range(3)]  # fmt: skip
+    httpx.put(
+        f"{live}/collections/page/items", json={"items": items}, timeout=60
+    ).raise_for_status()
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1200,900", f"--user-data-dir={tmp_path / 'p'}"):  # fmt: skip
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    try:
+        driver.get(live + "/")
+        wait = WebDriverWait(driver, 30)
+        wait.until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, "#collection option[value='page']"))
+        )
+        driver.find_element(By.ID, "collection").send_keys("page")
+        driver.find_element(By.ID, "text").send_keys("a red square")
+        driver.find_element(By.ID, "go").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".hit img")) == 9)
+        imgs = driver.find_elements(By.CSS_SELECTOR, ".hit img")
+        assert all(i.get_attribute("src").startswith(live + "/media/page/") for i in imgs)
+        wait.until(lambda d: all(i.get_property("naturalWidth") > 0 for i in imgs))  # they loaded
+        assert "9 results" in driver.find_element(By.ID, "status").text
+        driver.find_elements(By.CSS_SELECTOR, ".hit")[0].click()  # "like this"
+        wait.until(lambda d: "8 results" in d.find_element(By.ID, "status").text)
+        driver.save_screenshot(str(tmp_path / "page.png"))
+        assert (tmp_path / "page.png").stat().st_size > 10_000
+    finally:
+        driver.quit()
+
+
+def test_overload_burst_gets_429_never_500_and_recovers(tmp_path, tiny_clip_dir):
+    s = Settings.load({}, model=f"hf:{tiny_clip_dir}", data_dir=tmp_path, demo=False,
+                      max_batch=8, max_wait_ms=2, queue_size=8)  # fmt: skip
+    with running(s) as url:
+
+        async def measure(n: int, concurrency: int, rate: float | None):
+            codes: list[int | str] = []
+            sem = asyncio.Semaphore(concurrency)
+            async with httpx.AsyncClient(
+                timeout=20, limits=httpx.Limits(max_connections=concurrency)
+            ) as c:
+
+                async def one(i: int) -> None:
+                    async with sem:
+                        try:
+                            r = await c.post(
+                                f"{url}/embed", json={"texts": [f"a red dress number {i}"]}
+                            )
+                            codes.append(r.status_code)
+                        except httpx.TimeoutException:
+                            codes.append("timeout")
+
+                t0 = time.perf_counter()
+                tasks = []
+                for i in range(n):
+                    tasks.append(asyncio.create_task(one(i)))
+                    if rate:
+                        await asyncio.sleep(1 / rate)
+                await asyncio.gather(*tasks)
+                return codes, time.perf_counter() - t0
+
+        codes, took = asyncio.run(measure(60, 4, None))
+        assert set(codes) == {200}
+        capacity = 60 / took
+        codes, _ = asyncio.run(measure(int(capacity * 5 * 2), 128, capacity * 5))  # 2 s at 5x
+        assert "timeout" not in codes and 500 not in codes
+        assert set(codes) <= {200, 429, 503}
+        assert 429 in codes
+        codes, _ = asyncio.run(measure(30, 4, None))  # after the burst: all served again
+        assert set(codes) == {200}
