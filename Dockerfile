@@ -1,9 +1,17 @@
-# CPU image of jointspace. For a GPU image start FROM an nvidia/cuda runtime with Python 3.11,
-# install the same way, then `pip uninstall -y faiss-cpu && pip install '.[gpu]'`, and run the
-# container with `--gpus all`: the encoders pick CUDA and bf16 by themselves.
+# CPU image of the jointspace service with the house model and the demo data.
+# GPU: start FROM an nvidia/cuda runtime image with Python 3.11 instead, install the same way, then
+# `pip uninstall -y faiss-cpu && pip install '.[gpu]'`, and run with `--gpus all`; the encoders pick
+# CUDA and bf16 by themselves.
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=0
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      dataset-fashion-mnist tuxpaint-stamps-default fonts-noto-color-emoji \
+ && rm -rf /var/lib/apt/lists/*
+
+ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 \
+    JOINTSPACE_HOUSE_MODEL=/app/models/house JOINTSPACE_DATA_DIR=/data \
+    JOINTSPACE_HOST=0.0.0.0 JOINTSPACE_PORT=8000
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY encoders encoders
@@ -13,9 +21,13 @@ COPY fusion fusion
 COPY generation generation
 COPY jobs jobs
 COPY service service
-RUN pip install '.[demo]'
+COPY models models
+RUN pip install .
 
-RUN useradd --create-home jointspace && mkdir -p /cache/huggingface && chown -R jointspace /cache
+RUN useradd --create-home jointspace && mkdir -p /data && chown jointspace /data
 USER jointspace
+VOLUME /data
+EXPOSE 8000
+# Listening beyond loopback needs JOINTSPACE_API_KEYS (the service refuses to start without).
 ENTRYPOINT ["jointspace"]
-CMD ["models"]
+CMD ["serve"]

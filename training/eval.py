@@ -29,7 +29,8 @@ from training.data import (
     tint,
 )
 
-SUITES = ("fashion-zero-shot", "fashion-tinted", "tuxpaint", "emoji")
+SUITES = ("fashion-zero-shot", "fashion-tinted", "fashion-composed", "tuxpaint", "emoji")
+COMPOSED_TINTS = ["white", "red", "blue", "green", "yellow"]
 
 
 def _images(arr: np.ndarray) -> list[Image.Image]:
@@ -82,6 +83,38 @@ def fashion_tinted(enc: Encoder, limit: int | None = None, seed: int = 0, **_) -
     }
 
 
+def fashion_composed(enc: Encoder, limit: int | None = None, seed: int = 0, **_) -> dict:
+    """ "Like this but in blue": the gallery holds test images in five tints; the query is one of
+    them (colour A) moved by the text of colour B; a hit is the same image in colour B at rank 1
+    (the query image itself left out). Measured for a few term weights and two phrasings."""
+    from fusion import compose, parse_modification
+
+    grey, _ = fashion_mnist("test")
+    n = min(limit or 200, 200)
+    pick = np.random.default_rng([seed, 9]).choice(len(grey), size=n, replace=False)
+    tints = COMPOSED_TINTS
+    gallery = enc.embed_images([Image.fromarray(tint(grey[i], c)) for i in pick for c in tints])
+    gid = np.array([(j, c) for j in range(n) for c in range(len(tints))])  # (image, tint) per row
+    rng = np.random.default_rng([seed, 10])
+    out: dict = {"images": n, "queries": 0}
+    phrasings = {"plain": "{b}", "instead": "in {b} instead of {a}"}
+    for pname, phr in phrasings.items():
+        for w in (0.5, 0.8, 1.2):
+            hits = []
+            for j in range(n):
+                a, b = rng.choice(len(tints), size=2, replace=False)
+                terms = parse_modification(phr.format(a=tints[a], b=tints[b]), weight=w)
+                tv = enc.embed_text([t.text for t in terms])
+                q = compose(gallery[j * len(tints) + a], tv, [t.weight for t in terms])
+                s = gallery @ q
+                s[j * len(tints) + a] = -np.inf
+                top = gid[int(np.argmax(s))]
+                hits.append(top[0] == j and top[1] == b)
+            out[f"{pname}@w{w}"] = float(np.mean(hits))
+            out["queries"] += n
+    return out
+
+
 def retrieval(images: list[Image.Image], captions: list[str], enc: Encoder) -> dict:
     """Recall@k both ways; items sharing a caption count as relevant to each other."""
     img = enc.embed_images(images)
@@ -117,6 +150,7 @@ def emoji(enc: Encoder, seed: int = 0, **_) -> dict:
 RUNNERS: dict[str, Callable[..., dict]] = {
     "fashion-zero-shot": fashion_zero_shot,
     "fashion-tinted": fashion_tinted,
+    "fashion-composed": fashion_composed,
     "tuxpaint": tuxpaint,
     "emoji": emoji,
 }

@@ -1,0 +1,96 @@
+"""The service as `make serve` runs it: the shipped house model and the demo collection built on
+first start from the Debian-packaged data. Measures composed-query quality ("this, but in blue")."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from encoders.house import default_house_dir
+from service.app import create_app
+from service.demo import PER_CLASS, TINTS
+from service.settings import Settings
+from training.data import FASHION_DIR, TUXPAINT_DIR
+
+pytestmark = pytest.mark.skipif(
+    not (default_house_dir() / "model.safetensors").is_file()
+    or not FASHION_DIR.exists()
+    or not TUXPAINT_DIR.exists(),
+    reason="needs models/house and the Debian packages dataset-fashion-mnist, tuxpaint-stamps-default",
+)
+
+
+@pytest.fixture(scope="module")
+def house(tmp_path_factory):
+    s = Settings.load({}, model="house", data_dir=tmp_path_factory.mktemp("house"), demo=True)
+    with TestClient(create_app(s)) as c:
+        yield c
+
+
+def test_demo_collection_is_built_on_first_start(house):
+    cols = {c["name"]: c for c in house.get("/collections").json()}
+    demo = cols["demo"]
+    assert demo["model"] == "house" and demo["dim"] == 256
+    n_stamps = demo["count"] - 10 * PER_CLASS * len(TINTS)
+    assert n_stamps > 700
+    item = house.get("/collections/demo/items/fmnist-0-red").json()
+    assert item["metadata"] == {
+        "source": "fashion-mnist",
+        "item": "ankle boot",
+        "colour": "red",
+        "image": 0,
+    }
+    assert house.get(item["media"]).headers["content-type"] == "image/png"
+
+
+def test_text_search_finds_the_right_item_and_colour(house):
+    for colour, item in [("red", "dress"), ("blue", "sneaker"), ("yellow", "bag")]:
+        body = {
+            "query": {"text": f"a {colour} {item}"},
+            "k": 5,
+            "filter": {"source": "fashion-mnist"},
+        }
+        hits = house.post("/collections/demo/search", json=body).json()["hits"]
+        top = hits[0]["metadata"]
+        assert (top["colour"], top["item"]) == (colour, item)
+
+
+def test_composed_query_like_this_but_in_another_colour(house):
+    """Query = an item in colour A plus "in B instead of A"; a hit is the same item in colour B at
+    rank 1. Held-out items: the demo uses the Fashion-MNIST test split."""
+    from training.data import fashion_mnist
+
+    _, labels = fashion_mnist("test")
+    images = [int(i) for c in range(10) for i in np.flatnonzero(labels == c)[:10]]  # in the demo
+    rng = np.random.default_rng(0)
+    hits = 0
+    for image in images:
+        a, b = rng.choice(len(TINTS), size=2, replace=False)
+        body = {"query": {"id": f"fmnist-{image}-{TINTS[a]}"}, "k": 1,
+                "modification": f"in {TINTS[b]} instead of {TINTS[a]}"}  # fmt: skip
+        top = house.post("/collections/demo/search", json=body).json()["hits"][0]["id"]
+        hits += top == f"fmnist-{image}-{TINTS[b]}"
+    rate = hits / len(images)
+    print(f"composed query rank-1 rate: {rate:.3f} over {len(images)} queries")
+    assert rate >= 0.70
+
+
+def test_classify_and_embeddings_with_the_house_model(house):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from training.data import fashion_mnist, tint
+
+    grey, labels = fashion_mnist("test")
+    idx = int(np.flatnonzero(labels == 7)[0])  # a sneaker
+    buf = io.BytesIO()
+    Image.fromarray(tint(grey[idx], "blue")).save(buf, "PNG")
+    img = base64.b64encode(buf.getvalue()).decode()
+    body = {"input": {"image": img}, "labels": ["dress", "sneaker", "bag", "coat"]}
+    r = house.post("/classify", json=body).json()
+    assert r["activation"] == "sigmoid" and r["scores"][0]["label"] == "sneaker"
+    e = house.post("/v1/embeddings", json={"input": "a blue sneaker", "model": "house"}).json()
+    assert len(e["data"][0]["embedding"]) == 256
