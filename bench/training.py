@@ -64,7 +64,7 @@ def step_rates(arch: str, batch: int, steps: int) -> tuple[float, float]:
     ref_loss = OCClipLoss()
 
     def ours() -> None:
-        train_step(towers, loss_fn, ours_opt, images, tokens, 1.0, device)
+        train_step(towers, loss_fn, ours_opt, (images, tokens), 1.0, device)
 
     def ref() -> None:
         ref_opt.zero_grad(set_to_none=True)

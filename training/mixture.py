@@ -130,11 +130,18 @@ class Mixture:
     def order(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, epoch, 7]).permutation(len(self))
 
-    def batch(self, indices: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """(pixels (n, S, S, 3) uint8, caption ids (n,)) for sample indices, drawn for `step`."""
+    def batch(
+        self, indices: np.ndarray, step: int, second_view: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(pixels (n, S, S, 3) uint8, caption ids (n,), second views or None), drawn for `step`.
+
+        A second view is the same garment in another tint (or the same stamp or emoji shifted
+        and flipped otherwise): the pair an instance-discrimination term pulls together.
+        """
         rng = np.random.default_rng([self.seed, step, 11])
         s = self.cfg.image_size
         pixels = np.empty((len(indices), s, s, 3), np.uint8)
+        second = np.empty_like(pixels) if second_view else None
         caps = np.empty(len(indices), np.int64)
         for j, idx in enumerate(indices):
             idx = int(idx)
@@ -154,7 +161,12 @@ class Mixture:
                 text = src.templates[rng.integers(len(src.templates))].format(src.captions[i])
             pixels[j] = self._augment(img, rng)
             caps[j] = self.caption_index[text]
-        return pixels, caps
+            if second is not None:
+                if idx < self.n_fashion:
+                    c2 = (c + 1 + int(rng.integers(len(COLOUR_NAMES) - 1))) % len(COLOUR_NAMES)
+                    img = (self.fashion[idx][..., None] * COLOUR_MULT[c2]).round().astype(np.uint8)
+                second[j] = self._augment(img, rng)
+        return pixels, caps, second
 
     @staticmethod
     def _augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

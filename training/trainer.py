@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders.house import HouseConfig, ImageTower, MiniLM, TextHead, pixels_to_tensor, save_house
-from training.losses import make_loss
+from training.losses import ClipLoss, make_loss
 from training.mixture import Mixture, resize_grey
 
 
@@ -36,7 +36,7 @@ class TrainConfig:
     data: list[str] = field(default_factory=lambda: ["fashion-mnist", "tuxpaint", "emoji"])
     loss: str = "siglip"  # siglip | clip
     batch_size: int = 256  # per process
-    steps: int = 2000
+    steps: int = 1500
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup: int = 150
@@ -50,6 +50,9 @@ class TrainConfig:
     widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     depths: list[int] = field(default_factory=lambda: [1, 1, 2, 2])
     chunk_size: int | None = None  # chunked sigmoid loss
+    # Weight of an InfoNCE term between two views of the same image (another tint of the same
+    # garment): it keeps instance identity in the joint space, which "this, but in blue" needs.
+    instance_weight: float = 0.5
     local_loss: bool = False  # InfoNCE over local rows only (multi-process)
     cache_dir: str = "~/.cache/jointspace"
 
@@ -91,8 +94,27 @@ class HouseTowers(nn.Module):
     def text_features(self, caption_ids: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.text(self.captions[caption_ids]), dim=-1)
 
-    def forward(self, pixels: torch.Tensor, caption_ids: torch.Tensor):
-        return self.image_features(pixels), self.text_features(caption_ids)
+    def forward(self, pixels: torch.Tensor, caption_ids: torch.Tensor, second=None):
+        img, txt = self.image_features(pixels), self.text_features(caption_ids)
+        return (img, txt) if second is None else (img, txt, self.image_features(second))
+
+
+class WithInstanceTerm(nn.Module):
+    """The image-text loss plus `weight` x InfoNCE between two views of each image."""
+
+    def __init__(self, main: nn.Module, weight: float) -> None:
+        super().__init__()
+        self.main, self.weight = main, weight
+        self.instance = ClipLoss()
+
+    def scale(self) -> torch.Tensor:
+        return self.main.scale()
+
+    def forward(self, img: torch.Tensor, txt: torch.Tensor, img2: torch.Tensor | None = None):
+        loss = self.main(img, txt)
+        if img2 is not None:
+            loss = loss + self.weight * self.instance(img, img2)
+        return loss
 
 
 def cached_caption_vectors(
@@ -141,12 +163,13 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return 0.5 * cfg.lr * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def train_step(model: nn.Module, loss_fn, opt, images, texts, grad_clip: float, device) -> float:
-    """One optimisation step; `model(images, texts)` returns normalised (image, text) features."""
+def train_step(model: nn.Module, loss_fn, opt, inputs: tuple, grad_clip: float, device) -> float:
+    """One optimisation step: `model(*inputs)` returns normalised features, `loss_fn(*features)`
+    the loss."""
     opt.zero_grad(set_to_none=True)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        img, txt = model(images, texts)
-    loss = loss_fn(img.float(), txt.float())
+        feats = model(*inputs)
+    loss = loss_fn(*(f.float() for f in feats))
     loss.backward()
     if grad_clip:
         params = [p for g in opt.param_groups for p in g["params"]]
@@ -177,8 +200,10 @@ class Trainer:
         self.mixture = Mixture(self.hcfg, cfg.data, seed=cfg.seed, repeat=cfg.repeat)
         vecs = cached_caption_vectors(self.mixture.captions, Path(cfg.cache_dir), self.device)
         self.towers = HouseTowers(self.hcfg, vecs).to(self.device)
-        self.loss_fn = make_loss(cfg.loss, chunk_size=cfg.chunk_size, local_loss=cfg.local_loss)
+        main = make_loss(cfg.loss, chunk_size=cfg.chunk_size, local_loss=cfg.local_loss)
+        self.loss_fn = WithInstanceTerm(main, cfg.instance_weight) if cfg.instance_weight else main
         self.loss_fn.to(self.device)
+        self.main_loss = main
         self.model: nn.Module = self.towers
         if self.world > 1:
             self.model = nn.parallel.DistributedDataParallel(self.towers)
@@ -251,12 +276,15 @@ class Trainer:
         while self.step < end:
             for g in self.opt.param_groups:
                 g["lr"] = lr_at(self.step, cfg)
-            pixels, caps = self.mixture.batch(self.batch_indices(self.step), self.step)
-            images = pixels_to_tensor(pixels, self.hcfg).to(self.device, non_blocking=True)
-            texts = torch.from_numpy(caps).to(self.device)
+            two = cfg.instance_weight > 0
+            pixels, caps, second = self.mixture.batch(self.batch_indices(self.step), self.step, two)
+            inputs = [pixels_to_tensor(pixels, self.hcfg), torch.from_numpy(caps)]
+            if two:
+                inputs.append(pixels_to_tensor(second, self.hcfg))
+            inputs = tuple(x.to(self.device, non_blocking=True) for x in inputs)
             self.model.train()
             loss = train_step(
-                self.model, self.loss_fn, self.opt, images, texts, cfg.grad_clip, self.device
+                self.model, self.loss_fn, self.opt, inputs, cfg.grad_clip, self.device
             )
             self.step += 1
             seen += len(caps) * self.world
@@ -292,9 +320,9 @@ class Trainer:
 
     def export(self, path: Path) -> None:
         """The trained towers as a house model directory (loadable as house:PATH)."""
-        self.hcfg.logit_scale = float(self.loss_fn.scale().detach())
-        if hasattr(self.loss_fn, "logit_bias"):
-            self.hcfg.logit_bias = float(self.loss_fn.logit_bias.detach())
+        self.hcfg.logit_scale = float(self.main_loss.scale().detach())
+        if hasattr(self.main_loss, "logit_bias"):
+            self.hcfg.logit_bias = float(self.main_loss.logit_bias.detach())
         save_house(path, self.hcfg, self.towers.image, self.towers.text)
         (path / "training.json").write_text(
             json.dumps({"config": asdict(self.cfg), "history": self.history}, indent=1) + "\n"

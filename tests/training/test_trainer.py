@@ -85,7 +85,7 @@ def test_exported_model_loads_and_matches_the_towers(folder, tmp_path, loss):
     tr.run()
     enc = load_encoder(f"house:{tmp_path / 'model'}", device="cpu")
     assert (enc.dim, enc.loss) == (16, "sigmoid" if loss == "siglip" else "softmax")
-    assert enc.logit_scale == pytest.approx(float(tr.loss_fn.scale().detach()), rel=1e-6)
+    assert enc.logit_scale == pytest.approx(float(tr.main_loss.scale().detach()), rel=1e-6)
     captions = tr.mixture.captions[:5]
     ids = torch.tensor([tr.mixture.caption_index[c] for c in captions])
     tr.towers.eval()
