@@ -9,6 +9,7 @@ snapshot taken at S is order-free and idempotent. Knows nothing of FAISS, torch 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -84,43 +85,39 @@ class ItemStore:
         return conn
 
     # -- writes: one transaction each, fsynced before returning --------------------------------
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[tuple[sqlite3.Cursor, int]]:
+        """A write transaction at the next lsn; committed (and fsynced) on leaving the block."""
+        with self._wlock:
+            cur = self._w.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                lsn = self.lsn + 1
+                yield cur, lsn
+                cur.execute("INSERT OR REPLACE INTO config VALUES ('lsn', ?)", (str(lsn),))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            self.lsn = lsn
+
     def upsert(
         self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[str | None]
     ) -> WriteResult:
         vectors = np.ascontiguousarray(vectors, dtype="<f4")
-        with self._wlock:
-            cur = self._w.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                lsn = self.lsn + 1
-                removed = self._remove(cur, ids, lsn)
-                cur.executemany(
-                    "INSERT INTO items(id, vector, meta, lsn) VALUES (?, ?, ?, ?)",
-                    ((i, v.tobytes(), m, lsn) for i, v, m in zip(ids, vectors, metas, strict=True)),
-                )
-                got = dict(cur.execute("SELECT id, label FROM items WHERE lsn = ?", (lsn,)))
-                cur.execute("INSERT OR REPLACE INTO config VALUES ('lsn', ?)", (str(lsn),))
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            self.lsn = lsn
+        with self._transaction() as (cur, lsn):
+            removed = self._remove(cur, ids, lsn)
+            cur.executemany(
+                "INSERT INTO items(id, vector, meta, lsn) VALUES (?, ?, ?, ?)",
+                ((i, v.tobytes(), m, lsn) for i, v, m in zip(ids, vectors, metas, strict=True)),
+            )
+            got = dict(cur.execute("SELECT id, label FROM items WHERE lsn = ?", (lsn,)))
         added = np.fromiter((got[i] for i in ids), dtype=np.int64, count=len(ids))
         return WriteResult(lsn, added, removed)
 
     def delete(self, ids: Sequence[str]) -> WriteResult:
-        with self._wlock:
-            cur = self._w.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                lsn = self.lsn + 1
-                removed = self._remove(cur, ids, lsn)
-                cur.execute("INSERT OR REPLACE INTO config VALUES ('lsn', ?)", (str(lsn),))
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            self.lsn = lsn
+        with self._transaction() as (cur, lsn):
+            removed = self._remove(cur, ids, lsn)
         return WriteResult(lsn, np.zeros(0, np.int64), removed)
 
     def _remove(self, cur: sqlite3.Cursor, ids: Sequence[str], lsn: int) -> np.ndarray:

@@ -272,7 +272,7 @@ def eval_cmd(
 ) -> None:
     """Zero-shot top-1 and retrieval Recall@1/5/10 of any model on the held-out splits."""
     from training.data import MissingData
-    from training.eval import SUITES, evaluate
+    from training.eval import SUITES, evaluate, metric_rows
 
     enc = load_encoder(model, device=device)
     try:
@@ -286,13 +286,8 @@ def eval_cmd(
     table = Table(title=f"{res['model']} (seed {seed})")
     for col in ("suite", "metric", "value", "chance"):
         table.add_column(col, justify="left" if col in ("suite", "metric") else "right")
-    for name, metrics in res["suites"].items():
-        for key, val in metrics.items():
-            if key.startswith("chance") or not isinstance(val, float):
-                continue
-            k = key.split("@")[-1] if "@" in key else None
-            chance = metrics.get(f"chance@{k}") if k else None
-            table.add_row(name, key, f"{val:.3f}", f"{chance:.3f}" if chance is not None else "")
+    for name, key, val, chance in metric_rows(res):
+        table.add_row(name, key, f"{val:.3f}", f"{chance:.3f}" if chance is not None else "")
     out.print(table)
 
 

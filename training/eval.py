@@ -156,6 +156,18 @@ RUNNERS: dict[str, Callable[..., dict]] = {
 }
 
 
+def metric_rows(result: dict) -> list[tuple[str, str, float, float | None]]:
+    """(suite, metric, value, chance or None) for every float metric of an `evaluate` result."""
+    rows = []
+    for suite, metrics in result["suites"].items():
+        for key, val in metrics.items():
+            if key.startswith("chance") or not isinstance(val, float):
+                continue
+            k = key.split("@")[-1] if "@" in key else None
+            rows.append((suite, key, val, metrics.get(f"chance@{k}") if k else None))
+    return rows
+
+
 def evaluate(enc: Encoder, suites=SUITES, limit: int | None = None, seed: int = 0) -> dict:
     unknown = [s for s in suites if s not in RUNNERS]
     if unknown:

@@ -97,17 +97,12 @@ def main() -> None:
     ev = json.loads((d / "eval.json").read_text())
     tc, hist = train["config"], train["history"]
     from training.data import COLOURS, TRAIN_TEMPLATES
+    from training.eval import metric_rows
 
-    rows = []
-    for suite, metrics in ev["suites"].items():
-        for key, val in metrics.items():
-            if key.startswith("chance") or not isinstance(val, float):
-                continue
-            k = key.split("@")[-1] if "@" in key else None
-            chance = metrics.get(f"chance@{k}") if k else None
-            rows.append(
-                f"| {suite} | {key} | {val:.3f} | {'' if chance is None else f'{chance:.3f}'} |"
-            )
+    rows = [
+        f"| {suite} | {key} | {val:.3f} | {'' if chance is None else f'{chance:.3f}'} |"
+        for suite, key, val, chance in metric_rows(ev)
+    ]
     rate = [h["samples_per_s"] for h in hist if "samples_per_s" in h]
     table = ""
     if args.table and args.table.is_file():
