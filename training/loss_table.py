@@ -3,7 +3,7 @@
 Trains one house model per (loss, batch size), evaluates each on the held-out suites, and prints
 a markdown table. Reproduces the comparison in the model card:
 
-    python -m training.loss_table --steps 200 --out runs/loss-table
+    python -m training.loss_table --steps 100 --out runs/loss-table
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from training.trainer import TrainConfig, Trainer
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--batch-sizes", default="64,256,1024")
     ap.add_argument("--out", default="runs/loss-table")
     ap.add_argument("--seed", type=int, default=0)
