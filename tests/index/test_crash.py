@@ -4,6 +4,7 @@ no acknowledged write lost, no acknowledged delete present, no duplicate, no pha
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import signal
@@ -23,11 +24,15 @@ KILLS = int(os.environ.get("JOINTSPACE_CRASH_KILLS", "24"))
 BATCH = 25
 
 
-def vector(item_id: str, version: int) -> np.ndarray:
-    sys.path.insert(0, str(CHILD.parent))
-    from crash_child import vector as v
+def _load_child():
+    """The child module, loaded from its file once (it is a script, not a package module)."""
+    spec = importlib.util.spec_from_file_location("crash_child", CHILD)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    return v(item_id, version)
+
+vector = _load_child().vector
 
 
 def apply(state: dict, op: str, run: int, b: int) -> None:
