@@ -52,8 +52,8 @@ has only seen 32 px garments, clip art and emoji.
 
 {steps} steps of batch {batch_size} (seed {seed}), AdamW (lr {lr}, weight decay {weight_decay}),
 {warmup} warm-up steps then cosine decay, gradient clipping at {grad_clip}, on a 2-core CPU
-({samples_per_s:.0f} samples/s). Final training loss {final_loss:.3f}. `make house` retrains it
-and re-evaluates it.
+(last measured rate {samples_per_s:.0f} samples/s). Final training loss {final_loss:.3f}.
+`make house` retrains it and re-evaluates it.
 
 ## Held-out results
 
