@@ -43,9 +43,13 @@ data:
 serve: install data
 	$(BIN)/jointspace serve $(ARGS)
 
+# Retrains the shipped house model from scratch and refreshes models/house (weights, eval, card).
 house: install data
 	$(BIN)/jointspace train --out runs/house-siglip --loss siglip
-	$(BIN)/jointspace eval --model house:runs/house-siglip/model --out runs/house-siglip/eval.json
+	cp runs/house-siglip/model/config.json runs/house-siglip/model/model.safetensors \
+	   runs/house-siglip/model/training.json models/house/
+	$(BIN)/jointspace eval --model house --out models/house/eval.json
+	$(BIN)/python -m training.model_card models/house --table models/house/loss_table.md
 
 bench: install
 	$(BIN)/python bench/encoders.py
