@@ -134,25 +134,24 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"]
         )
 
-    @app.exception_handler(InputError)
-    async def input_error(_: Request, e: InputError):
-        return error_response(422, "invalid_input", str(e))
+    # Library errors -> (status, type). Starlette picks the most specific class by MRO.
+    plain = {
+        InputError: (422, "invalid_input"),
+        UnsupportedModality: (400, "unsupported_modality"),
+        CollectionNotFound: (404, "not_found"),
+        CollectionExists: (409, "conflict"),
+        CollectionError: (400, "invalid_request"),
+        JointspaceError: (400, "invalid_request"),
+    }
 
-    @app.exception_handler(UnsupportedModality)
-    async def modality_error(_: Request, e: UnsupportedModality):
-        return error_response(400, "unsupported_modality", str(e))
+    def plain_handler(status: int, kind: str):
+        async def handler(_: Request, e: Exception):
+            return error_response(status, kind, str(e))
 
-    @app.exception_handler(CollectionNotFound)
-    async def not_found(_: Request, e: CollectionNotFound):
-        return error_response(404, "not_found", str(e))
+        return handler
 
-    @app.exception_handler(CollectionExists)
-    async def exists(_: Request, e: CollectionExists):
-        return error_response(409, "conflict", str(e))
-
-    @app.exception_handler(CollectionError)
-    async def collection_error(_: Request, e: CollectionError):
-        return error_response(400, "invalid_request", str(e))
+    for exc, (status, kind) in plain.items():
+        app.add_exception_handler(exc, plain_handler(status, kind))
 
     @app.exception_handler(Overloaded)
     async def overloaded(_: Request, e: Overloaded):
@@ -162,10 +161,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @app.exception_handler(TimeoutError)
     async def timeout(_: Request, e: TimeoutError):
         return error_response(503, "timeout", str(e) or "timed out", {"Retry-After": "1"})
-
-    @app.exception_handler(JointspaceError)
-    async def other_error(_: Request, e: JointspaceError):
-        return error_response(400, "invalid_request", str(e))
 
     @app.exception_handler(ModelError)
     async def model_error(_: Request, e: ModelError):
