@@ -28,6 +28,7 @@ from encoders import InputError, JointspaceError, UnsupportedModality
 from fusion import DEFAULT_TEMPLATES, class_matrix, compose, parse_modification
 from fusion import scores as class_scores
 from index import CollectionError, CollectionExists, CollectionNotFound
+from index.catalog import NAME_RE as COLLECTION_NAME
 from service import schemas as S
 from service.batcher import Overloaded
 from service.engine import Engine, ModelError
@@ -511,9 +512,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @app.get("/media/{collection}/{file}", include_in_schema=False)
     async def media(collection: str, file: str, eng: Engine = Depends(get_engine)):
-        if not MEDIA_NAME.match(file) or not re.match(
-            r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", collection
-        ):
+        if not MEDIA_NAME.match(file) or not COLLECTION_NAME.match(collection):
             raise HTTPException(404, "no such media")
         path = eng.media_dir / collection / file
         if not path.is_file():

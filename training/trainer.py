@@ -311,8 +311,9 @@ class Trainer:
         rgb = np.repeat(resize_grey(grey[:n], self.hcfg.image_size)[..., None], 3, axis=-1)
         img = self.towers.image_features(pixels_to_tensor(rgb, self.hcfg).to(self.device))
         prompts = [t.format(c) for c in FASHION_CLASSES for t in EVAL_TEMPLATES]
-        trunk = MiniLM(self.device)
-        txt = self.towers.text.forward(trunk.embed(prompts))
+        # The trunk is frozen: its prompt vectors are the same at every evaluation (cached).
+        vecs = cached_caption_vectors(prompts, Path(self.cfg.cache_dir), self.device)
+        txt = self.towers.text.forward(vecs.to(self.device))
         txt = F.normalize(txt, dim=-1).view(len(FASHION_CLASSES), len(EVAL_TEMPLATES), -1)
         classes = F.normalize(txt.mean(1), dim=-1)
         pred = (img @ classes.T).argmax(1).cpu().numpy()
