@@ -1,7 +1,7 @@
 # CPU image of the jointspace service with the house model and the demo data.
 # GPU: start FROM an nvidia/cuda runtime image with Python 3.11 instead, install the same way, then
-# `pip uninstall -y faiss-cpu && pip install '.[gpu]'`, and run with `--gpus all`; the encoders pick
-# CUDA and bf16 by themselves.
+# `pip uninstall -y faiss-cpu && pip install faiss-gpu-cu12==1.14.1.post1` (what `make gpu` does),
+# and run with `--gpus all`; the encoders pick CUDA and bf16, the index a GPU replica, by themselves.
 FROM python:3.11-slim
 
 RUN apt-get update \

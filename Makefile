@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install test lint format data serve house bench clean
+.PHONY: install gpu test lint format data serve house bench clean
 
 install: $(STAMP)
 
@@ -15,6 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# On a CUDA machine: faiss-gpu in place of faiss-cpu (both install the `faiss` module, so the first
+# goes before the second comes). Run it again after anything reinstalls faiss-cpu.
+FAISS_GPU := faiss-gpu-cu12==1.14.1.post1
+gpu: install
+	$(BIN)/python -m pip uninstall --quiet -y faiss-cpu faiss-gpu-cu12
+	$(BIN)/python -m pip install --quiet $(FAISS_GPU)
+	$(BIN)/python -c "import faiss; print('faiss', faiss.__version__, 'sees', faiss.get_num_gpus(), 'GPU(s)')"
 
 lint: install
 	$(BIN)/ruff check .

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from index.collection import Collection, new_config
 from index.errors import CollectionError, CollectionExists, CollectionNotFound
+from index.gpu import resolve_device
 from index.store import ItemStore
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -21,6 +22,10 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 class Catalog:
     def __init__(self, root: str | os.PathLike, **collection_options) -> None:
+        """`collection_options` go to every Collection opened (e.g. search_device='gpu', which
+        is checked here, so that a missing GPU is reported before any collection opens)."""
+        if collection_options.get("gpu_clone") is None:
+            resolve_device(collection_options.get("search_device", "auto"))
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._options = collection_options

@@ -4,8 +4,9 @@ The SQLite store (index/store.py) is the record: a write is acknowledged once it
 fsynced there. The FAISS index is derived from it: recovered on open from the newest valid snapshot
 plus a replay of what the store holds beyond that snapshot's lsn, or rebuilt from the store when no
 snapshot is valid. A readers-writer lock lets searches run together while each write (store commit
-plus index update) runs alone, so a search never sees a write half-applied. Knows nothing of torch,
-the encoders or HTTP.
+plus index update) runs alone, so a search never sees a write half-applied. Where a GPU is in use,
+unfiltered searches go to a GPU replica of the index (index/gpu.py) while it is current, refreshed
+in the background after writes. Knows nothing of torch, the encoders or HTTP.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from index.ann import METRICS, AnnIndex, auto_factory, train_size, validate_factory
 from index.errors import CollectionError, SnapshotError
 from index.filters import compile_filter
+from index.gpu import CloneFn, GpuReplica, resolve_device, to_gpu
 from index.rwlock import RWLock
 from index.snapshot import list_snapshots, read_snapshot, write_snapshot
 from index.store import ItemStore
@@ -59,7 +61,11 @@ class Collection:
         auto_maintain: bool = True,
         snapshot_every: int = 50_000,
         keep_snapshots: int = 2,
+        search_device: str = "auto",
+        gpu_clone: CloneFn | None = None,
     ) -> None:
+        """`search_device`: 'auto' (a GPU when faiss-gpu sees one), 'cpu' or 'gpu'.
+        `gpu_clone` replaces faiss-gpu's copy-to-device function (and implies a GPU)."""
         self.path = Path(path)
         self.store = ItemStore(self.path / "items.sqlite")
         cfg = self.store.config
@@ -84,6 +90,12 @@ class Collection:
         self._ann, self._applied = self._recover()
         self._filter_cache: dict[tuple, np.ndarray] = {}  # (sql, params) -> labels, at _applied
         self._filter_cache_lsn = -1
+        use_gpu = gpu_clone is not None or resolve_device(search_device) == "gpu"
+        self.gpu: GpuReplica | None = GpuReplica(gpu_clone or to_gpu) if use_gpu else None
+        self._gpu_flag = threading.Lock()
+        self._gpu_wanted = self._gpu_running = False
+        self._gpu_thread: threading.Thread | None = None
+        self._kick_gpu()
 
     # -- recovery -----------------------------------------------------------------------------
     @property
@@ -165,6 +177,7 @@ class Collection:
             self._applied = res.lsn
             self._count += len(res.added) - len(res.removed)
             self._dirty += len(ids)
+        self._kick_gpu()
         self._maybe_maintain()
         return res.lsn
 
@@ -180,6 +193,7 @@ class Collection:
             self._applied = res.lsn
             self._count -= len(res.removed)
             self._dirty += len(res.removed)
+        self._kick_gpu()
         self._maybe_maintain()
         return len(res.removed)
 
@@ -236,7 +250,12 @@ class Collection:
                 scores, labels = self._exact(q, k, allowed)
             else:
                 fetch = min(max(4 * k, k + 32), MAX_K) if exact_rerank else k
-                scores, labels = self._ann.search(q, fetch, allowed, nprobe=nprobe, ef=ef)
+                res = None
+                if allowed is None and self.gpu is not None:
+                    res = self.gpu.search(self._ann, self._applied, q, fetch, nprobe)
+                if res is None:
+                    res = self._ann.search(q, fetch, allowed, nprobe=nprobe, ef=ef)
+                scores, labels = res
                 if exact_rerank:
                     scores, labels = self._rescore(q, labels, k)
                 short = (labels[:, : min(k, n_cand)] < 0).any(axis=1)
@@ -368,6 +387,7 @@ class Collection:
                     new.add(labels, vecs)
                 self._ann = new
                 self._dirty = max(self._dirty, 1)
+            self._kick_gpu()
 
     def _needs_rebuild(self) -> bool:
         ann, n = self._ann, self._count
@@ -395,9 +415,48 @@ class Collection:
             log.exception("background maintenance of collection '%s' failed", self.name)
 
     def wait(self) -> None:
-        """Wait for background maintenance (snapshot or rebuild) to finish."""
+        """Wait for background maintenance (snapshot, rebuild, GPU refresh) to finish."""
         if self._bg is not None:
             self._bg.join()
+        while True:
+            with self._gpu_flag:
+                thread = self._gpu_thread if self._gpu_running else None
+            if thread is None:
+                return
+            thread.join()
+
+    # -- GPU replica --------------------------------------------------------------------------
+    @property
+    def search_device(self) -> str:
+        """Where an unfiltered search runs right now: 'gpu' while the replica is current."""
+        g = self.gpu
+        return "gpu" if g is not None and g.current(self._ann, self._applied) else "cpu"
+
+    def _kick_gpu(self) -> None:
+        """Ask for the replica to catch up with the index; one refresher thread at a time, which
+        runs again while writes keep arriving."""
+        if self.gpu is None:
+            return
+        with self._gpu_flag:
+            self._gpu_wanted = True
+            if self._gpu_running:
+                return
+            self._gpu_running = True
+            self._gpu_thread = threading.Thread(target=self._refresh_gpu, daemon=True)
+            self._gpu_thread.start()
+
+    def _refresh_gpu(self) -> None:
+        while True:
+            with self._gpu_flag:
+                if not self._gpu_wanted or self._closed:
+                    self._gpu_running = False
+                    return
+                self._gpu_wanted = False
+            try:
+                with self._lock.read():
+                    self.gpu.refresh(self._ann, self._applied)
+            except Exception:
+                log.exception("refreshing the GPU replica of '%s' failed", self.name)
 
     def close(self) -> None:
         """Finish background work, snapshot what changed, close the store."""
@@ -407,6 +466,8 @@ class Collection:
         if self._dirty:
             self.snapshot()
         self._closed = True
+        if self.gpu is not None:
+            self.gpu.drop()
         self.store.close()
 
     def info(self) -> dict:
@@ -419,6 +480,7 @@ class Collection:
             "factory_setting": self.factory,
             "count": self._count,
             "lsn": self._applied,
+            "search_device": self.search_device,
         }
 
     # -- validation ---------------------------------------------------------------------------

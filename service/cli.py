@@ -303,6 +303,9 @@ def serve(
         bool | None, typer.Option(help="Build the demo collection on first start.")
     ] = None,
     device: Annotated[str | None, typer.Option()] = None,
+    index_device: Annotated[
+        str | None, typer.Option(help="auto, cpu or gpu: where unfiltered searches run.")
+    ] = None,
 ) -> None:
     """Run the HTTP service. Every option can also come from JOINTSPACE_* environment variables."""
     import uvicorn
@@ -312,8 +315,9 @@ def serve(
 
     try:
         settings = Settings.load(
-            model=model, host=host, port=port, data_dir=data_dir, demo=demo, device=device
-        )
+            model=model, host=host, port=port, data_dir=data_dir, demo=demo, device=device,
+            index_device=index_device,
+        )  # fmt: skip
         application = create_app(settings)
     except SettingsError as e:
         err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)

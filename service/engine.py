@@ -37,7 +37,9 @@ class Engine:
     def __init__(self, settings: Settings, encoder: Encoder | None = None, on_batch=None) -> None:
         self.settings = settings
         self.encoder = encoder or load_encoder(settings.model, device=settings.device)
-        self.catalog = Catalog(Path(settings.data_dir) / "collections")
+        self.catalog = Catalog(
+            Path(settings.data_dir) / "collections", search_device=settings.index_device
+        )
         self.media_dir = Path(settings.data_dir) / "media"
         self.batchers = {
             "text": self._batcher(self._texts, "text", on_batch),

@@ -9,8 +9,12 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from index import CollectionError
+from index.gpu import resolve_device
 
 ENV_PREFIX = "JOINTSPACE_"
 
@@ -25,6 +29,10 @@ class Settings(BaseModel, extra="forbid"):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     device: str | None = None
+    index_device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto",
+        description="Where unfiltered collection searches run (auto: a GPU if faiss-gpu sees one).",
+    )
     max_batch: int = Field(64, ge=1, le=4096, description="Inputs per forward pass.")
     max_wait_ms: float = Field(5.0, ge=0, le=1000, description="How long a batch waits to fill.")
     queue_size: int = Field(1024, ge=1, description="Queued inputs per model and modality.")
@@ -37,6 +45,15 @@ class Settings(BaseModel, extra="forbid"):
     read_only_keys: list[str] = Field(default_factory=list, description="Tokens that cannot write.")
     cors_origins: list[str] = Field(default_factory=list)
     demo: bool = Field(True, description="Build the demo collection on first start.")
+
+    @field_validator("index_device")
+    @classmethod
+    def _index_device_available(cls, v: str) -> str:
+        try:
+            resolve_device(v)
+        except CollectionError as e:
+            raise ValueError(str(e)) from None
+        return v
 
     @model_validator(mode="after")
     def _combinations(self) -> Settings:

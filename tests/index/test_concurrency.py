@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+import faiss
 import numpy as np
 import pytest
 
@@ -14,10 +15,15 @@ from index import Catalog
 DIM = 16
 
 
-@pytest.mark.parametrize("factory", ["Flat", "HNSW16,Flat"])
-def test_search_during_writes(tmp_path, factory):
+@pytest.mark.parametrize(
+    "factory,replica", [("Flat", False), ("HNSW16,Flat", False), ("Flat", True)]
+)
+def test_search_during_writes(tmp_path, factory, replica):
     rng = np.random.default_rng(0)
-    cat = Catalog(tmp_path, snapshot_every=300)  # background snapshots and rebuilds run too
+    # background snapshots and rebuilds run too; with `replica`, a CPU copy stands in for a GPU
+    # replica that background refreshes keep catching up with the writes
+    extra = {"gpu_clone": faiss.clone_index} if replica else {}
+    cat = Catalog(tmp_path, snapshot_every=300, **extra)
     col = cat.create("c", DIM, index=factory)
     base = rng.normal(size=(2000, DIM)).astype(np.float32)
     col.upsert([f"i{i}" for i in range(2000)], base)
@@ -71,5 +77,7 @@ def test_search_during_writes(tmp_path, factory):
     assert col.count == 2000 - 1800 + 1200
     if factory.startswith("HNSW"):  # 1800 tombstones triggered a background rebuild
         assert len(col._ann.dead) < 1800
+    if replica:  # the refresher caught up once the writes stopped
+        assert col.search_device == "gpu" and col.gpu.refreshes > 1
     assert time.time() - t0 < 120
     cat.close()

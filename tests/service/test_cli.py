@@ -16,6 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from encoders import load_encoder
+from index.gpu import gpu_count
 from service.cli import app
 
 runner = CliRunner()
@@ -114,6 +115,15 @@ def test_unknown_spec():
         run("embed", "--model", "clip", "--text", "a"),
         "unknown model spec 'clip': expected 'house', 'house:DIR', "
         "'open_clip:ARCH@TAG_OR_CHECKPOINT' or 'hf:HUB_ID_OR_DIR'",
+    )
+
+
+@pytest.mark.skipif(gpu_count() > 0, reason="faiss sees a GPU here")
+def test_serve_refuses_gpu_search_without_faiss_gpu(tmp_path):
+    one_line_error(
+        run("serve", "--index-device", "gpu", "--data-dir", str(tmp_path)),
+        "index_device (JOINTSPACE_INDEX_DEVICE): search device 'gpu' is not available: this "
+        "faiss is a CPU build (replace faiss-cpu with faiss-gpu: make gpu)",
     )
 
 

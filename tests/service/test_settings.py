@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from index.gpu import gpu_count
 from service.settings import Settings, SettingsError
 
 KEY = "k" * 20
@@ -46,3 +47,16 @@ def test_bad_settings(env, message):
 def test_public_host_with_keys_is_fine():
     s = Settings.load({"JOINTSPACE_HOST": "0.0.0.0", "JOINTSPACE_API_KEYS": KEY})
     assert s.api_keys == [KEY]
+
+
+@pytest.mark.skipif(gpu_count() > 0, reason="faiss sees a GPU here")
+def test_index_device_gpu_without_faiss_gpu_stops_start_up():
+    assert Settings.load({}).index_device == "auto"
+    with pytest.raises(SettingsError) as e:
+        Settings.load({"JOINTSPACE_INDEX_DEVICE": "gpu"})
+    assert str(e.value) == (
+        "index_device (JOINTSPACE_INDEX_DEVICE): search device 'gpu' is not available: this faiss "
+        "is a CPU build (replace faiss-cpu with faiss-gpu: make gpu)"
+    )
+    with pytest.raises(SettingsError, match=r"^index_device \(JOINTSPACE_INDEX_DEVICE\): Input "):
+        Settings.load({}, index_device="cuda")
