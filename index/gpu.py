@@ -4,8 +4,9 @@ The CPU index stays the one a collection writes to, snapshots and recovers. A `G
 copy of it on a GPU, made by faiss-gpu's cloner, and answers a search only while it is current: a
 copy of the very index object the collection holds, taken at the collection's current lsn. Anything
 else is answered on the CPU, so both give the same results at every lsn. faiss-gpu indexes take no
-IDSelector (filtered searches and tombstoned indexes stay on the CPU) and are not thread-safe even
-for reads, so every call on a replica holds its mutex.
+IDSelector (filtered searches and tombstoned indexes stay on the CPU), and neither they nor the
+GPU resources they share are thread-safe, even for reads: every copy and search, of every
+collection's replica, holds one process-wide mutex.
 
 Knows nothing of SQLite, torch or HTTP.
 """
@@ -56,15 +57,15 @@ def resolve_device(device: str) -> str:
 
 
 _resources = None
-_resources_lock = threading.Lock()
+GPU_MUTEX = threading.Lock()  # one StandardGpuResources per process, used by one thread at a time
 
 
 def to_gpu(index: faiss.Index) -> faiss.Index:
-    """A float32 copy of `index` on GPU 0 (faiss-gpu's cloner; raises for types it cannot copy)."""
+    """A float32 copy of `index` on GPU 0 (faiss-gpu's cloner; raises for types it cannot copy).
+    Call with GPU_MUTEX held."""
     global _resources
-    with _resources_lock:
-        if _resources is None:
-            _resources = faiss.StandardGpuResources()
+    if _resources is None:
+        _resources = faiss.StandardGpuResources()
     options = faiss.GpuClonerOptions()
     options.useFloat16 = False  # the same scores as the CPU index
     return faiss.index_cpu_to_gpu(_resources, 0, index, options)
@@ -75,7 +76,7 @@ class GpuReplica:
 
     def __init__(self, clone: CloneFn = to_gpu) -> None:
         self._clone = clone
-        self._mutex = threading.Lock()
+        self._mutex = GPU_MUTEX
         self._index: faiss.Index | None = None
         self._source: object | None = None  # the AnnIndex the copy was taken from
         self._lsn: int | None = None
@@ -95,11 +96,12 @@ class GpuReplica:
         neither moves while the copy is taken. Returns whether a current replica exists."""
         if self.current(ann, lsn):
             return True
+        self.drop()  # a stale copy answers nothing: free its device memory before copying again
         if not self.supports(ann):
-            self.drop()
             return False
         try:
-            copy = self._clone(ann.index)
+            with self._mutex:
+                copy = self._clone(ann.index)
         except Exception as e:
             log.warning(
                 "index %r cannot be copied to the GPU, searching it on the CPU: %s",
@@ -107,7 +109,6 @@ class GpuReplica:
                 str(e).splitlines()[0] if str(e) else type(e).__name__,
             )
             self.unsupported.add(ann.factory)
-            self.drop()
             return False
         with self._mutex:
             self._index, self._source, self._lsn = copy, ann, lsn
@@ -124,8 +125,8 @@ class GpuReplica:
         """(scores, labels) as ann.search would give them, or None when the replica cannot answer
         for `ann` at `lsn` (then the caller searches on the CPU)."""
         n = ann.ntotal
-        if n == 0 or k > GPU_MAX_K:
-            return None
+        if n == 0 or k > GPU_MAX_K or not self.current(ann, lsn):
+            return None  # (checked before waiting for the mutex, which a refresh may hold)
         with self._mutex:
             if not (self._source is ann and self._lsn == lsn):
                 return None

@@ -335,6 +335,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     def info(col) -> S.CollectionInfo:
         return S.CollectionInfo(**col.info())
 
+    async def open_col(eng: Engine, name: str):
+        """The collection, opened off the event loop (a first open recovers its index)."""
+        return await asyncio.to_thread(eng.catalog.get, name)
+
     @app.post(
         "/collections", status_code=201, response_model=S.CollectionInfo, tags=["collections"]
     )
@@ -347,11 +351,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @app.get("/collections", response_model=list[S.CollectionInfo], tags=["collections"])
     async def list_collections(eng: Engine = Depends(get_engine), _=Depends(reader)):
-        return [info(eng.catalog.get(n)) for n in eng.catalog.names()]
+        names = await asyncio.to_thread(eng.catalog.names)
+        return [info(await open_col(eng, n)) for n in names]
 
     @app.get("/collections/{name}", response_model=S.CollectionInfo, tags=["collections"])
     async def get_collection(name: str, eng: Engine = Depends(get_engine), _=Depends(reader)):
-        return info(eng.catalog.get(name))
+        return info(await open_col(eng, name))
 
     @app.delete("/collections/{name}", tags=["collections"])
     async def drop_collection(name: str, eng: Engine = Depends(get_engine), _=Depends(writer)):
@@ -363,7 +368,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     async def upsert_items(name: str, req: S.UpsertRequest, eng: Engine = Depends(get_engine),
                            _=Depends(writer), gone=Depends(disconnect_watch)):  # fmt: skip
         """Insert or replace items by id; each gives exactly one of text, image or vector."""
-        col = eng.catalog.get(name)
+        col = await open_col(eng, name)
         check_count(len(req.items), "items")
         vecs = np.zeros((len(req.items), col.dim), np.float32)
         texts, images, model_made = [], [], True
@@ -402,7 +407,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @app.get("/collections/{name}/items/{item_id}", response_model=S.ItemOut, tags=["collections"])
     async def get_item(name: str, item_id: str, include_vector: bool = False,
                        eng: Engine = Depends(get_engine), _=Depends(reader)):  # fmt: skip
-        col = eng.catalog.get(name)
+        col = await open_col(eng, name)
         item = (await asyncio.to_thread(col.get, [item_id]))[0]
         if item is None:
             raise HTTPException(404, f"no item '{item_id}' in collection '{name}'")
@@ -414,7 +419,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @app.delete("/collections/{name}/items/{item_id}", tags=["collections"])
     async def delete_item(name: str, item_id: str, eng: Engine = Depends(get_engine),
                           _=Depends(writer)):  # fmt: skip
-        col = eng.catalog.get(name)
+        col = await open_col(eng, name)
         if await asyncio.to_thread(col.delete, [item_id]) == 0:
             raise HTTPException(404, f"no item '{item_id}' in collection '{name}'")
         return {"deleted": 1}
@@ -424,7 +429,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                      _=Depends(reader), gone=Depends(disconnect_watch)):  # fmt: skip
         """Query by text, image, vector or an item's id; optionally moved by weighted text terms
         or a modification phrase ("in blue instead of red"). An id query leaves that item out."""
-        col = eng.catalog.get(name)
+        col = await open_col(eng, name)
         q, exclude = await embed_query(eng, req.query, gone, col)
         terms = list(req.terms)
         if req.modification:
@@ -479,7 +484,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                 raise RuntimeError("model returned non-finite values")
             names = await asyncio.to_thread(eng.catalog.names)
             for n in names[:1]:
-                col = eng.catalog.get(n)
+                col = await open_col(eng, n)
                 if col.count:
                     await asyncio.to_thread(col.search, np.ones(col.dim, np.float32), 1)
         except Exception as e:

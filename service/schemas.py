@@ -100,6 +100,7 @@ class CollectionInfo(BaseModel):
     factory_setting: str
     count: int
     lsn: int
+    search_device: str = Field(description="where an unfiltered search runs now: cpu or gpu")
 
 
 class ItemIn(Strict):

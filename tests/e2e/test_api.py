@@ -11,6 +11,7 @@ import pytest
 
 from encoders import load_encoder
 from fusion import compose
+from index.gpu import gpu_count
 
 
 def err(res, status: int, type_: str, message: str | None = None) -> None:
@@ -154,6 +155,7 @@ def test_collections_crud_and_search(client, enc, png):
     r = client.post("/collections", json={"name": "shop"})
     assert r.status_code == 201
     assert r.json()["dim"] == 24 and r.json()["count"] == 0 and r.json()["index"] == "Flat"
+    assert r.json()["search_device"] in (("cpu", "gpu") if gpu_count() else ("cpu",))
     err(client.post("/collections", json={"name": "shop"}), 409, "conflict",
         "collection 'shop' already exists")  # fmt: skip
     items = [
