@@ -10,7 +10,6 @@ import base64
 import contextlib
 import logging
 import re
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from index.catalog import NAME_RE as COLLECTION_NAME
 from service import schemas as S
 from service.batcher import Overloaded
 from service.engine import Engine, ModelError
-from service.http_util import BodyLimit, KeyCheck, decode_b64, error_response
+from service.http_util import BodyLimit, KeyCheck, Timed, decode_b64, error_response
 from service.settings import Settings
 
 log = logging.getLogger("jointspace.service")
@@ -107,19 +106,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         )  # fmt: skip
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
-    @app.middleware("http")
-    async def record(request: Request, call_next):
-        t0 = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            metrics.requests.labels(request.method, path, str(status)).inc()
-            metrics.latency.labels(path).observe(time.perf_counter() - t0)
+    def record(method: str, path: str, status: int, seconds: float) -> None:
+        metrics.requests.labels(method, path, str(status)).inc()
+        metrics.latency.labels(path).observe(seconds)
+
+    app.add_middleware(Timed, report=record)
 
     # -- errors: one JSON shape for everything ---------------------------------------------------
     @app.exception_handler(HTTPException)
@@ -168,31 +159,29 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         log.error("model call failed: %s", e)
         return error_response(500, "model_error", str(e))
 
-    # -- dependencies ------------------------------------------------------------------------------
-    def get_engine(request: Request) -> Engine:
+    # -- dependencies (async: FastAPI runs plain functions in a worker thread) --------------------
+    async def get_engine(request: Request) -> Engine:
         return request.app.state.engine
 
-    def reader(request: Request) -> str:
+    async def reader(request: Request) -> str:
         return keys.access(request)
 
-    def writer(request: Request) -> str:
+    async def writer(request: Request) -> str:
         if keys.access(request) != "write":
             raise HTTPException(403, "this key is read-only")
         return "write"
 
     async def disconnect_watch(request: Request) -> AsyncIterator[asyncio.Event]:
         """An event set when the client goes away, so queued work can be dropped."""
-        # Polling for a disconnect reads from the connection: the body must be in hand first, or
-        # the poll could swallow it (it is cached on the request; FastAPI has usually read it).
+        # Once the body is in hand (cached on the request; FastAPI has usually read it), the next
+        # message the server delivers is http.disconnect: wait for it instead of polling.
         await request.body()
         gone = asyncio.Event()
 
         async def watch() -> None:
-            while not gone.is_set():
-                if await request.is_disconnected():
-                    gone.set()
-                    return
-                await asyncio.sleep(0.05)
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
 
         task = asyncio.create_task(watch())
         try:

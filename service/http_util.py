@@ -1,5 +1,6 @@
-"""Small HTTP helpers: the stable error shape, the streaming body cap, bearer-key checks, and
-decoding of base64 media. Imports FastAPI/Starlette; nothing outside service/ imports this."""
+"""Small HTTP helpers: the stable error shape, the streaming body cap, per-request timing,
+bearer-key checks, and decoding of base64 media. Imports FastAPI/Starlette; nothing outside service/
+imports this."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import binascii
 import hmac
 import json
 import re
+import time
+from collections.abc import Callable
 
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -86,6 +89,32 @@ class BodyLimit:
         headers = [(b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body.encode()})
+
+
+class Timed:
+    """Pure ASGI middleware that reports (method, route template, status, seconds) of every HTTP
+    request to `report` (Starlette's BaseHTTPMiddleware costs a task group per request)."""
+
+    def __init__(self, app, report: Callable[[str, str, int, float], None]) -> None:
+        self.app, self.report = app, report
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = 500
+
+        async def status_send(msg):
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = msg["status"]
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, status_send)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.report(scope["method"], path, status, time.perf_counter() - t0)
 
 
 class KeyCheck:

@@ -1,5 +1,6 @@
 """Against a real server on loopback: schemathesis over the live OpenAPI schema, the web page in
-headless Chromium, and a bounded overload burst."""
+headless Chromium, a bounded overload burst, and a request whose client left before its batch ran
+never reaching the model."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import base64
 import contextlib
 import io
 import shutil
+import threading
 import time
 
 import httpx
@@ -16,6 +18,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from PIL import Image
 
+from encoders import load_encoder
+from service.engine import Engine
 from service.runner import running
 from service.settings import Settings
 
@@ -148,3 +152,37 @@ def test_overload_burst_gets_429_never_500_and_recovers(tmp_path, tiny_clip_dir)
         assert 429 in codes
         codes, _ = asyncio.run(measure(30, 4, None))  # after the burst: all served again
         assert set(codes) == {200}
+
+
+def test_request_whose_client_left_never_reaches_the_model(tmp_path, tiny_clip_dir):
+    enc = load_encoder(f"hf:{tiny_clip_dir}", device="cpu")
+    seen: list[list[str]] = []
+    release = threading.Event()
+    real = enc.encode_text
+
+    def encode_text(texts, *args, **kwargs):
+        seen.append(list(texts))
+        if texts[0] == "first":
+            release.wait(20)  # holds the worker, so the next request waits in the queue
+        return real(texts, *args, **kwargs)
+
+    enc.encode_text = encode_text
+    s = Settings.load({}, model=f"hf:{tiny_clip_dir}", data_dir=tmp_path, demo=False,
+                      max_batch=1, max_wait_ms=0)  # fmt: skip
+    with running(s, Engine(s, encoder=enc)) as url:
+
+        async def go() -> None:
+            async with httpx.AsyncClient(timeout=30) as c:
+                first = asyncio.create_task(c.post(f"{url}/embed", json={"texts": ["first"]}))
+                while not seen:
+                    await asyncio.sleep(0.01)
+                with pytest.raises(httpx.ReadTimeout):  # the client gives up and hangs up
+                    await c.post(f"{url}/embed", json={"texts": ["abandoned"]}, timeout=0.5)
+                await asyncio.sleep(0.3)
+                release.set()
+                assert (await first).status_code == 200
+                after = await c.post(f"{url}/embed", json={"texts": ["after"]})
+                assert after.status_code == 200
+
+        asyncio.run(go())
+    assert seen == [["first"], ["after"]]
