@@ -69,6 +69,9 @@ class Metrics:
         self.batch_seconds.labels(modality).observe(seconds)
 
 
+F32_MAX = float(np.finfo(np.float32).max)
+
+
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or Settings.load()
     metrics = Metrics()
@@ -189,6 +192,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         finally:
             task.cancel()
 
+    def float32_vector(values: list[float], what: str) -> np.ndarray:
+        v = np.asarray(values, dtype=np.float64)
+        if not np.isfinite(v).all() or (np.abs(v) > F32_MAX).any():
+            raise InputError(f"{what} has values that are not finite float32 numbers")
+        return v.astype(np.float32)
+
     def check_count(n: int, what: str) -> None:
         if n > settings.max_items:
             raise InputError(f"{n} {what} in one request, over the limit of {settings.max_items}")
@@ -203,7 +212,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             img = eng.decode(decode_b64(q.image, "query image"), "query image")
             return (await eng.embed_images([img], cancel=gone))[0], None
         if q.vector is not None:
-            v = np.asarray(q.vector, dtype=np.float32)
+            v = float32_vector(q.vector, "query vector")
             if v.shape != (eng.encoder.dim,) and col is None:
                 raise InputError(f"vector has {len(v)} dimensions, the model has {eng.encoder.dim}")
             return v, None
@@ -376,7 +385,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                         f"item '{it.id}': vector has {len(it.vector)} dimensions, collection "
                         f"'{name}' holds {col.dim}-dimensional vectors"
                     )
-                vecs[i] = it.vector
+                vecs[i] = float32_vector(it.vector, f"item '{it.id}': vector")
                 model_made = False
         if texts:
             res = await eng.embed_texts([t for _, t in texts], truncate=req.truncate, cancel=gone)

@@ -194,6 +194,11 @@ def test_collections_crud_and_search(client, enc, png):
         "24-dimensional vectors")  # fmt: skip
     err(client.post("/collections/nope/search", json={"query": {"text": "a"}}), 404, "not_found",
         "no collection named 'nope'")  # fmt: skip
+    huge = [1e39] + [0.0] * 23  # finite in JSON, infinite in float32
+    err(client.post("/collections/shop/search", json={"query": {"vector": huge}}), 422,
+        "invalid_input", "query vector has values that are not finite float32 numbers")  # fmt: skip
+    err(client.put("/collections/shop/items", json={"items": [{"id": "x", "vector": huge}]}), 422,
+        "invalid_input", "item 'x': vector has values that are not finite float32 numbers")  # fmt: skip
 
     assert client.delete("/collections/shop/items/t2").json() == {"deleted": 1}
     err(client.delete("/collections/shop/items/t2"), 404, "not_found")
