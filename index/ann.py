@@ -122,18 +122,12 @@ class AnnIndex:
             sel = faiss.IDSelectorNot(_selector(dead, keep))
         params = self._params(sel, nprobe, ef)
         q = np.ascontiguousarray(queries, dtype=np.float32)
-        k_eff = max(1, min(k, self.ntotal)) if self.ntotal else k
         if self.ntotal == 0:
-            return np.full((len(q), k), _worst(self.metric), np.float32), np.full(
-                (len(q), k), -1, np.int64
-            )
-        scores, labels = self.index.search(q, k_eff, params=params)
+            empty = np.zeros((len(q), 0))
+            return pad_to_k(empty.astype(np.float32), empty.astype(np.int64), k, self.metric)
+        scores, labels = self.index.search(q, min(k, self.ntotal), params=params)
         del keep
-        if k_eff < k:
-            pad = k - k_eff
-            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=_worst(self.metric))
-            labels = np.pad(labels, ((0, 0), (0, pad)), constant_values=-1)
-        return scores, labels
+        return pad_to_k(scores, labels, k, self.metric)
 
     def _params(self, sel, nprobe: int, ef: int):
         inner = self.index.index if isinstance(self.index, faiss.IndexIDMap2) else self.index
@@ -162,5 +156,18 @@ def _selector(labels: np.ndarray, keep: list):
     return sel
 
 
-def _worst(metric: str) -> float:
+def worst_score(metric: str) -> float:
     return np.inf if metric == "l2" else -np.inf
+
+
+def pad_to_k(
+    scores: np.ndarray, labels: np.ndarray, k: int, metric: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(nq, k') results padded to k columns with the worst score and label -1."""
+    pad = k - scores.shape[1]
+    if pad <= 0:
+        return scores, labels
+    return (
+        np.pad(scores, ((0, 0), (0, pad)), constant_values=worst_score(metric)),
+        np.pad(labels, ((0, 0), (0, pad)), constant_values=-1),
+    )

@@ -20,7 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from index.ann import METRICS, AnnIndex, auto_factory, train_size, validate_factory
+from index.ann import (
+    METRICS,
+    AnnIndex,
+    auto_factory,
+    pad_to_k,
+    train_size,
+    validate_factory,
+    worst_score,
+)
 from index.errors import CollectionError, SnapshotError
 from index.filters import compile_filter
 from index.gpu import CloneFn, GpuReplica, resolve_device, to_gpu
@@ -305,8 +313,7 @@ class Collection:
 
     def _exact(self, q: np.ndarray, k: int, allowed: np.ndarray | None):
         """Brute-force top-k over `allowed` labels (None: every item), vectors from the store."""
-        worst = np.inf if self.metric == "l2" else -np.inf
-        best_s = np.full((len(q), 0), worst, np.float32)
+        best_s = np.zeros((len(q), 0), np.float32)
         best_l = np.zeros((len(q), 0), np.int64)
         if allowed is None:
             chunks = self.store.scan(self.dim)[1]
@@ -321,17 +328,13 @@ class Collection:
             order = self._order(s)[:, :k]
             best_s = np.take_along_axis(s, order, 1)
             best_l = np.take_along_axis(lab, order, 1)
-        if best_s.shape[1] < k:
-            pad = k - best_s.shape[1]
-            best_s = np.pad(best_s, ((0, 0), (0, pad)), constant_values=worst)
-            best_l = np.pad(best_l, ((0, 0), (0, pad)), constant_values=-1)
-        return best_s, best_l
+        return pad_to_k(best_s, best_l, k, self.metric)
 
     def _rescore(self, q: np.ndarray, cand: np.ndarray, k: int):
         """Exact scores for ANN candidates, from the stored float32 vectors."""
         labels, vecs = self.store.vectors(np.unique(cand[cand >= 0]), self.dim)
         pos = {int(x): i for i, x in enumerate(labels)}
-        worst = np.inf if self.metric == "l2" else -np.inf
+        worst = worst_score(self.metric)
         exact = self._score(q, vecs) if len(labels) else np.zeros((len(q), 0), np.float32)
         s = np.full(cand.shape, worst, np.float32)
         for r in range(len(q)):

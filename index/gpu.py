@@ -20,6 +20,7 @@ from collections.abc import Callable
 import faiss
 import numpy as np
 
+from index.ann import pad_to_k
 from index.errors import CollectionError
 
 log = logging.getLogger("jointspace.index")
@@ -128,7 +129,7 @@ class GpuReplica:
         if n == 0 or k > GPU_MAX_K or not self.current(ann, lsn):
             return None  # (checked before waiting for the mutex, which a refresh may hold)
         with self._mutex:
-            if not (self._source is ann and self._lsn == lsn):
+            if not self.current(ann, lsn):
                 return None
             ivf = _ivf(self._index)
             if ivf is not None:
@@ -137,11 +138,7 @@ class GpuReplica:
                 np.ascontiguousarray(queries, np.float32), min(k, n)
             )
             self.searches += 1
-        if k > n:
-            worst = np.inf if ann.metric == "l2" else -np.inf
-            scores = np.pad(scores, ((0, 0), (0, k - n)), constant_values=worst)
-            labels = np.pad(labels, ((0, 0), (0, k - n)), constant_values=-1)
-        return scores, labels
+        return pad_to_k(scores, labels, k, ann.metric)
 
 
 def _ivf(index: faiss.Index):
