@@ -30,7 +30,7 @@ from index import CollectionError, CollectionExists, CollectionNotFound
 from index.catalog import NAME_RE as COLLECTION_NAME
 from service import schemas as S
 from service.batcher import Overloaded
-from service.engine import Engine, ModelError
+from service.engine import Engine, ModelError, media_name
 from service.http_util import BodyLimit, KeyCheck, Timed, decode_b64, error_response
 from service.settings import Settings
 
@@ -224,8 +224,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return item.vector, q.id
 
     def media_url(eng: Engine, collection: str, item_id: str) -> str | None:
-        from service.engine import media_name
-
         name = media_name(item_id)
         return (
             f"/media/{collection}/{name}" if (eng.media_dir / collection / name).is_file() else None

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -30,7 +30,6 @@ class Overloaded(Exception):
 class Job:
     inputs: Sequence[Any]
     future: asyncio.Future
-    queued_at: float = field(default_factory=time.perf_counter)
 
 
 class Batcher:

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import numpy as np
 import typer
@@ -33,6 +33,12 @@ err = Console(stderr=True)
 out = Console()
 
 
+def fail(e: Exception) -> NoReturn:
+    """A caller-fixable error: one line on stderr, exit code 2, no traceback."""
+    err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2) from None
+
+
 def friendly(fn: Callable) -> Callable:
     """Turn the library's caller-fixable errors into one line on stderr and exit code 2."""
 
@@ -41,8 +47,7 @@ def friendly(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except JointspaceError as e:
-            err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            fail(e)
 
     return wrapper
 
@@ -226,8 +231,7 @@ def train(
         )  # fmt: skip
         trainer = Trainer(cfg, log=err.print)
     except (ValueError, MissingData, FileNotFoundError) as e:
-        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        fail(e)
     resumed = trainer.resume()
     if trainer.rank == 0:
         what = f"resumed at step {trainer.step}" if resumed else "new run"
@@ -278,8 +282,7 @@ def eval_cmd(
     try:
         res = evaluate(enc, tuple(suite or SUITES), limit=limit, seed=seed)
     except (ValueError, MissingData) as e:
-        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        fail(e)
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(res, indent=2) + "\n")
@@ -320,8 +323,7 @@ def serve(
         )  # fmt: skip
         application = create_app(settings)
     except SettingsError as e:
-        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        fail(e)
     shown = "localhost" if settings.host in ("127.0.0.1", "::1") else settings.host
     err.print(f"jointspace: serving {settings.model} at http://{shown}:{settings.port}/ "
               "(the page), /docs (the API)", markup=False, highlight=False)  # fmt: skip

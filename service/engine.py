@@ -105,20 +105,15 @@ class Engine:
 
     async def _wait(self, fut: asyncio.Future, cancel: asyncio.Event | None):
         """Wait for a batch result; give up (cancelling the job) if `cancel` is set first."""
-        if cancel is None:
-            await asyncio.wait([fut], timeout=self.settings.request_timeout_s)
-            if not fut.done():
-                fut.cancel()
-                raise TimeoutError("the model did not answer in time")
-            return self._result(fut)
-        stop = asyncio.ensure_future(cancel.wait())
+        stop = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
         try:
             done, _ = await asyncio.wait(
-                {fut, stop}, timeout=self.settings.request_timeout_s,
+                {fut} if stop is None else {fut, stop}, timeout=self.settings.request_timeout_s,
                 return_when=asyncio.FIRST_COMPLETED,
             )  # fmt: skip
         finally:
-            stop.cancel()
+            if stop is not None:
+                stop.cancel()
         if fut in done:
             return self._result(fut)
         fut.cancel()
