@@ -85,21 +85,20 @@ def main() -> None:
         bare.append(time.perf_counter() - t0)
 
     results = {}
-    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
 
-    def remote(url: str, inputs: list[str], clients: int):
-        return pool.submit(run_load, url, inputs, clients).result()
+        def remote(url: str, inputs: list[str], clients: int):
+            return pool.submit(run_load, url, inputs, clients).result()
 
-    for name, max_batch in (("batch of one", 1), ("dynamic batching", 64)):
-        with tempfile.TemporaryDirectory() as d:
-            s = Settings.load({}, model=args.model, data_dir=d, demo=False, max_batch=max_batch,
-                              max_wait_ms=5, queue_size=4096)  # fmt: skip
-            with running(s, Engine(s, encoder=enc)) as url:
-                remote(url, data[:64], 8)  # warm-up
-                if name == "batch of one":  # sequential latency: the service's own overhead
-                    seq = remote(url, data[:200], 1)[1]
-                results[name] = remote(url, data, args.clients)
-    pool.shutdown()
+        for name, max_batch in (("batch of one", 1), ("dynamic batching", 64)):
+            with tempfile.TemporaryDirectory() as d:
+                s = Settings.load({}, model=args.model, data_dir=d, demo=False,
+                                  max_batch=max_batch, max_wait_ms=5, queue_size=4096)  # fmt: skip
+                with running(s, Engine(s, encoder=enc)) as url:
+                    remote(url, data[:64], 8)  # warm-up
+                    if name == "batch of one":  # sequential latency: the service's own overhead
+                        seq = remote(url, data[:200], 1)[1]
+                    results[name] = remote(url, data, args.clients)
 
     print(
         f"# service bench: {args.model}, {args.clients} concurrent clients, {args.requests} "

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from encoders.base import Encoder
+from fusion import class_matrix
 from training.data import (
     COLOURS,
     EVAL_TEMPLATES,
@@ -39,9 +40,9 @@ def _images(arr: np.ndarray) -> list[Image.Image]:
 
 def class_vectors(enc: Encoder, classes: list[str], templates: list[str]) -> np.ndarray:
     """One unit vector per class: the mean of its prompts' vectors (a prompt ensemble)."""
-    v = enc.embed_text([t.format(c) for c in classes for t in templates])
-    v = v.reshape(len(classes), len(templates), -1).mean(1)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    return class_matrix(
+        enc.embed_text([t.format(c) for c in classes for t in templates]), len(classes)
+    )
 
 
 def fashion_zero_shot(enc: Encoder, limit: int | None = None, **_) -> dict:
