@@ -1,5 +1,6 @@
-"""The composition root: the command line now, the FastAPI app in later work.
+"""The HTTP service: the FastAPI app factory (service/app.py), one router per resource
+(service/routes/), the engine with its dynamic batchers, settings, keys and limits.
 
-Owns wiring the library packages together for people: the `jointspace` CLI (typer) and, later, the
-HTTP service. The only package allowed to import FastAPI, uvicorn and typer.
+The only package that imports FastAPI and uvicorn. It imports the library packages below it
+(encoders, index, fusion, training for the demo data) and is imported by nothing but the CLI.
 """

@@ -1,10 +1,17 @@
 """Dynamic batching: requests from many clients share one forward pass per model and modality.
 
-Each request submits a job (its list of inputs). One worker per batcher takes jobs from a bounded
-queue until `max_batch` inputs are gathered or `max_wait_ms` has passed since the first, runs the
-model once in a worker thread, and hands every job its slice of the result. A full queue refuses
-new jobs at once (the HTTP layer answers 429); a job whose client went away is cancelled and
-skipped before batching; a failing model call fails exactly the jobs of that batch. The batcher
+Each request submits a job (its list of inputs). One worker per batcher takes jobs from the queue
+until `max_batch` inputs are gathered or `max_wait_ms` has passed since the first, runs the model
+once in a worker thread, and hands every job its slice of the result.
+
+Load shedding (as TEI and vLLM do it), so that accepted requests keep their latency and a client
+can tell an overloaded service from a slow one:
+- the queue holds at most `queue_size` *inputs* (not jobs: 64 requests of 64 texts are 4,096);
+- a job is refused at once when the queue, at the measured seconds per input, would keep it
+  waiting longer than `max_queue_wait_ms`;
+- a job that has waited past that budget anyway is failed when its turn comes, not run.
+Both raise `Overloaded` (the HTTP layer answers 429 with Retry-After). A job whose client went away
+is skipped before batching; a failing model call fails exactly the jobs of that batch. The batcher
 knows nothing of HTTP.
 """
 
@@ -13,23 +20,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
 class Overloaded(Exception):
-    """The queue is full; retry after `retry_after` seconds."""
+    """Refused to keep latency bounded; retry after `retry_after` seconds."""
 
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"the server is busy: retry in {retry_after:.0f} s")
+    status, kind = 429, "overloaded"
+
+    def __init__(self, message: str, retry_after: float, reason: str = "queue_full") -> None:
+        super().__init__(message)
         self.retry_after = retry_after
+        self.reason = reason
 
 
 @dataclass
 class Job:
     inputs: Sequence[Any]
     future: asyncio.Future
+    queued_at: float = field(default_factory=time.perf_counter)
 
 
 class Batcher:
@@ -40,16 +52,25 @@ class Batcher:
         max_batch: int,
         max_wait_ms: float,
         queue_size: int,
+        max_queue_wait_ms: float = 1000.0,
         on_batch: Callable[[int, float], None] | None = None,
+        on_shed: Callable[[int, str], None] | None = None,
     ) -> None:
         """`fn` maps a list of inputs to a same-length sequence of results (it runs in a thread)."""
         self.fn = fn
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
-        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=queue_size)
-        self.on_batch = on_batch
+        self.queue_size = queue_size
+        self.budget = max_queue_wait_ms / 1000
+        self.on_batch, self.on_shed = on_batch, on_shed
+        self._jobs: deque[Job] = deque()
+        self._queued = 0  # inputs in _jobs
+        self._running = 0  # inputs in the batch now on the model
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._task: asyncio.Task | None = None
-        self._busy_s = 0.05  # running estimate of one batch's duration, for Retry-After
+        self._per_input_s = 0.0  # running estimate of model seconds per input, for admission
 
     def start(self) -> None:
         if self._task is None:
@@ -59,7 +80,9 @@ class Batcher:
         """Finish what is queued, then stop."""
         if self._task is None:
             return
-        await self.queue.join()
+        while self._jobs or self._running:
+            self._idle.clear()
+            await self._idle.wait()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -67,29 +90,72 @@ class Batcher:
 
     @property
     def depth(self) -> int:
-        return self.queue.qsize()
+        """Inputs waiting for a batch."""
+        return self._queued
+
+    def expected_wait(self, extra: int = 0) -> float:
+        """Seconds a job of `extra` inputs queued now would wait before its batch finishes."""
+        return (self._queued + self._running + extra) * self._per_input_s
 
     def submit(self, inputs: Sequence[Any]) -> asyncio.Future:
-        """Queue a job; its future resolves to the list of results. Raises Overloaded when full."""
+        """Queue a job; its future resolves to the list of results. Raises Overloaded."""
+        n = len(inputs)
+        if self._queued + n > self.queue_size and self._queued:
+            self._refuse(n, "queue_full", f"the server is busy: {self._queued} inputs are queued "
+                         f"(limit {self.queue_size})")  # fmt: skip
+        wait = self.expected_wait(n)
+        if wait > self.budget and (self._queued or self._running):
+            self._refuse(n, "queue_wait", f"the server is busy: the queue would wait {wait:.1f} s, "
+                         f"over the {self.budget:.1f} s budget")  # fmt: skip
         fut = asyncio.get_running_loop().create_future()
-        try:
-            self.queue.put_nowait(Job(list(inputs), fut))
-        except asyncio.QueueFull:
-            waiting = self.queue.qsize() / max(1, self.max_batch)
-            raise Overloaded(retry_after=max(1.0, waiting * self._busy_s)) from None
+        self._jobs.append(Job(list(inputs), fut))
+        self._queued += n
+        self._wake.set()
         return fut
+
+    def _refuse(self, n: int, reason: str, message: str) -> None:
+        if self.on_shed:
+            self.on_shed(n, reason)
+        retry = max(1.0, self.expected_wait() - self.budget / 2)
+        raise Overloaded(f"{message}; retry in {retry:.0f} s", retry, reason)
+
+    async def _next(self, timeout: float | None) -> Job | None:
+        while not self._jobs:
+            self._wake.clear()
+            if timeout is not None and timeout <= 0:
+                return None
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                return None
+        job = self._jobs.popleft()
+        self._queued -= len(job.inputs)
+        return job
+
+    def _expired(self, job: Job) -> bool:
+        waited = time.perf_counter() - job.queued_at
+        if waited <= self.budget:
+            return False
+        if self.on_shed:
+            self.on_shed(len(job.inputs), "expired")
+        retry = max(1.0, self.expected_wait())
+        job.future.set_exception(Overloaded(
+            f"the server is busy: the request waited {waited:.1f} s in the queue, over the "
+            f"{self.budget:.1f} s budget; retry in {retry:.0f} s", retry, "expired",
+        ))  # fmt: skip
+        return True
 
     async def _worker(self) -> None:
         loop = asyncio.get_running_loop()
         carry: Job | None = None
         while True:
-            job = carry or await self.queue.get()
+            job = carry or await self._next(None)
             carry = None
             jobs, n = [], 0
             deadline = loop.time() + self.max_wait
-            while True:
-                if job.future.done():  # cancelled: the client went away before batching
-                    self.queue.task_done()
+            while job is not None:
+                if job.future.done() or self._expired(job):  # client left, or waited too long
+                    pass
                 elif jobs and n + len(job.inputs) > self.max_batch:
                     carry = job  # would overflow: it opens the next batch
                     break
@@ -98,20 +164,15 @@ class Batcher:
                     n += len(job.inputs)
                 if n >= self.max_batch:
                     break
-                remaining = deadline - loop.time()
-                try:
-                    job = (
-                        self.queue.get_nowait()
-                        if remaining <= 0
-                        else await asyncio.wait_for(self.queue.get(), remaining)
-                    )
-                except (asyncio.QueueEmpty, TimeoutError):
-                    break
+                job = await self._next(deadline - loop.time())
             if jobs:
                 await self._run(jobs, n)
+            if not self._jobs and carry is None:
+                self._idle.set()
 
     async def _run(self, jobs: list[Job], n: int) -> None:
         inputs = [x for j in jobs for x in j.inputs]
+        self._running = n
         t0 = time.perf_counter()
         try:
             results = await asyncio.to_thread(self.fn, inputs)
@@ -132,8 +193,10 @@ class Batcher:
                     j.future.set_result(part)
         finally:
             took = time.perf_counter() - t0
-            self._busy_s = 0.8 * self._busy_s + 0.2 * took
+            self._running = 0
+            per = took / max(1, n)
+            self._per_input_s = (
+                per if not self._per_input_s else 0.8 * self._per_input_s + 0.2 * per
+            )
             if self.on_batch:
                 self.on_batch(n, took)
-            for _ in jobs:
-                self.queue.task_done()

@@ -34,7 +34,9 @@ class TextResult:
 
 
 class Engine:
-    def __init__(self, settings: Settings, encoder: Encoder | None = None, on_batch=None) -> None:
+    def __init__(
+        self, settings: Settings, encoder: Encoder | None = None, on_batch=None, on_shed=None
+    ) -> None:
         self.settings = settings
         self.encoder = encoder or load_encoder(settings.model, device=settings.device)
         self.catalog = Catalog(
@@ -42,16 +44,17 @@ class Engine:
         )
         self.media_dir = Path(settings.data_dir) / "media"
         self.batchers = {
-            "text": self._batcher(self._texts, "text", on_batch),
-            "image": self._batcher(self._images, "image", on_batch),
+            "text": self._batcher(self._texts, "text", on_batch, on_shed),
+            "image": self._batcher(self._images, "image", on_batch, on_shed),
         }
 
-    def _batcher(self, fn, modality: str, on_batch) -> Batcher:
+    def _batcher(self, fn, modality: str, on_batch, on_shed) -> Batcher:
         s = self.settings
-        report = (lambda n, t: on_batch(modality, n, t)) if on_batch else None
         return Batcher(
             fn, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms, queue_size=s.queue_size,
-            on_batch=report,
+            max_queue_wait_ms=s.max_queue_wait_ms,
+            on_batch=(lambda n, t: on_batch(modality, n, t)) if on_batch else None,
+            on_shed=(lambda n, why: on_shed(modality, n, why)) if on_shed else None,
         )  # fmt: skip
 
     async def start(self) -> None:

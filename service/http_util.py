@@ -1,30 +1,18 @@
-"""Small HTTP helpers: the stable error shape, the streaming body cap, per-request timing,
-bearer-key checks, and decoding of base64 media. Imports FastAPI/Starlette; nothing outside service/
-imports this."""
+"""Small HTTP helpers: the streaming body cap, per-request timing, and decoding of base64 media.
+Pure ASGI; nothing outside service/ imports this."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
 import re
 import time
 from collections.abc import Callable
 
-from fastapi import HTTPException, Request
-from fastapi.responses import JSONResponse
-
 from encoders import InputError
 
 DATA_URL = re.compile(r"^data:(?P<mime>[\w.+/-]*)(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,")
-
-
-def error_response(
-    status: int, type_: str, message: str, headers: dict | None = None
-) -> JSONResponse:
-    body = {"error": {"type": type_, "message": message, "code": status}}
-    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def decode_b64(data: str, what: str) -> bytes:
@@ -48,7 +36,9 @@ class BodyTooLarge(Exception):
 
 class BodyLimit:
     """Caps request bodies while they stream in: 413 from the Content-Length header when it is
-    over, or as soon as the bytes received pass the cap (chunked uploads)."""
+    over, or as soon as the bytes received pass the cap (chunked uploads). Past the cap no more of
+    the body is read, and whatever the app tries to answer after that (the framework turns a
+    failed read into its own 400) is dropped: the client gets the 413."""
 
     def __init__(self, app, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -60,33 +50,39 @@ class BodyLimit:
             if k == b"content-length" and v.isdigit() and int(v) > self.limit:
                 return await self._reject(send)
         seen = 0
-        started = False
+        state = {"started": False, "rejected": False}
 
         async def limited_receive():
             nonlocal seen
+            if state["rejected"]:
+                raise BodyTooLarge
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
+                    if not state["started"]:
+                        state["rejected"] = True
+                        await self._reject(send)
                     raise BodyTooLarge
             return msg
 
-        async def tracking_send(msg):
-            nonlocal started
+        async def guarded_send(msg):
+            if state["rejected"]:
+                return  # the 413 has been sent; the app's own answer is dropped
             if msg["type"] == "http.response.start":
-                started = True
+                state["started"] = True
             await send(msg)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, guarded_send)
         except BodyTooLarge:
-            if not started:
+            if not state["started"] and not state["rejected"]:
                 await self._reject(send)
 
     async def _reject(self, send) -> None:
         msg = f"request body over {self.limit} bytes"
-        body = json.dumps({"error": {"type": "payload_too_large", "code": 413, "message": msg}})
-        headers = [(b"content-type", b"application/json")]
+        body = json.dumps({"error": {"type": "payload_too_large", "message": msg, "code": 413}})
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body.encode()})
 
@@ -115,36 +111,3 @@ class Timed:
         finally:
             path = getattr(scope.get("route"), "path", "unmatched")
             self.report(scope["method"], path, status, time.perf_counter() - t0)
-
-
-class KeyCheck:
-    """Bearer tokens, compared in constant time against every configured key."""
-
-    def __init__(self, full: list[str], read_only: list[str]) -> None:
-        self.full = [k.encode() for k in full]
-        self.read_only = [k.encode() for k in read_only]
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.full or self.read_only)
-
-    def access(self, request: Request) -> str:
-        """'write', 'read', or raise 401."""
-        if not self.enabled:
-            return "write"
-        auth = request.headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise HTTPException(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
-        t = token.strip().encode()
-        full = False
-        read = False
-        for k in self.full:  # no early exit: the time taken does not depend on which key matched
-            full |= hmac.compare_digest(t, k)
-        for k in self.read_only:
-            read |= hmac.compare_digest(t, k)
-        if full:
-            return "write"
-        if read:
-            return "read"
-        raise HTTPException(401, "invalid bearer token", {"WWW-Authenticate": "Bearer"})

@@ -36,6 +36,10 @@ class Settings(BaseModel, extra="forbid"):
     max_batch: int = Field(64, ge=1, le=4096, description="Inputs per forward pass.")
     max_wait_ms: float = Field(5.0, ge=0, le=1000, description="How long a batch waits to fill.")
     queue_size: int = Field(1024, ge=1, description="Queued inputs per model and modality.")
+    max_queue_wait_ms: float = Field(
+        1000.0, gt=0, le=600_000,
+        description="Queue-wait budget: a request that would wait longer gets 429.",
+    )  # fmt: skip
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_items: int = Field(256, ge=1, description="Inputs or items per request.")
     max_pixels: int = Field(40_000_000, ge=1)
@@ -43,6 +47,11 @@ class Settings(BaseModel, extra="forbid"):
     request_timeout_s: float = Field(60.0, gt=0)
     api_keys: list[str] = Field(default_factory=list, description="Bearer tokens with full access.")
     read_only_keys: list[str] = Field(default_factory=list, description="Tokens that cannot write.")
+    keys_file: Path | None = Field(None, description="JSON file of named, scoped keys (hashes).")
+    media_secret: str | None = Field(
+        None, min_length=16, description="Secret for signed media URLs (default: made at start-up)."
+    )
+    media_url_ttl: int = Field(3600, ge=1, description="Seconds a signed media URL stays valid.")
     cors_origins: list[str] = Field(default_factory=list)
     demo: bool = Field(True, description="Build the demo collection on first start.")
 
@@ -57,24 +66,30 @@ class Settings(BaseModel, extra="forbid"):
 
     @model_validator(mode="after")
     def _combinations(self) -> Settings:
-        if self.read_only_keys and not self.api_keys:
+        if self.read_only_keys and not (self.api_keys or self.keys_file):
             raise ValueError(
                 "read-only keys need at least one full-access key too: set JOINTSPACE_API_KEYS "
-                "(or drop JOINTSPACE_READ_ONLY_KEYS)"
+                "or JOINTSPACE_KEYS_FILE (or drop JOINTSPACE_READ_ONLY_KEYS)"
             )
         if set(self.api_keys) & set(self.read_only_keys):
             raise ValueError("a key cannot be both full-access and read-only")
         if any(len(k) < 16 for k in self.api_keys + self.read_only_keys):
             raise ValueError("API keys must be at least 16 characters long")
-        if "*" in self.cors_origins and (self.api_keys or self.read_only_keys):
+        keyed = bool(self.api_keys or self.read_only_keys or self.keys_file)
+        if "*" in self.cors_origins and keyed:
             raise ValueError(
                 "CORS origin '*' with API keys would let any web page use a visitor's key: "
                 "list the allowed origins in JOINTSPACE_CORS_ORIGINS"
             )
-        if not self.api_keys and not _is_loopback(self.host):
+        if not keyed and not _is_loopback(self.host):
             raise ValueError(
-                f"refusing to listen on {self.host} without API keys: set JOINTSPACE_API_KEYS, or "
-                "bind to 127.0.0.1"
+                f"refusing to listen on {self.host} without API keys: set JOINTSPACE_API_KEYS or "
+                "JOINTSPACE_KEYS_FILE, or bind to 127.0.0.1"
+            )
+        if self.max_items > self.queue_size:
+            raise ValueError(
+                f"max_items ({self.max_items}) is over queue_size ({self.queue_size}): a request "
+                "of max_items inputs could never be queued; raise JOINTSPACE_QUEUE_SIZE"
             )
         return self
 

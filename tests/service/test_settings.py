@@ -25,9 +25,9 @@ def test_defaults_env_and_flags():
     ("env", "message"),
     [
         ({"JOINTSPACE_READ_ONLY_KEYS": KEY}, "read-only keys need at least one full-access key "
-         "too: set JOINTSPACE_API_KEYS (or drop JOINTSPACE_READ_ONLY_KEYS)"),
+         "too: set JOINTSPACE_API_KEYS or JOINTSPACE_KEYS_FILE (or drop JOINTSPACE_READ_ONLY_KEYS)"),
         ({"JOINTSPACE_HOST": "0.0.0.0"}, "refusing to listen on 0.0.0.0 without API keys: set "
-         "JOINTSPACE_API_KEYS, or bind to 127.0.0.1"),
+         "JOINTSPACE_API_KEYS or JOINTSPACE_KEYS_FILE, or bind to 127.0.0.1"),
         ({"JOINTSPACE_API_KEYS": "short"}, "API keys must be at least 16 characters long"),
         ({"JOINTSPACE_API_KEYS": KEY, "JOINTSPACE_CORS_ORIGINS": "*"}, "CORS origin '*' with API "
          "keys would let any web page use a visitor's key: list the allowed origins in "

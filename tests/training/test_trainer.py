@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from service.cli import app
 from typer.testing import CliRunner
 
 from encoders import load_encoder
-from service.cli import app
 from training.trainer import TrainConfig, Trainer
 
 COLOURS = {

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from cli.main import app
 from encoders import load_encoder
 from index.gpu import gpu_count
-from service.cli import app
 
 runner = CliRunner()
 
@@ -198,7 +198,7 @@ def test_real_entry_point_exits_2_without_traceback(tmp_path):
         [
             sys.executable,
             "-m",
-            "service.cli",
+            "cli.main",
             "embed",
             "--model",
             "hf:/nonexistent",

@@ -1,0 +1,48 @@
+"""What every command shares: the consoles, the one-line error exit, the progress bar."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from encoders import JointspaceError
+
+err = Console(stderr=True)
+out = Console()
+
+
+def fail(e: Exception | str) -> NoReturn:
+    """A caller-fixable error: one line on stderr, exit code 2, no traceback."""
+    err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2) from None
+
+
+def friendly(fn: Callable) -> Callable:
+    """Turn the library's caller-fixable errors into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except JointspaceError as e:
+            fail(e)
+
+    return wrapper
+
+
+def progress(total: int) -> Progress:
+    """A bar only when the inputs would not fit on one screen."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=total <= max(err.size.height, 24),
+    )

@@ -1,0 +1,117 @@
+"""`jointspace embed`: vectors of texts and image files, to the terminal, .npy or .parquet."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from cli.common import err, friendly, out, progress
+from encoders import DEFAULT_MAX_PIXELS, decode_image, load_encoder
+from encoders.base import batches, check_texts
+
+
+@friendly
+def embed(
+    model: Annotated[
+        str, typer.Option(help="Model spec, e.g. open_clip:ViT-B-32@laion2b_s34b_b79k")
+    ],
+    text: Annotated[list[str] | None, typer.Option(help="A text to embed (repeatable).")] = None,
+    image: Annotated[list[Path] | None, typer.Option(help="An image file (repeatable).")] = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Write vectors to .npy or .parquet.")
+    ] = None,
+    similarity: Annotated[bool, typer.Option(help="Print the cosine similarity matrix.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Inputs per forward pass.")] = 32,
+    max_pixels: Annotated[int, typer.Option(min=1)] = DEFAULT_MAX_PIXELS,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")] = None,
+) -> None:
+    """Embed texts and images; texts come first in the output, each group in the order given."""
+    texts, paths = list(text or []), list(image or [])
+    if not texts and not paths:
+        raise typer.BadParameter("give at least one --text or --image")
+    if out_path is not None and out_path.suffix not in (".npy", ".parquet"):
+        raise typer.BadParameter(f"--out must end in .npy or .parquet, not '{out_path.suffix}'")
+    # Validate every input before the model loads, so a bad one fails in milliseconds.
+    check_texts(texts)
+    for p in paths:
+        decode_image(p, max_pixels=max_pixels)
+    enc = load_encoder(model, device=device)
+    vectors, truncated = [], []
+    with progress(len(texts) + len(paths)) as bar:
+        task = bar.add_task("embedding", total=len(texts) + len(paths))
+        for chunk in batches(texts, batch_size):
+            res = enc.encode_text(chunk)
+            vectors.append(res.vectors)
+            truncated.extend(res.truncated)
+            bar.advance(task, len(chunk))
+        for chunk in batches(paths, batch_size):
+            imgs = [decode_image(p, max_pixels=max_pixels) for p in chunk]
+            vectors.append(enc.embed_images(imgs))
+            truncated.extend([False] * len(chunk))
+            bar.advance(task, len(chunk))
+    matrix = np.concatenate(vectors)
+    for i, cut in enumerate(truncated[: len(texts)]):
+        if cut:
+            err.print(
+                f"warning: text {i} was longer than the model's {enc.context_length}-token context "
+                "and was truncated",
+                markup=False,
+            )
+    ids = [f"text-{i}" for i in range(len(texts))] + [str(p) for p in paths]
+    modalities = ["text"] * len(texts) + ["image"] * len(paths)
+    if out_path is not None:
+        write_vectors(out_path, ids, modalities, matrix, truncated)
+        err.print(
+            f"wrote {matrix.shape[0]} x {matrix.shape[1]} vectors to {out_path}", markup=False
+        )
+    if similarity:
+        print_similarity(ids, texts, paths, matrix)
+    if out_path is None and not similarity:
+        np.savetxt(sys.stdout, matrix, fmt="%.6f")
+
+
+def write_vectors(
+    path: Path, ids: list[str], modalities: list[str], matrix: np.ndarray, truncated: list[bool]
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".npy":
+        np.save(path, matrix)
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    flat = pa.array(matrix.reshape(-1), type=pa.float32())
+    table = pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "modality": pa.array(modalities, pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1]),
+            "truncated": pa.array(truncated, pa.bool_()),
+        }
+    )
+    pq.write_table(table, path)
+
+
+def print_similarity(ids: list[str], texts: list[str], paths: list[Path], m: np.ndarray) -> None:
+    """Texts against images when both are given, otherwise everything against everything."""
+    if texts and paths:
+        rows, cols = list(range(len(texts))), list(range(len(texts), len(ids)))
+        row_names, col_names = texts, [p.name for p in paths]
+    else:
+        rows = cols = list(range(len(ids)))
+        row_names = col_names = texts or [p.name for p in paths]
+    sims = m[rows] @ m[cols].T
+    table = Table(title="cosine similarity", show_lines=False)
+    table.add_column("")
+    for name in col_names:
+        table.add_column(name, justify="right")
+    for name, row in zip(row_names, sims, strict=True):
+        best = int(row.argmax())
+        cells = [f"[bold]{v:.3f}[/bold]" if j == best else f"{v:.3f}" for j, v in enumerate(row)]
+        table.add_row(name, *cells)
+    out.print(table)

@@ -1,0 +1,48 @@
+"""`jointspace serve`: run the HTTP service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import err, fail
+
+
+def serve(
+    model: Annotated[str | None, typer.Option(help="Model spec (default: house).")] = None,
+    host: Annotated[str | None, typer.Option(help="Default 127.0.0.1.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default 8000.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Collections and media (default ./data).")
+    ] = None,
+    demo: Annotated[
+        bool | None, typer.Option(help="Build the demo collection on first start.")
+    ] = None,
+    device: Annotated[str | None, typer.Option()] = None,
+    index_device: Annotated[
+        str | None, typer.Option(help="auto, cpu or gpu: where unfiltered searches run.")
+    ] = None,
+) -> None:
+    """Run the HTTP service. Every option can also come from JOINTSPACE_* environment variables."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.load(
+            model=model, host=host, port=port, data_dir=data_dir, demo=demo, device=device,
+            index_device=index_device,
+        )  # fmt: skip
+        application = create_app(settings)
+    except SettingsError as e:
+        fail(e)
+    shown = "localhost" if settings.host in ("127.0.0.1", "::1") else settings.host
+    err.print(f"jointspace: serving {settings.model} at http://{shown}:{settings.port}/ "
+              "(the page), /docs (the API)", markup=False, highlight=False)  # fmt: skip
+    uvicorn.run(
+        application, host=settings.host, port=settings.port, log_level="info",
+        timeout_graceful_shutdown=30,
+    )  # fmt: skip

@@ -1,0 +1,143 @@
+"""Dependencies shared by the route modules: the engine and settings, authorization by role and
+collection, the client-disconnect watch, and the input helpers every route uses the same way
+(base64 media, float32 vectors, per-request item limits, a query turned into a vector, media
+URLs). Plain functions; the routers import them, nothing here imports a router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import numpy as np
+from fastapi import Depends, HTTPException, Request
+
+from encoders import InputError
+from index import Collection
+from service import schemas as S
+from service.access import Denied, Key
+from service.engine import Engine, media_name
+from service.http_util import decode_b64
+from service.settings import Settings
+
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+async def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+async def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def require(role: str) -> Any:
+    """A dependency that authenticates the bearer key and checks its role, its collection (the
+    `name` path parameter, where the route has one) and its rate. Returns the key."""
+
+    async def check(request: Request) -> Key:
+        keyring = request.app.state.keyring
+        metrics = request.app.state.metrics
+        try:
+            key = keyring.authenticate(request.headers.get("authorization"))
+            keyring.authorize(key, role, request.path_params.get("name"))
+        except Denied as e:
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            metrics.refused.labels(route, str(e.status)).inc()
+            raise
+        metrics.by_key.labels(key.name).inc()
+        request.state.key = key
+        return key
+
+    check.__name__ = f"require_{role}"
+    check.role = role  # read by service/contract.py to declare 401/403 when keys are set
+    return Depends(check)
+
+
+def check_collection(key: Key, collection: str) -> None:
+    """403 unless the key may use `collection` (for names that come in a body, not the path)."""
+    if not key.sees(collection):
+        raise Denied(403, f"key '{key.name}' has no access to collection '{collection}'")
+
+
+async def disconnect_watch(request: Request) -> AsyncIterator[asyncio.Event]:
+    """An event set when the client goes away, so queued work can be dropped."""
+    # Once the body is in hand (cached on the request; FastAPI has usually read it), the next
+    # message the server delivers is http.disconnect: wait for it instead of polling.
+    await request.body()
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    task = asyncio.create_task(watch())
+    try:
+        yield gone
+    finally:
+        task.cancel()
+
+
+def float32_vector(values: list[float], what: str) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(v).all() or (np.abs(v) > F32_MAX).any():
+        raise InputError(f"{what} has values that are not finite float32 numbers")
+    return v.astype(np.float32)
+
+
+def check_count(settings: Settings, n: int, what: str) -> None:
+    if n > settings.max_items:
+        raise InputError(f"{n} {what} in one request, over the limit of {settings.max_items}")
+
+
+async def open_collection(eng: Engine, name: str) -> Collection:
+    """The collection, opened off the event loop (a first open recovers its index)."""
+    return await asyncio.to_thread(eng.catalog.get, name)
+
+
+async def embed_query(
+    eng: Engine, q: S.Query, gone: asyncio.Event, col: Collection | None = None
+) -> tuple[np.ndarray, str | None]:
+    """The query's vector, and the id to leave out of results for an id query."""
+    if q.text is not None:
+        return (await eng.embed_texts([q.text], cancel=gone)).vectors[0], None
+    if q.image is not None:
+        img = eng.decode(decode_b64(q.image, "query image"), "query image")
+        return (await eng.embed_images([img], cancel=gone))[0], None
+    if q.vector is not None:
+        v = float32_vector(q.vector, "query vector")
+        want = col.dim if col is not None else eng.encoder.dim
+        if v.shape != (want,):
+            where = f"collection '{col.name}' holds" if col is not None else "the model makes"
+            raise InputError(f"query vector has {len(v)} dimensions, {where} {want}")
+        return v, None
+    if col is None:
+        raise InputError("an id query needs a collection")
+    item = (await asyncio.to_thread(col.get, [q.id]))[0]
+    if item is None:
+        raise HTTPException(404, f"no item '{q.id}' in collection '{col.name}'")
+    return item.vector, q.id
+
+
+def media_urls(request: Request, collection: str) -> Callable[[str], str | None]:
+    """item id -> the URL of its thumbnail (signed when keys are configured), or None."""
+    eng: Engine = request.app.state.engine
+    signer = request.app.state.signer if request.app.state.keyring.enabled else None
+
+    def url(item_id: str) -> str | None:
+        name = media_name(item_id)
+        if not (eng.media_dir / collection / name).is_file():
+            return None
+        path = f"/media/{collection}/{name}"
+        return signer.sign(path) if signer is not None else path
+
+    return url
+
+
+def audit(request: Request, collection: str | None, items: int) -> None:
+    """Append this write to the audit log, under the name of the key that made it."""
+    key: Key = getattr(request.state, "key", None) or Key("anonymous", b"", "admin")
+    route = f"{request.method} {getattr(request.scope.get('route'), 'path', request.url.path)}"
+    request.app.state.audit.write(key.name, route, collection, items)

@@ -1,0 +1,52 @@
+"""Prometheus metrics of the service: requests by route template and status, latency, batch sizes
+and times per modality, queue depth, and requests refused by load shedding. Route templates (not
+paths) label everything, so no collection or item name reaches a label."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "jointspace_requests_total", "HTTP requests", ["method", "route", "status"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "jointspace_request_seconds", "HTTP request latency", ["route"], registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )  # fmt: skip
+        self.batch_size = Histogram(
+            "jointspace_batch_size", "Inputs per forward pass", ["modality"],
+            registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+        )  # fmt: skip
+        self.batch_seconds = Histogram(
+            "jointspace_batch_seconds", "Forward pass time", ["modality"], registry=self.registry
+        )
+        self.queue_depth = Gauge(
+            "jointspace_queue_depth", "Inputs waiting for a batch", ["modality"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.shed = Counter(
+            "jointspace_shed_total", "Inputs refused by load shedding", ["modality", "reason"],
+            registry=self.registry,
+        )  # fmt: skip
+
+        self.by_key = Counter(
+            "jointspace_key_requests_total", "Authorized requests by key name", ["key"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.refused = Counter(
+            "jointspace_auth_refused_total", "Requests refused by authorization (401/403/429)",
+            ["route", "status"], registry=self.registry,
+        )  # fmt: skip
+
+    def batch(self, modality: str, n: int, seconds: float) -> None:
+        self.batch_size.labels(modality).observe(n)
+        self.batch_seconds.labels(modality).observe(seconds)
+
+    def record(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)

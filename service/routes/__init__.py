@@ -1,0 +1,13 @@
+"""One APIRouter per resource. Each module declares its routes with their operation ids, the
+errors they can send and their typed bodies; the app factory includes them all."""
+
+from service.routes import classify, collections, embeddings, operations, page, search
+
+ROUTERS = [
+    embeddings.router,
+    collections.router,
+    search.router,
+    classify.router,
+    operations.router,
+    page.router,
+]

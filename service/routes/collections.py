@@ -1,0 +1,151 @@
+"""Collections and their items: create, list, inspect, drop; upsert, get and delete items."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+
+from encoders import InputError
+from service import schemas as S
+from service.access import Key
+from service.contract import BATCHED, errors, operation_id
+from service.deps import (
+    audit,
+    check_collection,
+    check_count,
+    disconnect_watch,
+    float32_vector,
+    get_engine,
+    media_urls,
+    open_collection,
+    require,
+)
+from service.engine import Engine
+from service.http_util import decode_b64
+
+router = APIRouter(tags=["collections"], generate_unique_id_function=operation_id)
+Name = Path(pattern=S.NAME_PATTERN, description="The collection's name")
+ItemPath = Path(min_length=1, max_length=512, description="The item's id")
+
+
+@router.post(
+    "/collections", status_code=201, response_model=S.CollectionInfo,
+    responses=errors(400, 409, 413, 422),
+)  # fmt: skip
+async def create_collection(
+    req: S.CollectionCreate, request: Request, eng: Engine = Depends(get_engine),
+    key: Key = require("admin"),
+) -> S.CollectionInfo:  # fmt: skip
+    """Create an empty collection; the served model's dimension and spec are stamped on it."""
+    check_collection(key, req.name)
+    col = await asyncio.to_thread(
+        eng.catalog.create, req.name, eng.encoder.dim, req.metric, eng.encoder.name, req.index
+    )
+    audit(request, req.name, 0)
+    return S.CollectionInfo(**col.info())
+
+
+@router.get("/collections", response_model=list[S.CollectionInfo])
+async def list_collections(
+    eng: Engine = Depends(get_engine), key: Key = require("read")
+) -> list[S.CollectionInfo]:
+    """The collections this key may see."""
+    names = [n for n in await asyncio.to_thread(eng.catalog.names) if key.sees(n)]
+    return [S.CollectionInfo(**(await open_collection(eng, n)).info()) for n in names]
+
+
+@router.get("/collections/{name}", response_model=S.CollectionInfo, responses=errors(404, 422))
+async def get_collection(
+    name: str = Name, eng: Engine = Depends(get_engine), _=require("read")
+) -> S.CollectionInfo:
+    return S.CollectionInfo(**(await open_collection(eng, name)).info())
+
+
+@router.delete(
+    "/collections/{name}", response_model=S.CollectionDeleted, responses=errors(404, 422)
+)
+async def drop_collection(
+    request: Request, name: str = Name, eng: Engine = Depends(get_engine), _=require("admin")
+) -> S.CollectionDeleted:
+    """Drop the collection, its items and its media."""
+    await asyncio.to_thread(eng.catalog.drop, name)
+    await asyncio.to_thread(eng.drop_media, name)
+    audit(request, name, 0)
+    return S.CollectionDeleted(deleted=name)
+
+
+@router.put(
+    "/collections/{name}/items", response_model=S.UpsertResponse,
+    responses=errors(400, 404, *BATCHED),
+)  # fmt: skip
+async def upsert_items(
+    req: S.UpsertRequest, request: Request, name: str = Name, eng: Engine = Depends(get_engine),
+    _=require("write"), gone: asyncio.Event = Depends(disconnect_watch),
+) -> S.UpsertResponse:  # fmt: skip
+    """Insert or replace items by id; each gives exactly one of text, image or vector."""
+    col = await open_collection(eng, name)
+    check_count(eng.settings, len(req.items), "items")
+    vecs = np.zeros((len(req.items), col.dim), np.float32)
+    texts, images, model_made = [], [], True
+    for i, it in enumerate(req.items):
+        if it.text is not None:
+            texts.append((i, it.text))
+        elif it.image is not None:
+            what = f"item '{it.id}'"
+            images.append((i, eng.decode(decode_b64(it.image, what), what)))
+        else:
+            if len(it.vector) != col.dim:
+                raise InputError(
+                    f"item '{it.id}': vector has {len(it.vector)} dimensions, collection "
+                    f"'{name}' holds {col.dim}-dimensional vectors"
+                )
+            vecs[i] = float32_vector(it.vector, f"item '{it.id}': vector")
+            model_made = False
+    if texts:
+        res = await eng.embed_texts([t for _, t in texts], truncate=req.truncate, cancel=gone)
+        vecs[[i for i, _ in texts]] = res.vectors
+    if images:
+        vecs[[i for i, _ in images]] = await eng.embed_images([m for _, m in images], cancel=gone)
+    lsn = await asyncio.to_thread(
+        col.upsert, [it.id for it in req.items], vecs, [it.metadata for it in req.items],
+        eng.encoder.name if model_made else None,
+    )  # fmt: skip
+    for i, im in images:
+        await asyncio.to_thread(eng.save_media, name, req.items[i].id, im)
+    audit(request, name, len(req.items))
+    return S.UpsertResponse(upserted=len(req.items), lsn=lsn)
+
+
+@router.get(
+    "/collections/{name}/items/{item_id}", response_model=S.ItemOut, responses=errors(404, 422)
+)
+async def get_item(
+    request: Request, name: str = Name, item_id: str = ItemPath,
+    include_vector: bool = Query(False, description="Return the stored vector too"),
+    eng: Engine = Depends(get_engine), _=require("read"),
+) -> S.ItemOut:  # fmt: skip
+    col = await open_collection(eng, name)
+    item = (await asyncio.to_thread(col.get, [item_id]))[0]
+    if item is None:
+        raise HTTPException(404, f"no item '{item_id}' in collection '{name}'")
+    return S.ItemOut(
+        id=item.id, metadata=item.metadata, media=media_urls(request, name)(item.id),
+        vector=item.vector.tolist() if include_vector else None,
+    )  # fmt: skip
+
+
+@router.delete(
+    "/collections/{name}/items/{item_id}", response_model=S.ItemsDeleted,
+    responses=errors(404, 422),
+)  # fmt: skip
+async def delete_item(
+    request: Request, name: str = Name, item_id: str = ItemPath,
+    eng: Engine = Depends(get_engine), _=require("write"),
+) -> S.ItemsDeleted:  # fmt: skip
+    col = await open_collection(eng, name)
+    if await asyncio.to_thread(col.delete, [item_id]) == 0:
+        raise HTTPException(404, f"no item '{item_id}' in collection '{name}'")
+    audit(request, name, 1)
+    return S.ItemsDeleted(deleted=1)

@@ -1,0 +1,172 @@
+"""Embeddings: the OpenAI-compatible `POST /v1/embeddings` and the native `POST /embed` (JSON or
+multipart upload)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from encoders import InputError
+from service import schemas as S
+from service.contract import BATCHED, errors, operation_id
+from service.deps import check_count, disconnect_watch, get_engine, require
+from service.engine import Engine
+from service.http_util import decode_b64
+
+router = APIRouter(tags=["embeddings"], generate_unique_id_function=operation_id)
+READ = require("read")
+
+
+@router.post("/v1/embeddings", response_model=S.EmbeddingsResponse, responses=errors(404, *BATCHED))
+async def create_embeddings(
+    req: S.EmbeddingsRequest, eng: Engine = Depends(get_engine), _=READ,
+    gone: asyncio.Event = Depends(disconnect_watch),
+) -> S.EmbeddingsResponse:  # fmt: skip
+    """OpenAI-compatible: `input` is a text or a list of texts and `{"type": "image"}` items."""
+    settings = eng.settings
+    if req.model is not None and req.model not in {eng.encoder.name, settings.model}:
+        raise HTTPException(
+            404, f"model '{req.model}' is not served here (serving {settings.model})"
+        )
+    inputs = [req.input] if isinstance(req.input, str) else list(req.input)
+    if not inputs:
+        raise InputError("input is empty")
+    check_count(settings, len(inputs), "inputs")
+    if req.dimensions is not None and req.dimensions > eng.encoder.dim:
+        raise InputError(f"dimensions {req.dimensions} is more than the model's {eng.encoder.dim}")
+    texts, images = [], []
+    for i, x in enumerate(inputs):
+        if isinstance(x, str):
+            texts.append((i, x))
+        elif isinstance(x, S.TextInput):
+            texts.append((i, x.text))
+        else:
+            images.append((i, eng.decode(decode_b64(x.image, f"input {i}"), f"input {i}")))
+    vecs = np.zeros((len(inputs), eng.encoder.dim), np.float32)
+    tokens = 0
+    if texts:
+        res = await eng.embed_texts([t for _, t in texts], truncate=req.truncate, cancel=gone)
+        vecs[[i for i, _ in texts]] = res.vectors
+        tokens = sum(res.n_tokens)
+    if images:
+        vecs[[i for i, _ in images]] = await eng.embed_images([m for _, m in images], cancel=gone)
+    if req.dimensions is not None:
+        vecs = vecs[:, : req.dimensions]
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True).clip(1e-12)
+    data = []
+    for i, v in enumerate(vecs):
+        emb: Any = (
+            base64.b64encode(v.astype("<f4").tobytes()).decode()
+            if req.encoding_format == "base64"
+            else v.tolist()
+        )
+        data.append(S.EmbeddingData(index=i, embedding=emb))
+    usage = S.Usage(prompt_tokens=tokens, total_tokens=tokens)
+    return S.EmbeddingsResponse(data=data, model=settings.model, usage=usage)
+
+
+MULTIPART = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "texts": {
+            "type": "array",
+            "x-limit": "items",
+            "items": {"type": "string", "pattern": S.NONBLANK, "x-limit": "text"},
+            "description": "Plain text, one field per text. A field that parses as JSON other than "
+            "a string (an object, array, number, boolean or null) is refused as a likely "
+            "serialisation mistake: send such texts with the JSON form.",
+        },
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "truncate": {"type": "boolean"},
+    },
+}
+EMBED_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": S.EmbedRequest.model_json_schema()},
+            "multipart/form-data": {"schema": MULTIPART},
+        },
+    }
+}
+
+
+def _json_not_text(v: str) -> bool:
+    try:
+        return not isinstance(json.loads(v), str)
+    except ValueError:
+        return False
+
+
+async def read_multipart(request: Request, max_items: int) -> tuple[list[str], list, bool]:
+    """(texts, [(name, bytes)], truncate) of a multipart upload, its field types checked."""
+    try:
+        form = await request.form(max_files=max_items, max_fields=max_items + 1)
+    except StarletteHTTPException as e:  # too many parts, or not multipart at all
+        raise InputError(f"multipart body: {e.detail}") from None
+    unknown = sorted(set(form.keys()) - {"texts", "files", "truncate"})
+    if unknown:
+        raise InputError(f"unknown form field(s): {', '.join(unknown)}")
+    texts = []
+    for i, v in enumerate(form.getlist("texts")):
+        if not isinstance(v, str):
+            raise InputError(f"texts {i}: a text field, not a file")
+        if _json_not_text(v):
+            raise InputError(f"texts {i}: {v[:40]!r} is JSON, not plain text; send it with the "
+                             "JSON form of /embed")  # fmt: skip
+        texts.append(v)
+    blobs = []
+    for i, f in enumerate(form.getlist("files")):
+        if not isinstance(f, UploadFile):
+            raise InputError(f"files {i}: a file upload, not a text field")
+        blobs.append((f.filename or f"file {i}", await f.read()))
+    flags = form.getlist("truncate")
+    if len(flags) > 1 or any(f not in ("true", "false") for f in flags):
+        raise InputError("truncate: give it once, as true or false")
+    return texts, blobs, flags == ["true"]
+
+
+@router.post(
+    "/embed", response_model=S.EmbedResponse, openapi_extra=EMBED_BODY,
+    responses=errors(*BATCHED),
+)  # fmt: skip
+async def embed(
+    request: Request, eng: Engine = Depends(get_engine), _=READ,
+    gone: asyncio.Event = Depends(disconnect_watch),
+) -> S.EmbedResponse:  # fmt: skip
+    """Native form: JSON `{"texts": [...], "images": [base64...]}` or a multipart upload with
+    `texts` fields and `files`. Texts come first in the answer, then images, in order."""
+    settings = eng.settings
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        texts, blobs, truncate = await read_multipart(request, settings.max_items)
+    else:
+        try:
+            req = S.EmbedRequest.model_validate_json(await request.body())
+        except ValidationError as e:
+            raise RequestValidationError(e.errors()) from None
+        texts, truncate = req.texts, req.truncate
+        blobs = [(f"image {i}", decode_b64(b, f"image {i}")) for i, b in enumerate(req.images)]
+    if not texts and not blobs:
+        raise InputError("nothing to embed: give texts or images")
+    check_count(settings, len(texts) + len(blobs), "inputs")
+    images = [eng.decode(data, name) for name, data in blobs]
+    out: list[S.Embedding] = []
+    if texts:
+        res = await eng.embed_texts(texts, truncate=truncate, cancel=gone)
+        rows = zip(res.vectors, res.truncated, res.n_tokens, strict=True)
+        out += [S.Embedding(modality="text", vector=v.tolist(), truncated=t, n_tokens=n)
+                for v, t, n in rows]  # fmt: skip
+    if images:
+        vecs = await eng.embed_images(images, cancel=gone)
+        out += [S.Embedding(modality="image", vector=v.tolist()) for v in vecs]
+    return S.EmbedResponse(model=settings.model, dim=eng.encoder.dim, embeddings=out)

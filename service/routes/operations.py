@@ -1,0 +1,70 @@
+"""Operations: health (a real forward pass and an index probe), Prometheus metrics, and the
+served model (`/models`, and `/v1/models` for OpenAI clients)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from service import schemas as S
+from service.contract import errors, operation_id
+from service.deps import get_engine, open_collection, require
+from service.engine import Engine
+from service.errors import error_response
+
+router = APIRouter(tags=["operations"], generate_unique_id_function=operation_id)
+
+
+@router.get("/health", response_model=S.Health, responses=errors(503))
+async def health(eng: Engine = Depends(get_engine)) -> S.Health | Response:
+    """A real forward pass and an index probe; 503 when either fails."""
+    try:
+        v = (await eng.embed_texts(["health check"])).vectors[0]
+        if not np.isfinite(v).all():
+            raise RuntimeError("model returned non-finite values")
+        names = await asyncio.to_thread(eng.catalog.names)
+        for n in names[:1]:
+            col = await open_collection(eng, n)
+            if col.count:
+                await asyncio.to_thread(col.search, np.ones(col.dim, np.float32), 1)
+    except Exception as e:
+        return error_response(503, "unhealthy", f"{type(e).__name__}: {e}")
+    return S.Health(status="ok", model=eng.settings.model, collections=len(names))
+
+
+@router.get(
+    "/metrics", response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                     "description": "Prometheus text format"}},
+)  # fmt: skip
+async def metrics(request: Request, eng: Engine = Depends(get_engine)) -> Response:
+    m = request.app.state.metrics
+    for modality, b in eng.batchers.items():
+        m.queue_depth.labels(modality).set(b.depth)
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _models(eng: Engine) -> S.ModelList:
+    i = eng.encoder.info()
+    m = S.ModelInfo(
+        id=eng.settings.model, dim=i["dim"], modalities=i["modalities"],
+        context_length=i["context_length"], loss=i["loss"], device=i["device"],
+    )  # fmt: skip
+    return S.ModelList(data=[m])
+
+
+@router.get("/models", response_model=S.ModelList)
+async def list_models(eng: Engine = Depends(get_engine), _=require("read")) -> S.ModelList:
+    """The served model: its spec, dimension, modalities, context length, loss and device."""
+    return _models(eng)
+
+
+@router.get("/v1/models", response_model=S.ModelList)
+async def list_models_openai(eng: Engine = Depends(get_engine), _=require("read")) -> S.ModelList:
+    """The same list at the path OpenAI clients use."""
+    return _models(eng)

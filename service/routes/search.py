@@ -1,0 +1,56 @@
+"""Search a collection: by text, image, vector or an item's id, optionally moved by weighted text
+terms or a modification phrase ("in blue instead of red")."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Request
+
+from encoders import InputError
+from fusion import compose, parse_modification
+from service import schemas as S
+from service.contract import BATCHED, errors, operation_id
+from service.deps import (
+    disconnect_watch,
+    embed_query,
+    get_engine,
+    media_urls,
+    open_collection,
+    require,
+)
+from service.engine import Engine
+from service.routes.collections import Name
+
+router = APIRouter(tags=["search"], generate_unique_id_function=operation_id)
+
+
+@router.post(
+    "/collections/{name}/search", response_model=S.SearchResponse,
+    responses=errors(400, 404, *BATCHED),
+)  # fmt: skip
+async def search_collection(
+    req: S.SearchRequest, request: Request, name: str = Name, eng: Engine = Depends(get_engine),
+    _=require("read"), gone: asyncio.Event = Depends(disconnect_watch),
+) -> S.SearchResponse:  # fmt: skip
+    """Query by text, image, vector or an item's id; optionally moved by weighted text terms
+    or a modification phrase ("in blue instead of red"). An id query leaves that item out."""
+    col = await open_collection(eng, name)
+    q, exclude = await embed_query(eng, req.query, gone, col)
+    terms = list(req.terms)
+    if req.modification:
+        terms += [
+            S.TermIn(text=t.text, weight=t.weight) for t in parse_modification(req.modification)
+        ]
+    if terms:
+        tv = (await eng.embed_texts([t.text for t in terms], cancel=gone)).vectors
+        try:
+            q = compose(q, tv, [t.weight for t in terms])
+        except ValueError as e:
+            raise InputError(str(e)) from None
+    k = req.k + (1 if exclude else 0)
+    found = await asyncio.to_thread(col.search, q, k, req.filter, exact_rerank=req.exact_rerank)
+    url = media_urls(request, name)
+    hits = [S.Hit(id=h.id, score=h.score, metadata=h.metadata, media=url(h.id))
+            for h in found[0] if h.id != exclude][: req.k]  # fmt: skip
+    return S.SearchResponse(hits=hits, terms=terms)
