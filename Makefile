@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install gpu test lint format data serve house bench clean
+.PHONY: install gpu test lint format data serve house bench clean openapi
 
 install: $(STAMP)
 
@@ -67,3 +67,8 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache out
+
+# The API contract: the OpenAPI document the service serves with default settings and the house
+# model, committed so that every API change shows in review (tests/e2e/test_contract.py).
+openapi: install
+	$(BIN)/python -m service.openapi_doc > openapi.json

@@ -98,23 +98,23 @@ async def open_collection(eng: Engine, name: str) -> Collection:
 
 
 async def embed_query(
-    eng: Engine, q: S.Query, gone: asyncio.Event, col: Collection | None = None
-) -> tuple[np.ndarray, str | None]:
+    eng: Engine, q: S.TextQuery | S.ImageQuery | S.VectorQuery | S.IdQuery, gone: asyncio.Event,
+    col: Collection | None = None,
+) -> tuple[np.ndarray, str | None]:  # fmt: skip
     """The query's vector, and the id to leave out of results for an id query."""
-    if q.text is not None:
+    if isinstance(q, S.TextQuery):
         return (await eng.embed_texts([q.text], cancel=gone)).vectors[0], None
-    if q.image is not None:
+    if isinstance(q, S.ImageQuery):
         img = eng.decode(decode_b64(q.image, "query image"), "query image")
         return (await eng.embed_images([img], cancel=gone))[0], None
-    if q.vector is not None:
+    if isinstance(q, S.VectorQuery):
         v = float32_vector(q.vector, "query vector")
         want = col.dim if col is not None else eng.encoder.dim
         if v.shape != (want,):
             where = f"collection '{col.name}' holds" if col is not None else "the model makes"
             raise InputError(f"query vector has {len(v)} dimensions, {where} {want}")
         return v, None
-    if col is None:
-        raise InputError("an id query needs a collection")
+    assert col is not None  # an IdQuery is only accepted by a collection's search
     item = (await asyncio.to_thread(col.get, [q.id]))[0]
     if item is None:
         raise HTTPException(404, f"no item '{q.id}' in collection '{col.name}'")

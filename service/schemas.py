@@ -8,9 +8,9 @@ model's vector length) are marked with `x-limit` here and filled in by service/c
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from index.catalog import NAME_RE
@@ -47,9 +47,10 @@ Text = Annotated[str, Field(json_schema_extra={"pattern": NONBLANK, "x-limit": "
 
 
 class Strict(BaseModel):
-    """A request body: unknown fields and explicit nulls are refused."""
+    """A request body: unknown fields, explicit nulls and values of another JSON type (0 for
+    false, "5" for 5) are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -92,9 +93,9 @@ class EmbeddingsRequest(BaseModel):
         | Annotated[list[Text | Item], Field(json_schema_extra={"minItems": 1, "x-limit": "items"})]
     ) = Field(description="A text, or a list of texts and media items")
     model: str | None = None
-    dimensions: int | None = Field(None, ge=1, description="Truncate and re-normalise")
+    dimensions: StrictInt | None = Field(None, ge=1, description="Truncate and re-normalise")
     encoding_format: Literal["float", "base64"] = "float"
-    truncate: bool = False
+    truncate: StrictBool = False
 
 
 class EmbeddingData(BaseModel):
@@ -167,29 +168,50 @@ class ItemsDeleted(BaseModel):
     deleted: int = Field(description="How many items were deleted")
 
 
-class ItemIn(Strict):
-    """One item: its id, exactly one of text, image or vector, and optional metadata."""
+def one_of(schema: dict) -> None:
+    """A union of object shapes is `oneOf` (pydantic writes `anyOf`): exactly one must match."""
+    if "anyOf" in schema:
+        schema["oneOf"] = schema.pop("anyOf")
 
-    model_config = ConfigDict(
-        json_schema_extra={"oneOf": [{"required": [k]} for k in ("text", "image", "vector")]}
-    )
+
+def exactly_one(data: Any, kinds: tuple[str, ...], what: str) -> None:
+    """A readable refusal before the union is tried (its own errors name every member)."""
+    if isinstance(data, dict) and sum(data.get(k) is not None for k in kinds) != 1:
+        raise ValueError(f"{what} needs exactly one of {', '.join(kinds[:-1])} or {kinds[-1]}")
+
+
+class _Item(Strict):
     id: ItemId
-    text: Text | SkipJsonSchema[None] = opt()
-    image: str | SkipJsonSchema[None] = opt(description="base64 or data: URL")
-    vector: Vector | SkipJsonSchema[None] = opt(limit="dim")
     metadata: dict[str, Any] | SkipJsonSchema[None] = opt()
 
-    @model_validator(mode="after")
-    def _one_kind(self) -> ItemIn:
-        given = [k for k in ("text", "image", "vector") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(f"item '{self.id}' needs exactly one of text, image or vector")
-        return self
+
+class TextItem(_Item):
+    text: Text
+
+
+class ImageItem(_Item):
+    image: str = Field(description="base64 or data: URL")
+
+
+class VectorItem(_Item):
+    vector: Vector = limited("dim")
+
+
+ITEM_KINDS = ("text", "image", "vector")
+ItemIn = Annotated[TextItem | ImageItem | VectorItem, Field(json_schema_extra=one_of)]
 
 
 class UpsertRequest(Strict):
     items: list[ItemIn] = limited("items", min_length=1)
     truncate: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kinds(cls, data: Any) -> Any:
+        for it in data.get("items") or [] if isinstance(data, dict) else []:
+            ident = it.get("id") if isinstance(it, dict) else None
+            exactly_one(it, ITEM_KINDS, f"item '{ident}'")
+        return data
 
 
 class UpsertResponse(BaseModel):
@@ -204,23 +226,25 @@ class ItemOut(BaseModel):
     media: str | None = None
 
 
-class Query(Strict):
-    """Exactly one of text, image, vector or the id of an item already in the collection."""
+class TextQuery(Strict):
+    text: Text
 
-    model_config = ConfigDict(
-        json_schema_extra={"oneOf": [{"required": [k]} for k in ("text", "image", "vector", "id")]}
-    )
-    text: Text | SkipJsonSchema[None] = opt()
-    image: str | SkipJsonSchema[None] = opt(description="base64 or data: URL")
-    vector: Vector | SkipJsonSchema[None] = opt(limit="dim")
-    id: ItemId | SkipJsonSchema[None] = opt(description="An item already in the collection")
 
-    @model_validator(mode="after")
-    def _one_kind(self) -> Query:
-        given = [k for k in ("text", "image", "vector", "id") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("a query needs exactly one of text, image, vector or id")
-        return self
+class ImageQuery(Strict):
+    image: str = Field(description="base64 or data: URL")
+
+
+class VectorQuery(Strict):
+    vector: Vector = limited("dim")
+
+
+class IdQuery(Strict):
+    id: ItemId = Field(description="An item already in the collection; left out of the results")
+
+
+QUERY_KINDS = ("text", "image", "vector", "id")
+Query = Annotated[TextQuery | ImageQuery | VectorQuery | IdQuery, Field(json_schema_extra=one_of)]
+ClassifyInput = Annotated[TextQuery | ImageQuery | VectorQuery, Field(json_schema_extra=one_of)]
 
 
 class TermIn(Strict):
@@ -229,7 +253,7 @@ class TermIn(Strict):
 
 
 class SearchRequest(Strict):
-    query: Query
+    query: Query = Field(description="Exactly one of text, image, vector or an item's id")
     k: int = Field(10, ge=1, le=1000)
     filter: dict[str, Any] | SkipJsonSchema[None] = opt(description="Metadata filter")
     terms: list[TermIn] = limited("items", default_factory=list,
@@ -239,6 +263,13 @@ class SearchRequest(Strict):
         pattern=NONBLANK,
     )
     exact_rerank: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kinds(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            exactly_one(data.get("query"), QUERY_KINDS, "a query")
+        return data
 
 
 class Hit(BaseModel):
@@ -254,27 +285,8 @@ class SearchResponse(BaseModel):
 
 
 # -- /classify ----------------------------------------------------------------------------------
-class ClassifyInput(Strict):
-    """Exactly one of text, image or vector."""
-
-    model_config = ConfigDict(
-        json_schema_extra={"oneOf": [{"required": [k]} for k in ("text", "image", "vector")]}
-    )
-    text: Text | SkipJsonSchema[None] = opt()
-    image: str | SkipJsonSchema[None] = opt(description="base64 or data: URL")
-    vector: Vector | SkipJsonSchema[None] = opt(limit="dim")
-    id: ClassVar[None] = None  # an input is never an item of a collection
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> ClassifyInput:
-        given = [k for k in ("text", "image", "vector") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("an input needs exactly one of text, image or vector")
-        return self
-
-
 class ClassifyRequest(Strict):
-    input: ClassifyInput
+    input: ClassifyInput = Field(description="Exactly one of text, image or vector")
     labels: list[Text] = limited("items", min_length=1)
     templates: (
         list[Annotated[str, Field(json_schema_extra={"pattern": TEMPLATE})]] | SkipJsonSchema[None]

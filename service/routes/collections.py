@@ -90,9 +90,9 @@ async def upsert_items(
     vecs = np.zeros((len(req.items), col.dim), np.float32)
     texts, images, model_made = [], [], True
     for i, it in enumerate(req.items):
-        if it.text is not None:
+        if isinstance(it, S.TextItem):
             texts.append((i, it.text))
-        elif it.image is not None:
+        elif isinstance(it, S.ImageItem):
             what = f"item '{it.id}'"
             images.append((i, eng.decode(decode_b64(it.image, what), what)))
         else:

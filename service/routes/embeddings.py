@@ -74,19 +74,20 @@ async def create_embeddings(
     return S.EmbeddingsResponse(data=data, model=settings.model, usage=usage)
 
 
+# In a form, one `texts` field and a list of one text are the same bytes: both are declared.
+FORM_TEXT = {"type": "string", "pattern": S.NONBLANK, "x-limit": "text"}
+FORM_FILE = {"type": "string", "format": "binary"}
 MULTIPART = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
         "texts": {
-            "type": "array",
-            "x-limit": "items",
-            "items": {"type": "string", "pattern": S.NONBLANK, "x-limit": "text"},
+            "anyOf": [FORM_TEXT, {"type": "array", "items": FORM_TEXT, "x-limit": "items"}],
             "description": "Plain text, one field per text. A field that parses as JSON other than "
             "a string (an object, array, number, boolean or null) is refused as a likely "
             "serialisation mistake: send such texts with the JSON form.",
         },
-        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "files": {"anyOf": [FORM_FILE, {"type": "array", "items": FORM_FILE}]},
         "truncate": {"type": "boolean"},
     },
 }

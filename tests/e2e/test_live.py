@@ -1,4 +1,4 @@
-"""Against a real server on loopback: schemathesis over the live OpenAPI schema, the web page in
+"""Against a real server on loopback: schemathesis over the live OpenAPI document, the web page in
 headless Chromium, a bounded overload burst, and a request whose client left before its batch ran
 never reaching the model."""
 
@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import io
+import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, settings
 from PIL import Image
 
 from encoders import load_encoder
@@ -32,31 +33,18 @@ def live(tmp_path_factory, tiny_clip_dir):
         yield url
 
 
-def test_schemathesis_finds_no_server_error(live):
-    """Hypothesis-generated requests for every operation of the live schema: never a 5xx.
-    (Driven directly: schemathesis's pytest plugin does not load under pytest 9.)"""
-    from hypothesis import given
-
-    schema = schemathesis.openapi.from_url(f"{live}/openapi.json")
-    operations = [r.ok() for r in schema.get_all_operations()]
-    assert len(operations) >= 13
-    failures = []
-    for op in operations:
-
-        @given(case=op.as_strategy())
-        @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck),
-                  database=None)  # fmt: skip
-        def check(case):
-            response = case.call(timeout=30)
-            if response.status_code >= 500:
-                failures.append(
-                    f"{case.method} {case.path}: {response.status_code} {response.text[:200]}"
-                )
-            assert response.status_code < 500
-
-        with contextlib.suppress(AssertionError):
-            check()
-    assert failures == []
+def test_schemathesis_finds_no_contract_failure():
+    """bench/contract.py: schemathesis over the live document with every contract check (server
+    errors, status codes, content types, response schemas, refused invalid data, unsupported
+    methods, Allow headers), the coverage, fuzzing and stateful phases, seed 0, 60 s."""
+    bench = Path(__file__).resolve().parents[2] / "bench" / "contract.py"
+    out = subprocess.run([sys.executable, str(bench), "--max-time", "60"], capture_output=True,
+                         text=True, timeout=600)  # fmt: skip
+    summary = re.search(r"schemathesis exit (\d+); (\d+) test cases; (\d+) unique failures",
+                        out.stdout)  # fmt: skip
+    assert summary, out.stdout + out.stderr[-2000:]
+    assert int(summary[2]) > 500, out.stdout
+    assert (summary[1], summary[3]) == ("0", "0"), out.stdout
 
 
 def png(colour) -> str:
@@ -114,7 +102,7 @@ def test_web_page_in_headless_chromium(live, tmp_path):
 
 def test_overload_burst_gets_429_never_500_and_recovers(tmp_path, tiny_clip_dir):
     s = Settings.load({}, model=f"hf:{tiny_clip_dir}", data_dir=tmp_path, demo=False,
-                      max_batch=8, max_wait_ms=2, queue_size=8)  # fmt: skip
+                      max_batch=8, max_wait_ms=2, queue_size=8, max_items=8)  # fmt: skip
     with running(s) as url:
 
         async def measure(n: int, concurrency: int, rate: float | None):

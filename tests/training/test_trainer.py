@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from service.cli import app
 from typer.testing import CliRunner
 
+from cli.main import app
 from encoders import load_encoder
 from training.trainer import TrainConfig, Trainer
 
