@@ -62,6 +62,32 @@ def run_load(url: str, inputs: list[str], clients: int) -> tuple[float, list[flo
     return asyncio.run(load(url, inputs, clients))
 
 
+def server_sums(url: str) -> dict[str, float]:
+    """Sums of the service's own timing metrics for /v1/embeddings and the text batcher."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    want = {("jointspace_request_seconds_sum", "route", "/v1/embeddings"): "server",
+            ("jointspace_wait_seconds_sum", "modality", "text"): "to model",
+            ("jointspace_batch_seconds_sum", "modality", "text"): "model"}  # fmt: skip
+    out = {}
+    for fam in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for s in fam.samples:
+            for (name, label, value), key in want.items():
+                if s.name == name and s.labels.get(label) == value:
+                    out[key] = s.value
+    return out
+
+
+def split(rounds: list[dict[str, float]]) -> str:
+    """Median over rounds of the per-request means, in ms: arrival to model, model, the rest."""
+    med = {k: statistics.median(r[k] for r in rounds) * 1e3 for k in rounds[0]}
+    after = med["server"] - med["to model"] - med["model"]
+    return (
+        f"{med['server']:.2f} ms = arrival to model {med['to model']:.2f} + model "
+        f"{med['model']:.2f} + model to response {after:.2f}"
+    )
+
+
 def pct(xs: list[float], p: float) -> float:
     return float(np.percentile(xs, p) * 1e3)
 
@@ -71,6 +97,8 @@ def main() -> None:
     ap.add_argument("--model", default="house")
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--requests", type=int, default=1500)
+    ap.add_argument("--overhead-only", action="store_true", help="Only the batch-1 overhead.")
+    ap.add_argument("--rounds", type=int, default=4, help="Alternating rounds per HTTP stack.")
     args = ap.parse_args()
     enc = load_encoder(args.model, device="cpu")
     data = texts(args.requests)
@@ -84,22 +112,46 @@ def main() -> None:
         enc.embed_text([t])
         bare.append(time.perf_counter() - t0)
 
-    results = {}
+    results, seq, parts = {}, {}, {}
+    stacks = {"asyncio + h11": dict(loop="asyncio", http="h11"),
+              "uvloop + httptools": dict(loop="uvloop", http="httptools")}  # fmt: skip
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
 
         def remote(url: str, inputs: list[str], clients: int):
             return pool.submit(run_load, url, inputs, clients).result()
 
-        for name, max_batch in (("batch of one", 1), ("dynamic batching", 64)):
-            with tempfile.TemporaryDirectory() as d:
-                s = Settings.load({}, model=args.model, data_dir=d, demo=False,
-                                  max_batch=max_batch, max_wait_ms=5, queue_size=4096)  # fmt: skip
-                with running(s, Engine(s, encoder=enc)) as url:
-                    remote(url, data[:64], 8)  # warm-up
-                    if name == "batch of one":  # sequential latency: the service's own overhead
-                        seq = remote(url, data[:200], 1)[1]
-                    results[name] = remote(url, data, args.clients)
+        # sequential latency at batch 1: the service's own overhead, on both HTTP stacks, in
+        # alternating rounds, split by the service's own metrics into arrival-to-model, model,
+        # and model-to-response
+        for _ in range(args.rounds):
+            for stack, options in stacks.items():
+                with tempfile.TemporaryDirectory() as d:
+                    s = Settings.load({}, model=args.model, data_dir=d, demo=False, max_batch=1)
+                    with running(s, Engine(s, encoder=enc), **options) as url:
+                        remote(url, data[:30], 1)  # warm-up
+                        m0 = server_sums(url)
+                        seq.setdefault(stack, []).extend(remote(url, data[:200], 1)[1])
+                        m1 = server_sums(url)
+                        parts.setdefault(stack, []).append({k: (m1[k] - m0[k]) / 200 for k in m0})
+        if not args.overhead_only:
+            for name, max_batch in (("batch of one", 1), ("dynamic batching", 64)):
+                with tempfile.TemporaryDirectory() as d:
+                    s = Settings.load({}, model=args.model, data_dir=d, demo=False,
+                                      max_batch=max_batch, queue_size=4096)  # fmt: skip
+                    with running(s, Engine(s, encoder=enc)) as url:
+                        remote(url, data[:64], 8)  # warm-up
+                        results[name] = remote(url, data, args.clients)
 
+    b50 = statistics.median(bare) * 1e3
+    overhead = "\n".join(
+        f"batch 1, one client, {stack}: bare model call p50 {b50:.2f} ms, through the service "
+        f"p50 {pct(lat, 50):.2f} ms: overhead {pct(lat, 50) - b50:.2f} ms\n  in the server, mean "
+        f"per request: {split(parts[stack])}"
+        for stack, lat in seq.items()
+    )
+    if args.overhead_only:
+        print(overhead)
+        return
     print(
         f"# service bench: {args.model}, {args.clients} concurrent clients, {args.requests} "
         "one-text requests to /v1/embeddings on loopback, CPU"
@@ -109,11 +161,7 @@ def main() -> None:
         print(f"{name:<18} {rate:>9.1f} {pct(lat, 50):>8.1f} {pct(lat, 99):>8.1f}  {codes}")
     ratio = results["dynamic batching"][0] / results["batch of one"][0]
     print(f"dynamic batching / batch of one: {ratio:.2f}x (target >= 3x)")
-    b50, s50 = statistics.median(bare) * 1e3, pct(seq, 50)
-    print(
-        f"batch 1, one client: bare model call p50 {b50:.2f} ms, through the service p50 "
-        f"{s50:.2f} ms: overhead {s50 - b50:.2f} ms"
-    )
+    print(overhead)
 
 
 if __name__ == "__main__":

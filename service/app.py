@@ -74,7 +74,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        eng = engine or await asyncio.to_thread(Engine, settings, None, metrics.batch, shed)
+        eng = engine or await asyncio.to_thread(Engine, settings)
+        eng.observe(metrics.batch, shed, metrics.wait)
         await eng.start()
         app.state.engine = eng
         if settings.demo:

@@ -41,7 +41,7 @@ class Overloaded(Exception):
 class Job:
     inputs: Sequence[Any]
     future: asyncio.Future
-    queued_at: float = field(default_factory=time.perf_counter)
+    arrived: float = field(default_factory=time.perf_counter)
 
 
 class Batcher:
@@ -55,6 +55,7 @@ class Batcher:
         max_queue_wait_ms: float = 1000.0,
         on_batch: Callable[[int, float], None] | None = None,
         on_shed: Callable[[int, str], None] | None = None,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
         """`fn` maps a list of inputs to a same-length sequence of results (it runs in a thread)."""
         self.fn = fn
@@ -62,7 +63,7 @@ class Batcher:
         self.max_wait = max_wait_ms / 1000
         self.queue_size = queue_size
         self.budget = max_queue_wait_ms / 1000
-        self.on_batch, self.on_shed = on_batch, on_shed
+        self.on_batch, self.on_shed, self.on_wait = on_batch, on_shed, on_wait
         self._jobs: deque[Job] = deque()
         self._queued = 0  # inputs in _jobs
         self._running = 0  # inputs in the batch now on the model
@@ -94,21 +95,24 @@ class Batcher:
         return self._queued
 
     def expected_wait(self, extra: int = 0) -> float:
-        """Seconds a job of `extra` inputs queued now would wait before its batch finishes."""
+        """Seconds a job of `extra` inputs queued now would wait until its batch has run."""
         return (self._queued + self._running + extra) * self._per_input_s
 
-    def submit(self, inputs: Sequence[Any]) -> asyncio.Future:
-        """Queue a job; its future resolves to the list of results. Raises Overloaded."""
+    def submit(self, inputs: Sequence[Any], arrived: float | None = None) -> asyncio.Future:
+        """Queue a job; its future resolves to the list of results. Raises Overloaded. The budget
+        runs from `arrived` (time.perf_counter() when the request came in) when given."""
         n = len(inputs)
+        now = time.perf_counter()
+        arrived = now if arrived is None else min(arrived, now)
         if self._queued + n > self.queue_size and self._queued:
             self._refuse(n, "queue_full", f"the server is busy: {self._queued} inputs are queued "
                          f"(limit {self.queue_size})")  # fmt: skip
-        wait = self.expected_wait(n)
+        wait = self.expected_wait(n) + (now - arrived)
         if wait > self.budget and (self._queued or self._running):
-            self._refuse(n, "queue_wait", f"the server is busy: the queue would wait {wait:.1f} s, "
-                         f"over the {self.budget:.1f} s budget")  # fmt: skip
+            self._refuse(n, "queue_wait", f"the server is busy: the request would wait "
+                         f"{wait:.1f} s, over the {self.budget:.1f} s budget")  # fmt: skip
         fut = asyncio.get_running_loop().create_future()
-        self._jobs.append(Job(list(inputs), fut))
+        self._jobs.append(Job(list(inputs), fut, arrived))
         self._queued += n
         self._wake.set()
         return fut
@@ -133,14 +137,14 @@ class Batcher:
         return job
 
     def _expired(self, job: Job) -> bool:
-        waited = time.perf_counter() - job.queued_at
+        waited = time.perf_counter() - job.arrived
         if waited <= self.budget:
             return False
         if self.on_shed:
             self.on_shed(len(job.inputs), "expired")
         retry = max(1.0, self.expected_wait())
         job.future.set_exception(Overloaded(
-            f"the server is busy: the request waited {waited:.1f} s in the queue, over the "
+            f"the server is busy: the request waited {waited:.1f} s, over the "
             f"{self.budget:.1f} s budget; retry in {retry:.0f} s", retry, "expired",
         ))  # fmt: skip
         return True
@@ -174,6 +178,9 @@ class Batcher:
         inputs = [x for j in jobs for x in j.inputs]
         self._running = n
         t0 = time.perf_counter()
+        if self.on_wait:  # arrival to the model: parsing, queueing and batching, per request
+            for j in jobs:
+                self.on_wait(t0 - j.arrived)
         try:
             results = await asyncio.to_thread(self.fn, inputs)
             if len(results) != len(inputs):

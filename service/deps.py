@@ -17,7 +17,7 @@ from encoders import InputError
 from index import Collection
 from service import schemas as S
 from service.access import Denied, Key
-from service.engine import Engine, media_name
+from service.engine import Cancel, Engine, media_name
 from service.http_util import decode_b64
 from service.settings import Settings
 
@@ -61,12 +61,13 @@ def check_collection(key: Key, collection: str) -> None:
         raise Denied(403, f"key '{key.name}' has no access to collection '{collection}'")
 
 
-async def disconnect_watch(request: Request) -> AsyncIterator[asyncio.Event]:
-    """An event set when the client goes away, so queued work can be dropped."""
+async def disconnect_watch(request: Request) -> AsyncIterator[Cancel]:
+    """An event set when the client goes away, so queued work can be dropped; it carries the
+    request's arrival time, where its queue-wait budget starts."""
     # Once the body is in hand (cached on the request; FastAPI has usually read it), the next
     # message the server delivers is http.disconnect: wait for it instead of polling.
     await request.body()
-    gone = asyncio.Event()
+    gone = Cancel(getattr(request.state, "arrived", None))
 
     async def watch() -> None:
         while (await request.receive())["type"] != "http.disconnect":

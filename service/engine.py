@@ -8,6 +8,7 @@ media files kept beside the collections for the web page.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import shutil
 from dataclasses import dataclass
@@ -18,8 +19,21 @@ from PIL import Image
 
 from encoders import Encoder, InputError, decode_image, load_encoder
 from index import Catalog
-from service.batcher import Batcher
+from service.batcher import Batcher, Overloaded
 from service.settings import Settings
+
+
+class Cancel(asyncio.Event):
+    """Set when the request's client goes away. Carries the time the request arrived, where its
+    queue-wait budget starts (time spent reading and parsing it counts too)."""
+
+    def __init__(self, arrived: float | None = None) -> None:
+        super().__init__()
+        self.arrived = arrived
+
+
+def _arrived(cancel: asyncio.Event | None) -> float | None:
+    return getattr(cancel, "arrived", None)
 
 
 class ModelError(RuntimeError):
@@ -34,9 +48,7 @@ class TextResult:
 
 
 class Engine:
-    def __init__(
-        self, settings: Settings, encoder: Encoder | None = None, on_batch=None, on_shed=None
-    ) -> None:
+    def __init__(self, settings: Settings, encoder: Encoder | None = None) -> None:
         self.settings = settings
         self.encoder = encoder or load_encoder(settings.model, device=settings.device)
         self.catalog = Catalog(
@@ -44,18 +56,24 @@ class Engine:
         )
         self.media_dir = Path(settings.data_dir) / "media"
         self.batchers = {
-            "text": self._batcher(self._texts, "text", on_batch, on_shed),
-            "image": self._batcher(self._images, "image", on_batch, on_shed),
+            "text": self._batcher(self._texts),
+            "image": self._batcher(self._images),
         }
 
-    def _batcher(self, fn, modality: str, on_batch, on_shed) -> Batcher:
+    def _batcher(self, fn) -> Batcher:
         s = self.settings
         return Batcher(
             fn, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms, queue_size=s.queue_size,
             max_queue_wait_ms=s.max_queue_wait_ms,
-            on_batch=(lambda n, t: on_batch(modality, n, t)) if on_batch else None,
-            on_shed=(lambda n, why: on_shed(modality, n, why)) if on_shed else None,
         )  # fmt: skip
+
+    def observe(self, on_batch, on_shed, on_wait) -> None:
+        """Report every batch (modality, n, seconds), every shed job (modality, n, reason) and
+        every job's wait from its request's arrival to its batch (modality, seconds)."""
+        for modality, b in self.batchers.items():
+            b.on_batch = functools.partial(on_batch, modality)
+            b.on_shed = functools.partial(on_shed, modality)
+            b.on_wait = functools.partial(on_wait, modality)
 
     async def start(self) -> None:
         for b in self.batchers.values():
@@ -87,7 +105,7 @@ class Engine:
         self, texts: list[str], truncate: bool = False, cancel: asyncio.Event | None = None
     ) -> TextResult:
         self.check_texts(texts)
-        out = await self._wait(self.batchers["text"].submit(texts), cancel)
+        out = await self._wait(self.batchers["text"].submit(texts, _arrived(cancel)), cancel)
         truncated = [bool(r[2]) for r in out]
         if not truncate and any(truncated):
             i = truncated.index(True)
@@ -103,7 +121,7 @@ class Engine:
     async def embed_images(
         self, images: list[Image.Image], cancel: asyncio.Event | None = None
     ) -> np.ndarray:
-        out = await self._wait(self.batchers["image"].submit(images), cancel)
+        out = await self._wait(self.batchers["image"].submit(images, _arrived(cancel)), cancel)
         return np.stack(out)
 
     async def _wait(self, fut: asyncio.Future, cancel: asyncio.Event | None):
@@ -128,7 +146,7 @@ class Engine:
     def _result(fut: asyncio.Future):
         try:
             return fut.result()
-        except (InputError, asyncio.CancelledError):
+        except (InputError, Overloaded, asyncio.CancelledError):
             raise
         except Exception as e:
             raise ModelError(f"{type(e).__name__}: {e}") from e

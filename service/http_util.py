@@ -98,6 +98,7 @@ class Timed:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         t0 = time.perf_counter()
+        scope.setdefault("state", {})["arrived"] = t0  # where a request's queue-wait budget starts
         status = 500
 
         async def status_send(msg):

@@ -29,6 +29,11 @@ class Metrics:
             "jointspace_queue_depth", "Inputs waiting for a batch", ["modality"],
             registry=self.registry,
         )  # fmt: skip
+        self.wait_seconds = Histogram(
+            "jointspace_wait_seconds", "From a request's arrival to its batch on the model",
+            ["modality"], registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )  # fmt: skip
         self.shed = Counter(
             "jointspace_shed_total", "Inputs refused by load shedding", ["modality", "reason"],
             registry=self.registry,
@@ -42,6 +47,9 @@ class Metrics:
             "jointspace_auth_refused_total", "Requests refused by authorization (401/403/429)",
             ["route", "status"], registry=self.registry,
         )  # fmt: skip
+
+    def wait(self, modality: str, seconds: float) -> None:
+        self.wait_seconds.labels(modality).observe(seconds)
 
     def batch(self, modality: str, n: int, seconds: float) -> None:
         self.batch_size.labels(modality).observe(n)

@@ -174,3 +174,38 @@ def test_request_whose_client_left_never_reaches_the_model(tmp_path, tiny_clip_d
 
         asyncio.run(go())
     assert seen == [["first"], ["after"]]
+
+
+def test_a_request_past_its_queue_wait_budget_gets_429_not_500(tmp_path, tiny_clip_dir):
+    enc = load_encoder(f"hf:{tiny_clip_dir}", device="cpu")
+    release = threading.Event()
+    real = enc.encode_text
+
+    def encode_text(texts, *args, **kwargs):
+        if texts[0] == "first":
+            release.wait(20)
+        return real(texts, *args, **kwargs)
+
+    enc.encode_text = encode_text
+    s = Settings.load({}, model=f"hf:{tiny_clip_dir}", data_dir=tmp_path, demo=False,
+                      max_batch=1, max_wait_ms=0, max_queue_wait_ms=300)  # fmt: skip
+    with running(s, Engine(s, encoder=enc)) as url:
+
+        async def go() -> None:
+            async with httpx.AsyncClient(timeout=30) as c:
+                first = asyncio.create_task(c.post(f"{url}/embed", json={"texts": ["first"]}))
+                await asyncio.sleep(0.2)
+                late = asyncio.create_task(c.post(f"{url}/embed", json={"texts": ["late"]}))
+                await asyncio.sleep(0.6)  # "late" waits in the queue past its 300 ms budget
+                release.set()
+                assert (await first).status_code == 200
+                r = await late
+                assert r.status_code == 429 and r.headers["retry-after"] == "1"
+                assert r.json()["error"]["type"] == "overloaded"
+                assert r.json()["error"]["message"].startswith("the server is busy: the request "
+                                                               "waited 0.")  # fmt: skip
+                assert (await c.post(f"{url}/embed", json={"texts": ["after"]})).status_code == 200
+                metrics = (await c.get(f"{url}/metrics")).text
+                assert 'jointspace_shed_total{modality="text",reason="expired"} 1.0' in metrics
+
+        asyncio.run(go())

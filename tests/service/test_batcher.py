@@ -101,3 +101,73 @@ def test_a_failing_batch_fails_exactly_its_jobs():
     assert isinstance(a, RuntimeError) and str(a) == "model exploded"
     assert isinstance(bad, RuntimeError)
     assert c == ["c"]
+
+
+def test_the_queue_bound_counts_inputs_not_jobs():
+    shed = []
+
+    async def main():
+        b = Batcher(lambda xs: xs, max_batch=4, max_wait_ms=1, queue_size=10,
+                    on_shed=lambda n, why: shed.append((n, why)))  # fmt: skip
+        b.submit(list(range(6)))
+        with pytest.raises(Overloaded) as e:
+            b.submit(list(range(6)))  # 12 inputs would be queued: over 10
+        assert e.value.reason == "queue_full"
+        assert str(e.value).startswith("the server is busy: 6 inputs are queued (limit 10)")
+        assert b.depth == 6
+        b.start()
+        await b.stop()
+
+    run(main())
+    assert shed == [(6, "queue_full")]
+
+
+def test_a_job_that_would_wait_past_the_budget_is_refused_at_once():
+    import time
+
+    def slow(xs):
+        time.sleep(0.05 * len(xs))  # 50 ms per input
+        return xs
+
+    async def main():
+        b = Batcher(slow, max_batch=1, max_wait_ms=0, queue_size=100, max_queue_wait_ms=200)
+        b.start()
+        await b.submit(["warm"])  # learns 50 ms per input
+        accepted = [b.submit([i]) for i in range(3)]  # 150 ms of work: within 200 ms
+        with pytest.raises(Overloaded) as e:
+            b.submit(["one too many"])  # 4 x 50 ms would wait 200+ ms
+        assert e.value.reason == "queue_wait"
+        assert "over the 0.2 s budget" in str(e.value) and e.value.retry_after >= 1
+        assert await asyncio.gather(*accepted) == [[0], [1], [2]]
+        await b.stop()
+
+    run(main())
+
+
+def test_a_job_that_waited_past_the_budget_fails_instead_of_running():
+    import threading
+
+    seen, gate = [], threading.Event()
+
+    def fn(xs):
+        seen.extend(xs)
+        gate.wait(5)
+        return xs
+
+    async def main():
+        b = Batcher(fn, max_batch=1, max_wait_ms=0, queue_size=10, max_queue_wait_ms=100)
+        b.start()
+        first = b.submit(["first"])
+        await asyncio.sleep(0.05)
+        late = b.submit(["late"])  # nothing measured yet, so admitted; then waits 300 ms
+        await asyncio.sleep(0.3)
+        gate.set()
+        assert await first == ["first"]
+        with pytest.raises(Overloaded) as e:
+            await late
+        assert e.value.reason == "expired"
+        assert "the request waited 0." in str(e.value) and "over the 0.1 s budget" in str(e.value)
+        await b.stop()
+
+    run(main())
+    assert seen == ["first"]
