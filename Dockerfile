@@ -18,9 +18,8 @@ COPY encoders encoders
 COPY training training
 COPY index index
 COPY fusion fusion
-COPY generation generation
-COPY jobs jobs
 COPY service service
+COPY cli cli
 COPY models models
 RUN pip install .
 

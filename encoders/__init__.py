@@ -1,8 +1,9 @@
-"""Encoder towers that map text and images (audio and video later) into one L2-normalised space.
+"""Encoder towers that map text and images into one L2-normalised space (the interface names audio
+and video too; no backend embeds them yet).
 
 Owns: the `Encoder` interface, the open_clip and transformers backends, model-spec parsing, and safe
 decoding of untrusted image bytes. Must not import FAISS, FastAPI, or anything from index/,
-service/ or jobs/.
+fusion/, training/, service/ or cli/.
 """
 
 from encoders.base import AUDIO, IMAGE, TEXT, VIDEO, Encoder, TextEmbeddings

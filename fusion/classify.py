@@ -28,7 +28,8 @@ def scores(
     """(n, n_classes) probabilities: rows sum to 1 for softmax; each in (0, 1) for sigmoid."""
     logits = logit_scale * (np.asarray(inputs, np.float32) @ classes.T)
     if loss == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-(logits + logit_bias)))
+        # 1 / (1 + e^-x) written with tanh, which cannot overflow for any finite x
+        return 0.5 * (1.0 + np.tanh(0.5 * (logits + logit_bias)))
     logits = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(logits)
     return e / e.sum(axis=1, keepdims=True)

@@ -54,9 +54,10 @@ def compose(
     query_weight: float = 1.0,
 ) -> np.ndarray:
     """normalise(query_weight * query + sum(weights[i] * term_vectors[i])), as float32 (d,)."""
-    q = np.asarray(query, dtype=np.float32).reshape(-1) * query_weight
+    # float64 throughout: a float32 sum or norm of large query values would overflow
+    q = np.asarray(query, dtype=np.float64).reshape(-1) * query_weight
     if len(weights):
-        q = q + np.asarray(weights, dtype=np.float32) @ np.asarray(term_vectors, dtype=np.float32)
+        q = q + np.asarray(weights, dtype=np.float64) @ np.asarray(term_vectors, dtype=np.float64)
     norm = float(np.linalg.norm(q))
     if norm == 0:
         raise ValueError("the weighted terms cancel the query out: nothing is left to search for")

@@ -521,11 +521,12 @@ class Collection:
             raise CollectionError(f"{n} ids but {v.shape[0]} vectors")
         if not np.isfinite(v).all():
             raise CollectionError(f"{what} contain NaN or infinity")
-        if self.metric == "cosine":
-            norms = np.linalg.norm(v, axis=1, keepdims=True)
+        if self.metric == "cosine":  # in float64: a float32 norm of large values overflows to inf
+            v64 = np.asarray(v, dtype=np.float64)
+            norms = np.linalg.norm(v64, axis=1, keepdims=True)
             if (norms == 0).any():
                 raise CollectionError(f"{what} contain a zero vector, which has no direction")
-            v = v / norms
+            v = v64 / norms
         return np.ascontiguousarray(v, dtype=np.float32)
 
     @staticmethod

@@ -48,3 +48,17 @@ def test_class_matrix_and_scores():
     assert soft[0, 0] == pytest.approx(1 / (1 + np.exp(logits[1] - logits[0])), rel=1e-6)
     sig = scores(x, c, "sigmoid", logit_scale=10.0, logit_bias=-5.0)
     np.testing.assert_allclose(sig[0], 1 / (1 + np.exp(-(logits - 5))), rtol=1e-6)
+
+
+def test_sigmoid_scores_are_stable_for_huge_logits():
+    import warnings
+
+    from fusion import scores
+
+    classes = np.eye(2, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow would raise here
+        got = scores(np.array([[1e30, -1e30]], np.float32), classes, "sigmoid", 10.0, -10.0)
+    np.testing.assert_array_equal(got, [[1.0, 0.0]])
+    mid = scores(np.array([[0.5, 0.0]], np.float32), classes, "sigmoid", 4.0, -2.0)
+    np.testing.assert_allclose(mid, [[0.5, 1 / (1 + np.exp(2.0))]], atol=1e-6)

@@ -237,3 +237,22 @@ def test_field_index_is_used_and_filter_cache_follows_writes(cat):
     assert sorted(h.id for h in col.search(v[3], k=100, filter=flt)[0]) == sorted(
         ["i0"] + [f"i{i}" for i in range(3, 100, 5)]
     )
+
+
+def test_cosine_normalisation_survives_huge_finite_values(tmp_path):
+    """A float32 norm of values near float32's maximum overflows; the direction must survive."""
+    import warnings
+
+    from index import Catalog
+
+    cat = Catalog(tmp_path)
+    col = cat.create("big", dim=4)
+    big = np.array([[3e38, 0, 0, 0], [0, 3e38, 3e38, 0]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        col.upsert(["a", "b"], big)
+        hits = col.search(np.array([1e38, 0, 0, 0], np.float32), k=2)[0]
+    assert [h.id for h in hits] == ["a", "b"]
+    assert hits[0].score == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(col.get(["b"])[0].vector, [0, 2**-0.5, 2**-0.5, 0], atol=1e-6)
+    cat.close()
