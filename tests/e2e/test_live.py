@@ -53,12 +53,24 @@ def png(colour) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-@pytest.mark.skipif(
-    not shutil.which("chromedriver"), reason="Debian chromium-driver is not installed"
-)
-def test_web_page_in_headless_chromium(live, tmp_path):
+def chromium(tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1200,900", f"--user-data-dir={tmp_path / 'p'}"):  # fmt: skip
+        opts.add_argument(flag)
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+
+
+NO_CHROMIUM = not shutil.which("chromedriver")
+
+
+@pytest.mark.skipif(NO_CHROMIUM, reason="Debian chromium-driver is not installed")
+def test_web_page_in_headless_chromium(live, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -71,13 +83,7 @@ def test_web_page_in_headless_chromium(live, tmp_path):
         f"{live}/collections/page/items", json={"items": items}, timeout=60
     ).raise_for_status()
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1200,900", f"--user-data-dir={tmp_path / 'p'}"):  # fmt: skip
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    driver = chromium(tmp_path)
     try:
         driver.get(live + "/")
         wait = WebDriverWait(driver, 30)
@@ -209,3 +215,46 @@ def test_a_request_past_its_queue_wait_budget_gets_429_not_500(tmp_path, tiny_cl
                 assert 'jointspace_shed_total{modality="text",reason="expired"} 1.0' in metrics
 
         asyncio.run(go())
+
+
+@pytest.mark.skipif(NO_CHROMIUM, reason="Debian chromium-driver is not installed")
+def test_page_with_keys_loads_signed_thumbnails_and_escapes_user_strings(tmp_path, tiny_clip_dir):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    key = "p" * 24
+    auth = {"authorization": f"Bearer {key}"}
+    evil_id = '"><img src=x onerror="window.pwned=1">'
+    s = Settings.load({}, model=f"hf:{tiny_clip_dir}", data_dir=tmp_path / "data", demo=False,
+                      max_wait_ms=2, api_keys=[key])  # fmt: skip
+    with running(s) as url:
+        httpx.post(f"{url}/collections", json={"name": "page"}, headers=auth).raise_for_status()
+        items = [{"id": evil_id, "image": png((220, 20, 20)), "metadata": {"caption": "<b>bold</b>"}},
+                 {"id": "plain", "image": png((20, 20, 220))}]  # fmt: skip
+        httpx.put(f"{url}/collections/page/items", json={"items": items}, headers=auth,
+                  timeout=60).raise_for_status()  # fmt: skip
+        driver = chromium(tmp_path)
+        try:
+            driver.get(url + "/")
+            driver.execute_script(f"localStorage.setItem('jointspace-key', '{key}')")
+            driver.get(url + "/")
+            wait = WebDriverWait(driver, 30)
+            wait.until(
+                lambda d: d.find_elements(By.CSS_SELECTOR, "#collection option[value='page']")
+            )
+            driver.find_element(By.ID, "text").send_keys("a red square")
+            driver.find_element(By.ID, "go").click()
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".hit")) == 2)
+            imgs = driver.find_elements(By.CSS_SELECTOR, ".hit img")
+            assert len(imgs) == 2 and all("&sig=" in i.get_attribute("src") for i in imgs)
+            wait.until(lambda d: all(i.get_property("naturalWidth") > 0 for i in imgs))  # signed
+            metas = [m.text for m in driver.find_elements(By.CSS_SELECTOR, ".hit .meta")]
+            assert sorted(metas) == ["<b>bold</b>", "plain"]  # shown as text, not markup
+            ids = [
+                h.get_attribute("data-id") for h in driver.find_elements(By.CSS_SELECTOR, ".hit")
+            ]
+            assert sorted(ids) == sorted([evil_id, "plain"])
+            assert driver.execute_script("return window.pwned") is None
+            assert driver.find_elements(By.CSS_SELECTOR, ".hit b, img[src='x']") == []
+        finally:
+            driver.quit()
