@@ -64,6 +64,9 @@ bench: install
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/index.py
 	$(BIN)/python bench/service.py
+	$(BIN)/python bench/overload.py
+	$(BIN)/python bench/contract.py --max-time 240
+	$(BIN)/python bench/crashloop.py --cycles 20
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache out

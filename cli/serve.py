@@ -29,6 +29,8 @@ def serve(
     import uvicorn
 
     from service.app import create_app
+
+    GracefulServer = _graceful_server_class()
     from service.settings import Settings, SettingsError
 
     try:
@@ -42,7 +44,25 @@ def serve(
     shown = "localhost" if settings.host in ("127.0.0.1", "::1") else settings.host
     err.print(f"jointspace: serving {settings.model} at http://{shown}:{settings.port}/ "
               "(the page), /docs (the API)", markup=False, highlight=False)  # fmt: skip
-    uvicorn.run(
+    config = uvicorn.Config(
         application, host=settings.host, port=settings.port, log_level="info",
         timeout_graceful_shutdown=30,
     )  # fmt: skip
+    GracefulServer(config).run()
+
+
+def _graceful_server_class():
+    import signal
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn re-raises SIGTERM once it has shut down gracefully, so the process would die of
+        the signal (exit -15); a finished graceful shutdown on SIGTERM exits 0 here instead."""
+
+        def handle_exit(self, sig, frame) -> None:
+            super().handle_exit(sig, frame)
+            if sig == signal.SIGTERM:
+                self._captured_signals.remove(sig)
+
+    return Server

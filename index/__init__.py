@@ -6,7 +6,13 @@ anything of HTTP.
 
 from index.catalog import Catalog
 from index.collection import Collection, Hit, Item
-from index.errors import CollectionError, CollectionExists, CollectionNotFound, SnapshotError
+from index.errors import (
+    CollectionError,
+    CollectionExists,
+    CollectionNotFound,
+    SnapshotError,
+    StorageFull,
+)
 from index.filters import compile_filter
 
 __all__ = [
@@ -18,5 +24,6 @@ __all__ = [
     "Hit",
     "Item",
     "SnapshotError",
+    "StorageFull",
     "compile_filter",
 ]

@@ -9,25 +9,33 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sqlite3
 import threading
 from pathlib import Path
 
 from index.collection import Collection, new_config
 from index.errors import CollectionError, CollectionExists, CollectionNotFound
 from index.gpu import resolve_device
+from index.space import SpaceGuard, full_error, is_disk_full
 from index.store import ItemStore
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class Catalog:
-    def __init__(self, root: str | os.PathLike, **collection_options) -> None:
+    def __init__(
+        self, root: str | os.PathLike, min_free: str | int = 0, **collection_options
+    ) -> None:
         """`collection_options` go to every Collection opened (e.g. search_device='gpu', which
-        is checked here, so that a missing GPU is reported before any collection opens)."""
+        is checked here, so that a missing GPU is reported before any collection opens).
+        `min_free` is the free-space floor ("256MiB", "5%") below which creates and upserts are
+        refused with StorageFull."""
         if collection_options.get("gpu_clone") is None:
             resolve_device(collection_options.get("search_device", "auto"))
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.space = SpaceGuard(self.root, min_free)
+        collection_options["space"] = self.space
         self._options = collection_options
         self._open: dict[str, Collection] = {}
         self._lock = threading.Lock()
@@ -65,11 +73,18 @@ class Catalog:
                 if exist_ok and same:
                     return col
                 raise CollectionExists(f"collection '{name}' already exists")
+            self.space.check(f"creating collection '{name}'")
             tmp = self.root / f".creating-{name}-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            ItemStore(tmp / "items.sqlite", config).close()
-            os.rename(tmp, self.root / name)
+            try:
+                tmp.mkdir()
+                ItemStore(tmp / "items.sqlite", config).close()
+                os.rename(tmp, self.root / name)
+            except (OSError, sqlite3.Error) as e:
+                shutil.rmtree(tmp, ignore_errors=True)
+                if is_disk_full(e):
+                    raise full_error(self.root, f"creating collection '{name}'") from e
+                raise
             return self._get_locked(name)
 
     def get(self, name: str) -> Collection:

@@ -34,6 +34,7 @@ from index.filters import compile_filter
 from index.gpu import CloneFn, GpuReplica, resolve_device, to_gpu
 from index.rwlock import RWLock
 from index.snapshot import list_snapshots, read_snapshot, write_snapshot
+from index.space import SpaceGuard
 from index.store import ItemStore
 
 log = logging.getLogger("jointspace.index")
@@ -71,10 +72,13 @@ class Collection:
         keep_snapshots: int = 2,
         search_device: str = "auto",
         gpu_clone: CloneFn | None = None,
+        space: SpaceGuard | None = None,
     ) -> None:
         """`search_device`: 'auto' (a GPU when faiss-gpu sees one), 'cpu' or 'gpu'.
-        `gpu_clone` replaces faiss-gpu's copy-to-device function (and implies a GPU)."""
+        `gpu_clone` replaces faiss-gpu's copy-to-device function (and implies a GPU).
+        `space` refuses upserts while the data directory is below its free-space floor."""
         self.path = Path(path)
+        self.space = space
         self.store = ItemStore(self.path / "items.sqlite")
         cfg = self.store.config
         if "dim" not in cfg:
@@ -169,6 +173,8 @@ class Collection:
     ) -> int:
         """Insert or replace items; returns the write's lsn once it is durable."""
         self._check_open()
+        if self.space is not None:
+            self.space.check(f"writing to collection '{self.name}'")
         ids = self._check_ids(ids)
         vecs = self._check_vectors(vectors, len(ids), "vectors")
         if model is not None and self.model is not None and model != self.model:
@@ -467,7 +473,11 @@ class Collection:
             return
         self.wait()
         if self._dirty:
-            self.snapshot()
+            try:
+                self.snapshot()
+            except Exception as e:  # the log is durable: the next open replays what this missed
+                log.error("collection '%s': shutdown snapshot failed, the log replay will cover "
+                          "it: %s: %s", self.name, type(e).__name__, e)  # fmt: skip
         self._closed = True
         if self.gpu is not None:
             self.gpu.drop()

@@ -21,3 +21,12 @@ class CollectionExists(ValueError):
 
 class SnapshotError(RuntimeError):
     """A snapshot file that is truncated, corrupt or written for other settings."""
+
+
+class StorageFull(RuntimeError):
+    """The data directory has no room for a write (the disk is full, or free space is below the
+    floor kept for recovery). Nothing of the write was applied; reads still work."""
+
+    def __init__(self, message: str, reason: str = "full") -> None:
+        super().__init__(message)
+        self.reason = reason  # "full": the disk refused; "floor": refused before reaching it

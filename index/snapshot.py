@@ -61,6 +61,25 @@ def write_snapshot(
     final = root / f"{PREFIX}{lsn:020d}"
     tmp = root / f"{TMP_PREFIX}{lsn:020d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_files(tmp, index, dead, info)
+    except BaseException:  # a full disk or an I/O error: no partial snapshot stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():  # same lsn again (e.g. after recovering past a corrupt one): replace it
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _fsync_path(root)
+    for old in list_snapshots(root)[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stray in root.glob(f"{TMP_PREFIX}*"):
+        if not stray.name.endswith(f"-{os.getpid()}"):
+            shutil.rmtree(stray, ignore_errors=True)
+    return final
+
+
+def _write_files(tmp: Path, index: faiss.Index, dead: np.ndarray, info: dict) -> None:
+    """The index, its tombstones and a manifest with sizes and hashes, all fsynced, in `tmp`."""
     tmp.mkdir()
     faiss.write_index(index, str(tmp / "index.faiss"))
     np.save(tmp / "dead.npy", np.asarray(dead, dtype=np.int64))
@@ -80,16 +99,6 @@ def write_snapshot(
         f.flush()
         os.fsync(f.fileno())
     _fsync_path(tmp)
-    if final.exists():  # same lsn again (e.g. after recovering past a corrupt one): replace it
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    _fsync_path(root)
-    for old in list_snapshots(root)[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
-    for stray in root.glob(f"{TMP_PREFIX}*"):
-        if not stray.name.endswith(f"-{os.getpid()}"):
-            shutil.rmtree(stray, ignore_errors=True)
-    return final
 
 
 def list_snapshots(root: Path) -> list[Path]:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from index.errors import CollectionError
+from index.space import full_error, is_disk_full
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items(
@@ -96,8 +97,14 @@ class ItemStore:
                 yield cur, lsn
                 cur.execute("INSERT OR REPLACE INTO config VALUES ('lsn', ?)", (str(lsn),))
                 cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
+            except BaseException as e:
+                # A failed COMMIT may already have ended the transaction: roll back only what is
+                # still open, so the first error is the one that reaches the caller.
+                if self._w.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        cur.execute("ROLLBACK")
+                if is_disk_full(e):
+                    raise full_error(self.path.parent.parent, "the write") from e
                 raise
             self.lsn = lsn
 

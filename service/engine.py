@@ -52,8 +52,9 @@ class Engine:
         self.settings = settings
         self.encoder = encoder or load_encoder(settings.model, device=settings.device)
         self.catalog = Catalog(
-            Path(settings.data_dir) / "collections", search_device=settings.index_device
-        )
+            Path(settings.data_dir) / "collections", min_free=settings.min_free_bytes,
+            search_device=settings.index_device,
+        )  # fmt: skip
         self.media_dir = Path(settings.data_dir) / "media"
         self.batchers = {
             "text": self._batcher(self._texts),

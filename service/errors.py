@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from encoders import InputError, JointspaceError, UnsupportedModality
-from index import CollectionError, CollectionExists, CollectionNotFound
+from index import CollectionError, CollectionExists, CollectionNotFound, StorageFull
 from service.access import Denied
 from service.batcher import Overloaded
 from service.engine import ModelError
@@ -112,6 +112,11 @@ async def _denied(_: Request, e: Denied) -> JSONResponse:
     return error_response(e.status, e.kind, str(e), e.headers)
 
 
+async def _storage_full(request: Request, e: StorageFull) -> JSONResponse:
+    request.app.state.metrics.writes_refused.labels(e.reason).inc()
+    return error_response(507, "insufficient_storage", str(e))
+
+
 async def _timeout(_: Request, e: TimeoutError) -> JSONResponse:
     return error_response(503, "timeout", str(e) or "timed out", {"Retry-After": "1"})
 
@@ -139,6 +144,7 @@ def install(app: FastAPI) -> None:
         app.add_exception_handler(exc, _plain(status, kind))
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(Denied, _denied)
+    app.add_exception_handler(StorageFull, _storage_full)
     app.add_exception_handler(TimeoutError, _timeout)
     app.add_exception_handler(ModelError, _model_error)
     app.add_exception_handler(Exception, _unexpected)

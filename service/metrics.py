@@ -39,6 +39,14 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
 
+        self.free_bytes = Gauge(
+            "jointspace_data_free_bytes", "Free bytes on the data directory's filesystem",
+            registry=self.registry,
+        )  # fmt: skip
+        self.writes_refused = Counter(
+            "jointspace_writes_refused_total", "Writes refused for lack of space (507)",
+            ["reason"], registry=self.registry,
+        )  # fmt: skip
         self.by_key = Counter(
             "jointspace_key_requests_total", "Authorized requests by key name", ["key"],
             registry=self.registry,

@@ -320,6 +320,11 @@ class ModelList(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"] = Field(
+        description="degraded: reads and searches work, writes do not (see reason)"
+    )
+    ready: bool = Field(description="Whether writes can be accepted now (for a load balancer)")
+    reason: str | None = Field(None, description="Why the service is degraded")
     model: str
     collections: int
+    free_bytes: int = Field(description="Free bytes on the data directory's filesystem")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from index import CollectionError
 from index.gpu import resolve_device
+from index.space import parse_floor
 
 ENV_PREFIX = "JOINTSPACE_"
 
@@ -40,6 +41,10 @@ class Settings(BaseModel, extra="forbid"):
         1000.0, gt=0, le=600_000,
         description="Queue-wait budget: a request that would wait longer gets 429.",
     )  # fmt: skip
+    min_free_bytes: str = Field(
+        "256MiB", description="Free-space floor of the data directory (bytes, 256MiB, or 5%): "
+        "below it writes are refused with 507, so there is always room to roll back and snapshot.",
+    )  # fmt: skip
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_items: int = Field(256, ge=1, description="Inputs or items per request.")
     max_pixels: int = Field(40_000_000, ge=1)
@@ -54,6 +59,12 @@ class Settings(BaseModel, extra="forbid"):
     media_url_ttl: int = Field(3600, ge=1, description="Seconds a signed media URL stays valid.")
     cors_origins: list[str] = Field(default_factory=list)
     demo: bool = Field(True, description="Build the demo collection on first start.")
+
+    @field_validator("min_free_bytes", mode="before")
+    @classmethod
+    def _floor(cls, v: object) -> str:
+        parse_floor(v)  # raises with a message that says what a size looks like
+        return str(v)
 
     @field_validator("index_device")
     @classmethod

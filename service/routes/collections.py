@@ -32,7 +32,7 @@ ItemPath = Path(min_length=1, max_length=512, description="The item's id")
 
 @router.post(
     "/collections", status_code=201, response_model=S.CollectionInfo,
-    responses=errors(400, 409, 413, 422),
+    responses=errors(400, 409, 413, 422, 507),
 )  # fmt: skip
 async def create_collection(
     req: S.CollectionCreate, request: Request, eng: Engine = Depends(get_engine),
@@ -64,7 +64,7 @@ async def get_collection(
 
 
 @router.delete(
-    "/collections/{name}", response_model=S.CollectionDeleted, responses=errors(404, 422)
+    "/collections/{name}", response_model=S.CollectionDeleted, responses=errors(404, 422, 507)
 )
 async def drop_collection(
     request: Request, name: str = Name, eng: Engine = Depends(get_engine), _=require("admin")
@@ -78,7 +78,7 @@ async def drop_collection(
 
 @router.put(
     "/collections/{name}/items", response_model=S.UpsertResponse,
-    responses=errors(400, 404, *BATCHED),
+    responses=errors(400, 404, 507, *BATCHED),
 )  # fmt: skip
 async def upsert_items(
     req: S.UpsertRequest, request: Request, name: str = Name, eng: Engine = Depends(get_engine),
@@ -138,7 +138,7 @@ async def get_item(
 
 @router.delete(
     "/collections/{name}/items/{item_id}", response_model=S.ItemsDeleted,
-    responses=errors(404, 422),
+    responses=errors(404, 422, 507),
 )  # fmt: skip
 async def delete_item(
     request: Request, name: str = Name, item_id: str = ItemPath,

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from index.space import human
 from service import schemas as S
 from service.contract import errors, operation_id
 from service.deps import get_engine, open_collection, require
@@ -21,8 +22,9 @@ router = APIRouter(tags=["operations"], generate_unique_id_function=operation_id
 
 
 @router.get("/health", response_model=S.Health, responses=errors(503))
-async def health(eng: Engine = Depends(get_engine)) -> S.Health | Response:
-    """A real forward pass and an index probe; 503 when either fails."""
+async def health(request: Request, eng: Engine = Depends(get_engine)) -> S.Health | Response:
+    """A real forward pass and an index probe (503 when either fails); `degraded` (still 200,
+    so that reads stay routed) with `ready: false` while writes cannot succeed."""
     try:
         v = (await eng.embed_texts(["health check"])).vectors[0]
         if not np.isfinite(v).all():
@@ -34,7 +36,14 @@ async def health(eng: Engine = Depends(get_engine)) -> S.Health | Response:
                 await asyncio.to_thread(col.search, np.ones(col.dim, np.float32), 1)
     except Exception as e:
         return error_response(503, "unhealthy", f"{type(e).__name__}: {e}")
-    return S.Health(status="ok", model=eng.settings.model, collections=len(names))
+    free, floor = await asyncio.to_thread(eng.catalog.space.status)
+    request.app.state.metrics.free_bytes.set(free)
+    reason = None
+    if free < floor:
+        reason = (f"the data directory has {human(free)} free, below its floor of {human(floor)}: "
+                  "writes are refused until space is freed")  # fmt: skip
+    return S.Health(status="degraded" if reason else "ok", ready=reason is None, reason=reason,
+                    model=eng.settings.model, collections=len(names), free_bytes=free)  # fmt: skip
 
 
 @router.get(
@@ -44,6 +53,7 @@ async def health(eng: Engine = Depends(get_engine)) -> S.Health | Response:
 )  # fmt: skip
 async def metrics(request: Request, eng: Engine = Depends(get_engine)) -> Response:
     m = request.app.state.metrics
+    m.free_bytes.set((await asyncio.to_thread(eng.catalog.space.status))[0])
     for modality, b in eng.batchers.items():
         m.queue_depth.labels(modality).set(b.depth)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

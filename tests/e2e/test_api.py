@@ -30,7 +30,10 @@ def enc(tiny_clip_dir):
 def test_health_models_and_page(client, tiny_clip_dir):
     r = client.get("/health")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "model": f"hf:{tiny_clip_dir}", "collections": 0}
+    body = r.json()
+    assert body.pop("free_bytes") > 0
+    assert body == {"status": "ok", "ready": True, "reason": None, "model": f"hf:{tiny_clip_dir}",
+                    "collections": 0}  # fmt: skip
     m = client.get("/models").json()["data"][0]
     assert (m["id"], m["dim"], m["loss"], m["modalities"]) == (
         f"hf:{tiny_clip_dir}",
