@@ -1,7 +1,9 @@
-"""Crash loop through the HTTP API: start the service as a process, put items from several
-writers, SIGKILL the service while puts are in flight, restart it, and check that every item whose
-put was acknowledged (200) in that cycle is there with its vector (and a sample of 500 from earlier
-cycles), and that the count lies between the acknowledged and the sent.
+"""Crash loop through the HTTP API: start the service as a process, put and delete items from
+several writers, drop and recreate a second collection, SIGKILL the service while writes are in
+flight, restart it, and check: every item whose put was acknowledged (200) in that cycle is there
+with its vector (and a sample of 500 from earlier cycles), every acknowledged delete stays deleted,
+the recreated collection holds exactly what was put into it, and the count lies between what was
+acknowledged and what was sent.
 
     python bench/crashloop.py [--cycles 20] [--model house] [--seed 0]
 """
@@ -51,15 +53,41 @@ def start(model: str, data: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("the service did not start")
 
 
-def writer(url: str, prefix: str, dim: int, acked: dict, sent: set, stop: threading.Event) -> None:
+class State:
+    """What the clients know: acknowledged items, acknowledged deletes, ids in doubt."""
+
+    def __init__(self) -> None:
+        self.acked: dict[str, np.ndarray] = {}
+        self.deleted: set[str] = set()
+        self.doubt: set[str] = set()  # a delete whose answer never came: either state is right
+        self.sent: set[str] = set()
+        self.lock = threading.Lock()
+
+
+def writer(url: str, prefix: str, dim: int, st: State, stop: threading.Event) -> None:
     rng = np.random.default_rng(abs(hash(prefix)) % 2**32)
     n = 0
+    mine: list[str] = []
     with httpx.Client(timeout=30) as c:
         while not stop.is_set():
+            if mine and rng.random() < 0.3:  # delete one of this writer's acknowledged items
+                victim = mine.pop(int(rng.integers(len(mine))))
+                try:
+                    r = c.delete(f"{url}/collections/crash/items/{victim}")
+                except httpx.HTTPError:
+                    with st.lock:
+                        st.acked.pop(victim, None)
+                        st.doubt.add(victim)
+                    return
+                with st.lock:
+                    st.acked.pop(victim, None)
+                    (st.deleted if r.status_code == 200 else st.doubt).add(victim)
+                continue
             ids = [f"{prefix}-{n + i}" for i in range(10)]
             vecs = rng.normal(size=(10, dim)).astype(np.float32)
             vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-            sent.update(ids)
+            with st.lock:
+                st.sent.update(ids)
             body = {
                 "items": [{"id": i, "vector": v.tolist()} for i, v in zip(ids, vecs, strict=True)]
             }
@@ -68,20 +96,36 @@ def writer(url: str, prefix: str, dim: int, acked: dict, sent: set, stop: thread
             except httpx.HTTPError:
                 return  # the service died under this put: not acknowledged
             if r.status_code == 200:
-                acked.update(zip(ids, vecs, strict=True))
+                with st.lock:
+                    st.acked.update(zip(ids, vecs, strict=True))
+                mine += ids
             n += 10
 
 
-def cycle(args, data: Path, k: int, acked: dict, sent: set, rng) -> tuple[int, int]:
-    """One start, load, kill, restart and check; returns (acknowledged so far, missing)."""
+def scratch(url: str, k: int) -> list[str]:
+    """Drop the second collection and make it again with ten items; returns their ids."""
+    with httpx.Client(timeout=30) as c:
+        if c.get(f"{url}/collections/scratch").status_code == 200:
+            c.delete(f"{url}/collections/scratch").raise_for_status()
+        c.post(f"{url}/collections", json={"name": "scratch"}).raise_for_status()
+        dim = c.get(f"{url}/collections/scratch").json()["dim"]
+        ids = [f"s{k}-{i}" for i in range(10)]
+        body = {"items": [{"id": i, "vector": [1.0] + [0.0] * (dim - 1)} for i in ids]}
+        c.put(f"{url}/collections/scratch/items", json=body).raise_for_status()
+        return ids
+
+
+def cycle(args, data: Path, k: int, st: State, rng) -> tuple[int, int]:
+    """One start, load, kill, restart and check; returns (acknowledged so far, wrong)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start(args.model, data, port)
     if k == 0:
         httpx.post(f"{url}/collections", json={"name": "crash", "metric": "ip"}).raise_for_status()
     dim = httpx.get(f"{url}/collections/crash").json()["dim"]
+    scratch_ids = scratch(url, k)
     stop = threading.Event()
-    threads = [threading.Thread(target=writer, args=(url, f"c{k}w{w}", dim, acked, sent, stop))
+    threads = [threading.Thread(target=writer, args=(url, f"c{k}w{w}", dim, st, stop))
                for w in range(3)]  # fmt: skip
     for t in threads:
         t.start()
@@ -95,29 +139,38 @@ def cycle(args, data: Path, k: int, acked: dict, sent: set, rng) -> tuple[int, i
     url = f"http://127.0.0.1:{port}"
     proc = start(args.model, data, port)
     try:
-        return len(acked), check(url, acked, sent, f"c{k}w", rng)
+        return len(st.acked), check(url, st, f"c{k}w", rng, scratch_ids)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
 
 
-def check(url: str, acked: dict, sent: set, cycle_prefix: str, rng) -> int:
-    """Missing acknowledged items (or wrong vectors) among this cycle's and a sample of 500
-    earlier ones; the count bounds the rest (every acknowledged id, nothing never sent)."""
+def check(url: str, st: State, cycle_prefix: str, rng, scratch_ids: list[str]) -> int:
+    """Wrong answers among: this cycle's acknowledged items and a sample of 500 earlier ones (there,
+    with their vectors), every acknowledged delete (gone), and the recreated collection (exactly
+    its ten items). The count bounds the rest."""
     with httpx.Client(timeout=30) as c:
         count = c.get(f"{url}/collections/crash").json()["count"]
-        if count < len(acked) or count > len(sent):
-            raise AssertionError(f"{count} items: acknowledged {len(acked)}, sent {len(sent)}")
-        new = [i for i in acked if i.startswith(cycle_prefix)]
-        old = [i for i in acked if not i.startswith(cycle_prefix)]
+        most = len(st.sent) - len(st.deleted)
+        if count < len(st.acked) or count > most:
+            raise AssertionError(f"{count} items: acknowledged {len(st.acked)}, at most {most}")
+        new = [i for i in st.acked if i.startswith(cycle_prefix)]
+        old = [i for i in st.acked if not i.startswith(cycle_prefix)]
         sample = list(rng.choice(old, size=min(500, len(old)), replace=False)) if old else []
-        missing = 0
+        wrong = 0
         for item_id in new + sample:
-            vec = acked[item_id]
             r = c.get(f"{url}/collections/crash/items/{item_id}", params={"include_vector": True})
-            ok = r.status_code == 200 and np.allclose(r.json()["vector"], vec, atol=1e-6)
-            missing += not ok
-        return missing
+            ok = r.status_code == 200 and np.allclose(
+                r.json()["vector"], st.acked[item_id], atol=1e-6
+            )
+            wrong += not ok
+        for item_id in st.deleted:
+            wrong += c.get(f"{url}/collections/crash/items/{item_id}").status_code != 404
+        got = c.get(f"{url}/collections/scratch").json()["count"]
+        wrong += got != len(scratch_ids)
+        wrong += sum(c.get(f"{url}/collections/scratch/items/{i}").status_code != 200
+                     for i in scratch_ids)  # fmt: skip
+        return wrong
 
 
 def main() -> None:
@@ -127,20 +180,21 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
-    acked: dict[str, np.ndarray] = {}
-    sent: set[str] = set()
+    st = State()
     lost = 0
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.cycles):
-            total, missing = cycle(args, Path(tmp) / "data", k, acked, sent, rng)
-            lost += missing
-            print(f"cycle {k + 1}: {total} acknowledged items so far, {missing} missing",
-                  flush=True)  # fmt: skip
+            total, wrong = cycle(args, Path(tmp) / "data", k, st, rng)
+            lost += wrong
+            print(f"cycle {k + 1}: {total} acknowledged items, {len(st.deleted)} acknowledged "
+                  f"deletes so far, {wrong} wrong", flush=True)  # fmt: skip
     print(
-        f"crash loop: {args.cycles} SIGKILL cycles, {len(acked)} acknowledged items, "
-        f"{lost} lost, {len(sent) - len(acked)} ids sent but not acknowledged, "
-        f"{time.time() - t0:.0f} s"
+        f"crash loop: {args.cycles} SIGKILL cycles, {len(st.acked)} acknowledged items, "
+        f"{lost} lost or undone, {len(st.deleted)} acknowledged deletes (checked gone), "
+        f"{args.cycles} drops and re-creates, "
+        f"{len(st.sent) - len(st.acked) - len(st.deleted)} ids sent but not acknowledged or in "
+        f"doubt, {time.time() - t0:.0f} s"
     )
 
 

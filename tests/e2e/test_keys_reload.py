@@ -65,6 +65,7 @@ def test_sighup_reloads_the_keys_file(tmp_path, tiny_clip_dir):
         _, stderr = proc.communicate(timeout=60)
     assert "keys file not reloaded, the old keys stay in force" in stderr
     assert "keys file " + str(keys) + " reloaded: 1 keys" in stderr
+    assert proc.returncode == 0  # a graceful shutdown on SIGTERM exits 0
 
 
 def _up(url: str) -> bool:
