@@ -185,16 +185,29 @@ class _Item(Strict):
     metadata: dict[str, Any] | SkipJsonSchema[None] = opt()
 
 
-class TextItem(_Item):
+class TextQuery(Strict):
     text: Text
 
 
-class ImageItem(_Item):
+class ImageQuery(Strict):
     image: str = Field(description="base64 or data: URL")
 
 
-class VectorItem(_Item):
+class VectorQuery(Strict):
     vector: Vector = limited("dim")
+
+
+# An item is one of the query kinds with an id and optional metadata.
+class TextItem(_Item, TextQuery):
+    pass
+
+
+class ImageItem(_Item, ImageQuery):
+    pass
+
+
+class VectorItem(_Item, VectorQuery):
+    pass
 
 
 ITEM_KINDS = ("text", "image", "vector")
@@ -224,18 +237,6 @@ class ItemOut(BaseModel):
     vector: Vector | None = None
     metadata: dict[str, Any] | None = None
     media: str | None = None
-
-
-class TextQuery(Strict):
-    text: Text
-
-
-class ImageQuery(Strict):
-    image: str = Field(description="base64 or data: URL")
-
-
-class VectorQuery(Strict):
-    vector: Vector = limited("dim")
 
 
 class IdQuery(Strict):
