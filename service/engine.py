@@ -163,6 +163,11 @@ class Engine:
         thumb.save(d / name)
         return name
 
+    def delete_media(self, collection: str, item_ids: list[str]) -> None:
+        """Remove the thumbnails of items deleted, or replaced by items without an image."""
+        for item_id in item_ids:
+            (self.media_dir / collection / media_name(item_id)).unlink(missing_ok=True)
+
     def drop_media(self, collection: str) -> None:
         shutil.rmtree(self.media_dir / collection, ignore_errors=True)
 

@@ -114,6 +114,8 @@ async def upsert_items(
     )  # fmt: skip
     for i, im in images:
         await asyncio.to_thread(eng.save_media, name, req.items[i].id, im)
+    imageless = [it.id for it in req.items if not isinstance(it, S.ImageItem)]
+    await asyncio.to_thread(eng.delete_media, name, imageless)  # a replaced image's thumbnail
     audit(request, name, len(req.items))
     return S.UpsertResponse(upserted=len(req.items), lsn=lsn)
 
@@ -147,5 +149,6 @@ async def delete_item(
     col = await open_collection(eng, name)
     if await asyncio.to_thread(col.delete, [item_id]) == 0:
         raise HTTPException(404, f"no item '{item_id}' in collection '{name}'")
+    await asyncio.to_thread(eng.delete_media, name, [item_id])
     audit(request, name, 1)
     return S.ItemsDeleted(deleted=1)

@@ -301,3 +301,17 @@ def test_model_failure_is_500_for_that_request_only(client, monkeypatch):
     err(client.post("/embed", json={"texts": ["explode"]}), 500, "model_error",
         "RuntimeError: CUDA error: out of memory")  # fmt: skip
     assert client.post("/embed", json={"texts": ["fine"]}).status_code == 200
+
+
+def test_thumbnails_follow_their_items(client, png):
+    client.post("/collections", json={"name": "m"})
+    client.put("/collections/m/items", json={"items": [{"id": "a", "image": png()},
+                                                       {"id": "b", "image": png()}]})  # fmt: skip
+    media_a = client.get("/collections/m/items/a").json()["media"]
+    media_b = client.get("/collections/m/items/b").json()["media"]
+    assert client.get(media_a).status_code == 200
+    client.put("/collections/m/items", json={"items": [{"id": "a", "text": "a cat"}]})
+    assert client.get("/collections/m/items/a").json()["media"] is None  # replaced: no old image
+    assert client.get(media_a).status_code == 404
+    assert client.delete("/collections/m/items/b").status_code == 200
+    assert client.get(media_b).status_code == 404
