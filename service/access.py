@@ -59,6 +59,12 @@ class Key:
 OPEN = Key("anonymous", b"", "admin")  # the principal when no keys are configured
 
 
+def check_scope(key: Key, collection: str) -> None:
+    """Denied(403) unless the key may use `collection`."""
+    if not key.sees(collection):
+        raise Denied(403, f"key '{key.name}' has no access to collection '{collection}'")
+
+
 def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -135,9 +141,10 @@ class Keyring:
         if self.file is None:
             return
         keys = self.env_keys + parse_keys_file(self.file)
+        names = {k.name for k in keys}
         with self._lock:
             self.keys = keys
-            self._buckets = {k: v for k, v in self._buckets.items() if k in {x.name for x in keys}}
+            self._buckets = {k: v for k, v in self._buckets.items() if k in names}
 
     def authenticate(self, authorization: str | None) -> Key:
         """The key of a `Bearer TOKEN` header, or Denied(401)."""
@@ -159,8 +166,8 @@ class Keyring:
         """Denied(403) outside the key's role or collections; Denied(429) over its rate."""
         if not key.allows(role):
             raise Denied(403, f"key '{key.name}' has the {key.role} role; this needs {role}")
-        if collection is not None and not key.sees(collection):
-            raise Denied(403, f"key '{key.name}' has no access to collection '{collection}'")
+        if collection is not None:
+            check_scope(key, collection)
         if key.rate is not None:
             self._take(key)
 

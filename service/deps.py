@@ -16,7 +16,7 @@ from fastapi import Depends, HTTPException, Request
 from encoders import InputError
 from index import Collection
 from service import schemas as S
-from service.access import Denied, Key
+from service.access import OPEN, Denied, Key
 from service.engine import Cancel, Engine, media_name
 from service.http_util import decode_b64
 from service.settings import Settings
@@ -26,10 +26,6 @@ F32_MAX = float(np.finfo(np.float32).max)
 
 async def get_engine(request: Request) -> Engine:
     return request.app.state.engine
-
-
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
 
 
 def require(role: str) -> Any:
@@ -43,8 +39,7 @@ def require(role: str) -> Any:
             key = keyring.authenticate(request.headers.get("authorization"))
             keyring.authorize(key, role, request.path_params.get("name"))
         except Denied as e:
-            route = getattr(request.scope.get("route"), "path", "unmatched")
-            metrics.refused.labels(route, str(e.status)).inc()
+            count_refusal(request, e)
             raise
         metrics.by_key.labels(key.name).inc()
         request.state.key = key
@@ -55,10 +50,10 @@ def require(role: str) -> Any:
     return Depends(check)
 
 
-def check_collection(key: Key, collection: str) -> None:
-    """403 unless the key may use `collection` (for names that come in a body, not the path)."""
-    if not key.sees(collection):
-        raise Denied(403, f"key '{key.name}' has no access to collection '{collection}'")
+def count_refusal(request: Request, e: Denied) -> None:
+    """Count a 401/403/429 under the route's template (never the path: no names in labels)."""
+    route = getattr(request.scope.get("route"), "path", "unmatched")
+    request.app.state.metrics.refused.labels(route, str(e.status)).inc()
 
 
 async def disconnect_watch(request: Request) -> AsyncIterator[Cancel]:
@@ -139,6 +134,6 @@ def media_urls(request: Request, collection: str) -> Callable[[str], str | None]
 
 def audit(request: Request, collection: str | None, items: int) -> None:
     """Append this write to the audit log, under the name of the key that made it."""
-    key: Key = getattr(request.state, "key", None) or Key("anonymous", b"", "admin")
+    key: Key = getattr(request.state, "key", None) or OPEN
     route = f"{request.method} {getattr(request.scope.get('route'), 'path', request.url.path)}"
     request.app.state.audit.write(key.name, route, collection, items)

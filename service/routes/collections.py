@@ -9,11 +9,10 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from encoders import InputError
 from service import schemas as S
-from service.access import Key
+from service.access import Key, check_scope
 from service.contract import BATCHED, errors, operation_id
 from service.deps import (
     audit,
-    check_collection,
     check_count,
     disconnect_watch,
     float32_vector,
@@ -39,7 +38,7 @@ async def create_collection(
     key: Key = require("admin"),
 ) -> S.CollectionInfo:  # fmt: skip
     """Create an empty collection; the served model's dimension and spec are stamped on it."""
-    check_collection(key, req.name)
+    check_scope(key, req.name)  # the name comes in the body, not the path
     col = await asyncio.to_thread(
         eng.catalog.create, req.name, eng.encoder.dim, req.metric, eng.encoder.name, req.index
     )
