@@ -22,14 +22,12 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
 class Overloaded(Exception):
     """Refused to keep latency bounded; retry after `retry_after` seconds."""
-
-    status, kind = 429, "overloaded"
 
     def __init__(self, message: str, retry_after: float, reason: str = "queue_full") -> None:
         super().__init__(message)
@@ -41,7 +39,7 @@ class Overloaded(Exception):
 class Job:
     inputs: Sequence[Any]
     future: asyncio.Future
-    arrived: float = field(default_factory=time.perf_counter)
+    arrived: float  # time.perf_counter() when the request came in: the budget starts here
 
 
 class Batcher:

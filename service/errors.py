@@ -19,6 +19,7 @@ from encoders import InputError, JointspaceError, UnsupportedModality
 from index import CollectionError, CollectionExists, CollectionNotFound, StorageFull
 from service.access import Denied
 from service.batcher import Overloaded
+from service.contract import api_routes
 from service.engine import ModelError
 
 log = logging.getLogger("jointspace.service")
@@ -64,8 +65,6 @@ def error_response(
 def allowed_methods(app: FastAPI, scope: dict) -> list[str]:
     """Every method some route of this path answers (Starlette's own 405 names only the first
     route that matched the path)."""
-    from service.contract import api_routes
-
     methods: set[str] = set()
     for route in api_routes(app):
         match, _ = route.matches({**scope, "method": "__none__"})
@@ -74,7 +73,7 @@ def allowed_methods(app: FastAPI, scope: dict) -> list[str]:
     return sorted(methods)
 
 
-def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
     status, headers = e.status_code, dict(e.headers or {})
     message = str(e.detail)
     if status == 404 and e.detail == "Not Found":  # the router's own: no route for this path
@@ -88,7 +87,7 @@ def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
     return error_response(status, TYPES.get(status, "error"), message, headers or None)
 
 
-def _validation_error(_: Request, e: RequestValidationError) -> JSONResponse:
+async def _validation_error(_: Request, e: RequestValidationError) -> JSONResponse:
     first = e.errors()[0] if e.errors() else {"loc": (), "msg": "invalid request"}
     where = ".".join(str(x) for x in first["loc"] if x != "body")
     text = first["msg"].removeprefix("Value error, ")
@@ -105,7 +104,7 @@ def _plain(status: int, kind: str):
 
 async def _overloaded(_: Request, e: Overloaded) -> JSONResponse:
     retry = str(max(1, round(e.retry_after)))
-    return error_response(e.status, e.kind, str(e), {"Retry-After": retry})
+    return error_response(429, "overloaded", str(e), {"Retry-After": retry})
 
 
 async def _denied(_: Request, e: Denied) -> JSONResponse:
@@ -132,14 +131,8 @@ async def _unexpected(_: Request, e: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
-        return _http_error(request, e)
-
-    async def validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
-        return _validation_error(request, e)
-
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     for exc, (status, kind) in LIBRARY.items():
         app.add_exception_handler(exc, _plain(status, kind))
     app.add_exception_handler(Overloaded, _overloaded)
