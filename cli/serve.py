@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import uvicorn
 
 from cli.common import err, fail
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn re-raises SIGTERM once it has shut down gracefully, so the process would die of the
+    signal (exit -15); a finished graceful shutdown on SIGTERM exits 0 here instead."""
+
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM:
+            self._captured_signals.remove(sig)
 
 
 def serve(
@@ -26,11 +38,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run the HTTP service. Every option can also come from JOINTSPACE_* environment variables."""
-    import uvicorn
-
     from service.app import create_app
-
-    GracefulServer = _graceful_server_class()
     from service.settings import Settings, SettingsError
 
     try:
@@ -49,20 +57,3 @@ def serve(
         timeout_graceful_shutdown=30,
     )  # fmt: skip
     GracefulServer(config).run()
-
-
-def _graceful_server_class():
-    import signal
-
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        """uvicorn re-raises SIGTERM once it has shut down gracefully, so the process would die of
-        the signal (exit -15); a finished graceful shutdown on SIGTERM exits 0 here instead."""
-
-        def handle_exit(self, sig, frame) -> None:
-            super().handle_exit(sig, frame)
-            if sig == signal.SIGTERM:
-                self._captured_signals.remove(sig)
-
-    return Server
