@@ -24,14 +24,9 @@ import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from service.runner import free_port  # noqa: E402
 
 
 def start(model: str, data: Path, port: int) -> subprocess.Popen:

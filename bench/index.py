@@ -118,7 +118,7 @@ def gpu_flat(root: Path, q: np.ndarray, truth: np.ndarray, k: int, args, flat_qp
     )
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=512)
@@ -133,24 +133,14 @@ def main() -> None:
         help="run the GPU line with a CPU copy in place of the GPU (checks the code, not speed)",
     )
     ap.add_argument("--dir", default=None, help="data directory (default: a temp dir)")
-    args = ap.parse_args()
-    k = 10
-    root = Path(args.dir or tempfile.mkdtemp(prefix="jointspace-bench-"))
-    print(
-        f"# index bench: n={args.n:,} dim={args.dim} queries={args.queries} "
-        f"faiss={faiss.__version__} threads={faiss.omp_get_max_threads()} data={root}"
-    )
+    return ap.parse_args()
 
-    x = clustered(args.n, args.dim, args.clusters, seed=0)
-    q = clustered(args.queries, args.dim, args.clusters, seed=1)  # same distribution, new points
-    truth, t_np = timed(lambda: brute_force(x, q, k))
-    np_qps = args.queries / t_np
-    print(f"numpy brute force: {np_qps:,.1f} queries/s (the baseline)")
 
+def load(cat: Catalog, root: Path, x: np.ndarray, args: argparse.Namespace):
+    """The 'bench' collection with every vector and its metadata; prints the upsert figures."""
     rng = np.random.default_rng(2)
     cats = rng.integers(0, 10, size=args.n)
     rare = rng.random(args.n) < 0.001
-    cat = Catalog(root, auto_maintain=False, search_device="cpu")
     col = cat.create("bench", args.dim, index="Flat")
     ids = [str(i) for i in range(args.n)]
     metas = [{"cat": int(c), "rare": bool(r)} for c, r in zip(cats, rare, strict=True)]
@@ -168,26 +158,12 @@ def main() -> None:
         f"(each batch fsynced before it returns); one item per call: {300 / t_single:,.0f} items/s"
     )
     print(f"store on disk: {db_bytes / args.n:,.0f} bytes/vector (float32 vector + JSON metadata)")
+    return col
 
-    rows = []
 
-    def run(label: str, **kw) -> None:
-        hits, t = timed(lambda: col.search(q, k=k, **kw))
-        rows.append((label, recall(hits, truth, k), args.queries / t))
-
-    run("Flat (exact)")
-    flat_qps = rows[0][2]
-    flat_bytes = index_bytes(col)
-    gpu_line = gpu_flat(root, q, truth, k, args, flat_qps)
-
-    t_build = {}
-    _, t_build["IVF"] = timed(lambda: col.rebuild(auto_factory(args.n)))
-    ivf_name, ivf_bytes = col.index_factory, index_bytes(col)
-    for nprobe in (8, 16, 32, 64):
-        run(f"{ivf_name} nprobe={nprobe}", nprobe=nprobe)
-
-    # filtered search latency, one query at a time, on the IVF index: cold (filter evaluated in
-    # SQLite, with and without an expression index on the key) and warm (label set cached)
+def filtered_latency(col, q: np.ndarray, k: int) -> dict[str, list[float]]:
+    """p50 ms of one query at a time on the current index: cold (filter evaluated in SQLite,
+    without and with an expression index on the key) and warm (label set cached)."""
     lat = {}
     filters = (("cat == 3 (10%)", {"cat": 3}), ("rare (0.1%)", {"rare": True}))
 
@@ -209,14 +185,11 @@ def main() -> None:
         lat[name].append(p50_ms(cold(flt)))
         lat[name].append(p50_ms(lambda flt=flt: col.search(q[1], k=k, filter=flt, nprobe=32)))
     lat["no filter"] = [p50_ms(lambda: col.search(q[2], k=k, nprobe=32))] * 3
+    return lat
 
-    hnsw_bytes = None
-    if not args.skip_hnsw:
-        _, t_build["HNSW"] = timed(lambda: col.rebuild("HNSW32,Flat"))
-        hnsw_bytes = index_bytes(col)
-        for ef in (32, 64, 128):
-            run(f"HNSW32,Flat efSearch={ef}", ef=ef)
 
+def report(rows, np_qps, gpu_line, sizes: dict[str, int], n, t_build, ivf_name, lat) -> None:
+    flat_qps = rows[0][2]
     print()
     print(f"{'index':<28} {'recall@10':>9} {'queries/s':>11} {'x numpy':>8} {'x Flat':>7}")
     for label, r, qps in rows:
@@ -228,10 +201,7 @@ def main() -> None:
     )
     print(gpu_line)
     print()
-    print(
-        f"bytes/vector: Flat {flat_bytes / args.n:,.0f}, {ivf_name} {ivf_bytes / args.n:,.0f}"
-        + (f", HNSW32,Flat {hnsw_bytes / args.n:,.0f}" if hnsw_bytes else "")
-    )
+    print("bytes/vector: " + ", ".join(f"{name} {b / n:,.0f}" for name, b in sizes.items()))
     print("build: " + ", ".join(f"{kk} {v:,.0f} s" for kk, v in t_build.items()))
     print(
         f"single-query latency on {ivf_name} nprobe=32, p50 ms "
@@ -239,6 +209,46 @@ def main() -> None:
     )
     for name, (a, b, c) in lat.items():
         print(f"  {name:<16} {a:9.1f} {b:9.1f} {c:9.1f}")
+
+
+def main() -> None:
+    args = parse_args()
+    k = 10
+    root = Path(args.dir or tempfile.mkdtemp(prefix="jointspace-bench-"))
+    print(
+        f"# index bench: n={args.n:,} dim={args.dim} queries={args.queries} "
+        f"faiss={faiss.__version__} threads={faiss.omp_get_max_threads()} data={root}"
+    )
+    x = clustered(args.n, args.dim, args.clusters, seed=0)
+    q = clustered(args.queries, args.dim, args.clusters, seed=1)  # same distribution, new points
+    truth, t_np = timed(lambda: brute_force(x, q, k))
+    np_qps = args.queries / t_np
+    print(f"numpy brute force: {np_qps:,.1f} queries/s (the baseline)")
+
+    cat = Catalog(root, auto_maintain=False, search_device="cpu")
+    col = load(cat, root, x, args)
+    rows = []
+
+    def run(label: str, **kw) -> None:
+        hits, t = timed(lambda: col.search(q, k=k, **kw))
+        rows.append((label, recall(hits, truth, k), args.queries / t))
+
+    run("Flat (exact)")
+    sizes = {"Flat": index_bytes(col)}
+    gpu_line = gpu_flat(root, q, truth, k, args, rows[0][2])
+    t_build = {}
+    _, t_build["IVF"] = timed(lambda: col.rebuild(auto_factory(args.n)))
+    ivf_name = col.index_factory
+    sizes[ivf_name] = index_bytes(col)
+    for nprobe in (8, 16, 32, 64):
+        run(f"{ivf_name} nprobe={nprobe}", nprobe=nprobe)
+    lat = filtered_latency(col, q, k)
+    if not args.skip_hnsw:
+        _, t_build["HNSW"] = timed(lambda: col.rebuild("HNSW32,Flat"))
+        sizes["HNSW32,Flat"] = index_bytes(col)
+        for ef in (32, 64, 128):
+            run(f"HNSW32,Flat efSearch={ef}", ef=ef)
+    report(rows, np_qps, gpu_line, sizes, args.n, t_build, ivf_name, lat)
     cat.close()
     if args.dir is None:
         shutil.rmtree(root, ignore_errors=True)
