@@ -1,4 +1,5 @@
-"""`jointspace embed`: vectors of texts and image files, to the terminal, .npy or .parquet."""
+"""`jointspace embed`: vectors of texts, images and audio files, to the terminal, .npy or
+.parquet."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import typer
 from rich.table import Table
 
 from cli.common import err, friendly, out, progress
-from encoders import DEFAULT_MAX_PIXELS, decode_image, load_encoder
-from encoders.base import batches, check_texts
+from encoders import DEFAULT_MAX_PIXELS, AudioLimits, decode_audio, decode_image, load_encoder
+from encoders.base import AUDIO, batches, check_texts
 
 
 @friendly
@@ -22,6 +23,15 @@ def embed(
     ],
     text: Annotated[list[str] | None, typer.Option(help="A text to embed (repeatable).")] = None,
     image: Annotated[list[Path] | None, typer.Option(help="An image file (repeatable).")] = None,
+    audio: Annotated[
+        list[Path] | None,
+        typer.Option(help="An audio file: WAV, FLAC, Ogg, MP3, M4A (repeatable)."),
+    ] = None,
+    window: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Audio window in seconds (default: the model's, 10 s)."),
+    ] = None,
+    max_seconds: Annotated[float, typer.Option(min=0.1, help="Longest audio accepted.")] = 600.0,
     out_path: Annotated[
         Path | None, typer.Option("--out", help="Write vectors to .npy or .parquet.")
     ] = None,
@@ -30,20 +40,27 @@ def embed(
     max_pixels: Annotated[int, typer.Option(min=1)] = DEFAULT_MAX_PIXELS,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")] = None,
 ) -> None:
-    """Embed texts and images; texts come first in the output, each group in the order given."""
-    texts, paths = list(text or []), list(image or [])
-    if not texts and not paths:
-        raise typer.BadParameter("give at least one --text or --image")
+    """Embed texts, images and audio; texts come first in the output, then images, then audio
+    (one pooled vector per clip), each group in the order given."""
+    texts, paths, sounds = list(text or []), list(image or []), list(audio or [])
+    if not texts and not paths and not sounds:
+        raise typer.BadParameter("give at least one --text, --image or --audio")
     if out_path is not None and out_path.suffix not in (".npy", ".parquet"):
         raise typer.BadParameter(f"--out must end in .npy or .parquet, not '{out_path.suffix}'")
     # Validate every input before the model loads, so a bad one fails in milliseconds.
     check_texts(texts)
     for p in paths:
         decode_image(p, max_pixels=max_pixels)
+    limits = AudioLimits(max_seconds=max_seconds)
+    for p in sounds:
+        decode_audio(p, limits=limits)
     enc = load_encoder(model, device=device)
+    if sounds:
+        enc.require(AUDIO)
     vectors, truncated = [], []
-    with progress(len(texts) + len(paths)) as bar:
-        task = bar.add_task("embedding", total=len(texts) + len(paths))
+    total = len(texts) + len(paths) + len(sounds)
+    with progress(total) as bar:
+        task = bar.add_task("embedding", total=total)
         for chunk in batches(texts, batch_size):
             res = enc.encode_text(chunk)
             vectors.append(res.vectors)
@@ -54,6 +71,11 @@ def embed(
             vectors.append(enc.embed_images(imgs))
             truncated.extend([False] * len(chunk))
             bar.advance(task, len(chunk))
+        for chunk in batches(sounds, batch_size):
+            clips = [decode_audio(p, enc.audio_rate, limits=limits) for p in chunk]
+            vectors.append(enc.embed_audio(clips, window))
+            truncated.extend([False] * len(chunk))
+            bar.advance(task, len(chunk))
     matrix = np.concatenate(vectors)
     for i, cut in enumerate(truncated[: len(texts)]):
         if cut:
@@ -62,15 +84,15 @@ def embed(
                 "and was truncated",
                 markup=False,
             )
-    ids = [f"text-{i}" for i in range(len(texts))] + [str(p) for p in paths]
-    modalities = ["text"] * len(texts) + ["image"] * len(paths)
+    ids = [f"text-{i}" for i in range(len(texts))] + [str(p) for p in paths + sounds]
+    modalities = ["text"] * len(texts) + ["image"] * len(paths) + ["audio"] * len(sounds)
     if out_path is not None:
         write_vectors(out_path, ids, modalities, matrix, truncated)
         err.print(
             f"wrote {matrix.shape[0]} x {matrix.shape[1]} vectors to {out_path}", markup=False
         )
     if similarity:
-        print_similarity(ids, texts, paths, matrix)
+        print_similarity(ids, texts, paths + sounds, matrix)
     if out_path is None and not similarity:
         np.savetxt(sys.stdout, matrix, fmt="%.6f")
 
@@ -98,7 +120,7 @@ def write_vectors(
 
 
 def print_similarity(ids: list[str], texts: list[str], paths: list[Path], m: np.ndarray) -> None:
-    """Texts against images when both are given, otherwise everything against everything."""
+    """Texts against media files when both are given, otherwise everything against everything."""
     if texts and paths:
         rows, cols = list(range(len(texts))), list(range(len(texts), len(ids)))
         row_names, col_names = texts, [p.name for p in paths]

@@ -18,7 +18,10 @@ def eval_cmd(
     model: Annotated[str, typer.Option(help="Model spec to evaluate.")] = "house",
     suite: Annotated[
         list[str] | None,
-        typer.Option(help="fashion-zero-shot, fashion-tinted, tuxpaint, emoji (default: all)."),
+        typer.Option(
+            help="fashion-zero-shot, fashion-tinted, fashion-composed, tuxpaint, emoji, "
+            "audio-speech, audio-sounds (default: all the model's towers can run)."
+        ),
     ] = None,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Fashion-MNIST test images to use.")
@@ -31,19 +34,20 @@ def eval_cmd(
 ) -> None:
     """Zero-shot top-1 and retrieval Recall@1/5/10 of any model on the held-out splits."""
     from training.data import MissingData
-    from training.eval import SUITES, evaluate, metric_rows
+    from training.eval import evaluate, metric_rows
 
     enc = load_encoder(model, device=device)
     try:
-        res = evaluate(enc, tuple(suite or SUITES), limit=limit, seed=seed)
+        res = evaluate(enc, tuple(suite) if suite else None, limit=limit, seed=seed)
     except (ValueError, MissingData) as e:
         fail(e)
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(res, indent=2) + "\n")
     table = Table(title=f"{res['model']} (seed {seed})")
-    for col in ("suite", "metric", "value", "chance"):
+    for col in ("suite", "metric", "value", "chance", "baseline"):
         table.add_column(col, justify="left" if col in ("suite", "metric") else "right")
-    for name, key, val, chance in metric_rows(res):
-        table.add_row(name, key, f"{val:.3f}", f"{chance:.3f}" if chance is not None else "")
+    for name, key, val, chance, base in metric_rows(res):
+        cells = [f"{x:.3f}" if x is not None else "" for x in (val, chance, base)]
+        table.add_row(name, key, *cells)
     out.print(table)

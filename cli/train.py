@@ -1,4 +1,4 @@
-"""`jointspace train`: train the house towers (resumable)."""
+"""`jointspace train`: train the house towers, or the house audio tower (resumable)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ from cli.common import err, fail, friendly
 
 @friendly
 def train(
+    target: Annotated[
+        str,
+        typer.Option(help="house (text head and image tower) or audio (the audio tower)."),
+    ] = "house",
     config: Annotated[
         Path | None, typer.Option(help="TOML or JSON file of training options.")
     ] = None,
@@ -33,6 +37,13 @@ def train(
     from training.data import MissingData
     from training.trainer import TrainConfig, Trainer
 
+    if target == "audio":
+        if data or chunk_size:
+            fail(ValueError("--data and --chunk-size apply to --target house only"))
+        return train_audio(config, out=out, loss=loss, steps=steps, batch_size=batch_size, lr=lr,
+                           seed=seed, eval_every=eval_every)  # fmt: skip
+    if target != "house":
+        fail(ValueError(f"--target must be 'house' or 'audio', not {target!r}"))
     try:
         cfg = TrainConfig.load(
             str(config) if config else None, out=out, loss=loss, steps=steps,
@@ -65,3 +76,33 @@ def train(
         trainer.run(progress=show)
     if trainer.rank == 0:
         err.print(f"model written to {Path(cfg.out) / 'model'} (load it as house:{cfg.out}/model)")
+
+
+def train_audio(config: Path | None, **overrides) -> None:
+    """The audio tower against the frozen house towers; the model lands in OUT/model/audio."""
+    from training.audio_trainer import AudioTrainConfig, AudioTrainer
+    from training.data import MissingData
+
+    try:
+        cfg = AudioTrainConfig.load(str(config) if config else None, **overrides)
+        trainer = AudioTrainer(cfg, log=err.print)
+    except (ValueError, MissingData, FileNotFoundError) as e:
+        fail(e)
+    resumed = trainer.resume()
+    what = f"resumed at step {trainer.step}" if resumed else "new run"
+    err.print(f"{cfg.out}: {what}; {len(trainer.clips):,} clips, loss={cfg.loss}", markup=False)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"), console=err,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("training", total=cfg.steps, completed=trainer.step, status="")
+
+        def show(rec: dict) -> None:
+            status = f"loss {rec['loss']:.3f}"
+            if "spoken_top1" in rec:
+                status += f" spoken top-1 {rec['spoken_top1']:.3f}"
+                err.print(f"step {rec['step']}: {status}", markup=False)
+            bar.update(task, completed=rec["step"], status=status)
+
+        trainer.run(progress=show)
+    err.print(f"audio tower written to {Path(cfg.out) / 'model' / 'audio'}", markup=False)

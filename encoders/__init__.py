@@ -1,12 +1,13 @@
-"""Encoder towers that map text and images into one L2-normalised space (the interface names audio
-and video too; no backend embeds them yet).
+"""Encoder towers that map text, images and audio into one L2-normalised space (the interface names
+video too; no backend embeds it yet).
 
-Owns: the `Encoder` interface, the open_clip and transformers backends, model-spec parsing, and safe
-decoding of untrusted image bytes. Must not import FAISS, FastAPI, or anything from index/,
-fusion/, training/, service/ or cli/.
+Owns: the `Encoder` interface, the open_clip, transformers and house backends, model-spec parsing,
+and safe decoding of untrusted image and audio bytes. Must not import FAISS, FastAPI, or anything
+from index/, fusion/, training/, service/ or cli/.
 """
 
-from encoders.base import AUDIO, IMAGE, TEXT, VIDEO, Encoder, TextEmbeddings
+from encoders.audio import AudioLimits, Waveform, decode_audio
+from encoders.base import AUDIO, IMAGE, TEXT, VIDEO, AudioEmbeddings, Encoder, TextEmbeddings
 from encoders.decode import DEFAULT_MAX_PIXELS, decode_image
 from encoders.errors import (
     InputError,
@@ -23,6 +24,8 @@ __all__ = [
     "IMAGE",
     "TEXT",
     "VIDEO",
+    "AudioEmbeddings",
+    "AudioLimits",
     "Encoder",
     "InputError",
     "JointspaceError",
@@ -31,6 +34,8 @@ __all__ = [
     "ModelSpecError",
     "TextEmbeddings",
     "UnsupportedModality",
+    "Waveform",
+    "decode_audio",
     "decode_image",
     "load_encoder",
     "parse_spec",

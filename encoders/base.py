@@ -1,9 +1,10 @@
 """The one interface every encoder backend implements, and the helpers they share.
 
-Owns: the `Encoder` contract (name, dim, modalities, embed_text, embed_images; room for audio and
-video), input validation common to all backends, batching, device and dtype choice, and L2
-normalisation into float32 numpy. A backend only turns one batch of inputs into raw feature
-tensors. Must not import FAISS, FastAPI or anything from index/, service/ or jobs/.
+Owns: the `Encoder` contract (name, dim, modalities, embed_text, embed_images, embed_audio; room
+for video), input validation common to all backends, batching, cutting long audio into windows and
+pooling them, device and dtype choice, and L2 normalisation into float32 numpy. A backend only
+turns one batch of inputs into raw feature tensors. Must not import FAISS, FastAPI or anything
+from index/, service/ or jobs/.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from encoders.audio import Waveform, windows
 from encoders.decode import to_rgb
 from encoders.errors import InputError, ModelLoadError, UnsupportedModality
 
@@ -36,6 +38,15 @@ class TextEmbeddings:
     @property
     def any_truncated(self) -> bool:
         return any(self.truncated)
+
+
+@dataclass
+class AudioEmbeddings:
+    """Per clip one pooled vector, and per clip its windows: (start s, end s) and a vector each."""
+
+    vectors: np.ndarray
+    segments: list[list[tuple[float, float]]]
+    segment_vectors: list[np.ndarray]
 
 
 def resolve_device(device: str | None = None) -> torch.device:
@@ -89,6 +100,21 @@ def check_images(images: Sequence[Image.Image]) -> list[Image.Image]:
     return out
 
 
+def check_audio(clips: Sequence[Waveform], rate: int) -> list[Waveform]:
+    out = []
+    for i, w in enumerate(clips):
+        if not isinstance(w, Waveform):
+            raise InputError(
+                f"audio {i} is {type(w).__name__}, not a decoded clip (use encoders.decode_audio)"
+            )
+        if w.rate != rate:
+            raise InputError(f"audio {i} is at {w.rate} Hz; this model takes {rate} Hz")
+        if len(w.samples) == 0:
+            raise InputError(f"audio {i} holds no samples")
+        out.append(w)
+    return out
+
+
 class Encoder(ABC):
     """A set of towers that map inputs into one L2-normalised joint space.
 
@@ -109,6 +135,13 @@ class Encoder(ABC):
     logit_bias: float = 0.0
     text_batch_size: int = 64
     image_batch_size: int = 32
+    audio_batch_size: int = 32
+    #: the rate `embed_audio` takes (decode with encoders.decode_audio(data, enc.audio_rate))
+    audio_rate: int = 16_000
+    #: default window length for long audio, seconds
+    audio_window: float = 10.0
+    #: the longest window the audio tower takes whole (None: any)
+    max_audio_window: float | None = None
 
     # -- what a backend implements -------------------------------------------------------------
     @abstractmethod
@@ -119,10 +152,14 @@ class Encoder(ABC):
     def _image_batch(self, images: list[Image.Image]) -> torch.Tensor:
         """Raw image features (n, dim) for RGB images."""
 
+    def _audio_batch(self, clips: list[np.ndarray]) -> torch.Tensor:
+        """Raw features (n, dim) for mono float32 windows of equal length at `audio_rate`."""
+        raise NotImplementedError  # pragma: no cover - only called when AUDIO is in modalities
+
     # -- the public contract -------------------------------------------------------------------
     def encode_text(self, texts: Sequence[str]) -> TextEmbeddings:
         """Vectors plus, per text, its token count and whether it was cut to the context."""
-        self._require(TEXT)
+        self.require(TEXT)
         texts = check_texts(texts)
         if not texts:
             return TextEmbeddings(np.zeros((0, self.dim), np.float32))
@@ -144,7 +181,7 @@ class Encoder(ABC):
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """(n, dim) float32, L2-normalised, for decoded PIL images of any mode."""
-        self._require(IMAGE)
+        self.require(IMAGE)
         images = check_images(images)
         if not images:
             return np.zeros((0, self.dim), np.float32)
@@ -155,12 +192,50 @@ class Encoder(ABC):
             ]
         return np.concatenate(parts)
 
-    def embed_audio(self, clips: Sequence) -> np.ndarray:
-        self._require(AUDIO)
-        raise NotImplementedError  # pragma: no cover - backends with an audio tower override
+    def encode_audio(
+        self, clips: Sequence[Waveform], window: float | None = None
+    ) -> AudioEmbeddings:
+        """Each clip cut into windows of `window` seconds (default `audio_window`); a vector per
+        window, and per clip their duration-weighted mean, renormalised."""
+        self.require(AUDIO)
+        clips = check_audio(clips, self.audio_rate)
+        window = window or self.audio_window
+        if self.max_audio_window is not None and window > self.max_audio_window + 1e-9:
+            raise InputError(
+                f"audio window of {window:g} s is longer than model '{self.name}' takes "
+                f"({self.max_audio_window:g} s)"
+            )
+        cuts = [windows(w, window) for w in clips]
+        flat = [c for cut in cuts for c in cut]
+        vecs = np.zeros((len(flat), self.dim), np.float32)
+        # Windows of one length go through together, so a batch never pads: a window's vector
+        # does not depend on what it was batched with.
+        by_len: dict[int, list[int]] = {}
+        for i, c in enumerate(flat):
+            by_len.setdefault(len(c.samples), []).append(i)
+        with torch.inference_mode():
+            for idx in by_len.values():
+                for chunk in batches(idx, self.audio_batch_size):
+                    feats = self._audio_batch([flat[i].samples for i in chunk])
+                    vecs[list(chunk)] = l2_normalise(feats)
+        pooled, spans, per_clip, at = [], [], [], 0
+        for cut in cuts:
+            v = vecs[at : at + len(cut)]
+            at += len(cut)
+            weights = np.array([c.end - c.start for c in cut], np.float32)[:, None]
+            mean = (v * weights).sum(0)
+            pooled.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+            spans.append([(c.start, c.end) for c in cut])
+            per_clip.append(v)
+        out = np.stack(pooled).astype(np.float32) if pooled else np.zeros((0, self.dim), np.float32)
+        return AudioEmbeddings(out, spans, per_clip)
+
+    def embed_audio(self, clips: Sequence[Waveform], window: float | None = None) -> np.ndarray:
+        """(n, dim) float32, L2-normalised: one pooled vector per clip."""
+        return self.encode_audio(clips, window).vectors
 
     def embed_video(self, clips: Sequence) -> np.ndarray:
-        self._require(VIDEO)
+        self.require(VIDEO)
         raise NotImplementedError  # pragma: no cover - backends with a video tower override
 
     def info(self) -> dict:
@@ -174,7 +249,8 @@ class Encoder(ABC):
             "dtype": str(self.dtype).removeprefix("torch."),
         }
 
-    def _require(self, modality: str) -> None:
+    def require(self, modality: str) -> None:
+        """Raise UnsupportedModality naming what the model embeds when it lacks `modality`."""
         if modality not in self.modalities:
             raise UnsupportedModality(
                 f"model '{self.name}' has no {modality} tower (it embeds: "

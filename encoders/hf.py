@@ -1,20 +1,28 @@
-"""transformers backend: CLIPModel, SiglipModel, Siglip2Model and AlignModel.
+"""transformers backend: CLIPModel, SiglipModel, Siglip2Model, AlignModel (text + image) and
+ClapModel (text + audio).
 
 Owns loading a dual-encoder from a hub id (downloaded in the user's environment) or a local
-directory written by `save_pretrained`, with the tokenizer and image processor saved beside the
-weights, and each family's text-padding rule. Knows nothing of FAISS or HTTP.
+directory written by `save_pretrained`, with the tokenizer and the image processor or audio feature
+extractor saved beside the weights, and each family's text-padding rule. Knows nothing of FAISS or HTTP.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoImageProcessor,
+    AutoModel,
+    AutoTokenizer,
+)
 from transformers.utils import logging as hf_logging
 
-from encoders.base import IMAGE, TEXT, Encoder, default_dtype, resolve_device
+from encoders.base import AUDIO, IMAGE, TEXT, Encoder, default_dtype, resolve_device
 from encoders.errors import ModelLoadError, ModelSpecError
 
 # model_type -> (padding, text inputs the model takes, loss). SigLIP pools the *last* token and was
@@ -26,7 +34,9 @@ FAMILIES = {
     "siglip": ("max_length", ("input_ids",), "sigmoid"),
     "siglip2": ("max_length", ("input_ids", "attention_mask"), "sigmoid"),
     "align": ("max_length", ("input_ids", "attention_mask", "token_type_ids"), "softmax"),
+    "clap": ("longest", ("input_ids", "attention_mask"), "softmax"),
 }
+AUDIO_FAMILIES = {"clap"}
 ALIGN_MAX_LENGTH = 64  # AlignProcessor's default text length
 
 
@@ -61,7 +71,10 @@ class HFEncoder(Encoder):
         try:
             model = AutoModel.from_pretrained(where)
             self.tokenizer = AutoTokenizer.from_pretrained(where)
-            self.image_processor = AutoImageProcessor.from_pretrained(where)
+            if family in AUDIO_FAMILIES:
+                self.feature_extractor = AutoFeatureExtractor.from_pretrained(where)
+            else:
+                self.image_processor = AutoImageProcessor.from_pretrained(where)
         except Exception as e:
             raise ModelLoadError(f"could not load hf:{source}: {_first_line(e)}") from e
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
@@ -69,8 +82,16 @@ class HFEncoder(Encoder):
         self.padding, self.text_inputs, self.loss = FAMILIES[family]
         self.name = f"hf:{source}"
         self.modalities = frozenset({TEXT, IMAGE})
+        if family in AUDIO_FAMILIES:
+            fe = self.feature_extractor
+            self.modalities = frozenset({TEXT, AUDIO})
+            self.audio_rate = int(fe.sampling_rate)
+            # The extractor cuts anything longer than its window at random: windows never are.
+            self.audio_window = self.max_audio_window = fe.nb_max_samples / fe.sampling_rate
+            self.audio_batch_size = 8
         self.context_length = self._context_length(config)
-        scale = getattr(self.model, "logit_scale", None)
+        # CLAP keeps the audio side's temperature (log) as logit_scale_a
+        scale = getattr(self.model, "logit_scale", getattr(self.model, "logit_scale_a", None))
         if isinstance(scale, torch.Tensor):  # ALIGN keeps a plain temperature instead
             self.logit_scale = float(scale.detach().float().exp())
         elif hasattr(self.model, "temperature"):
@@ -109,3 +130,11 @@ class HFEncoder(Encoder):
             for k, v in enc.items()
         }
         return _features(self.model.get_image_features(**inputs))
+
+    def _audio_batch(self, clips: list[np.ndarray]) -> torch.Tensor:
+        enc = self.feature_extractor(clips, sampling_rate=self.audio_rate, return_tensors="pt")
+        inputs = {
+            k: v.to(self.device, dtype=self.dtype if v.is_floating_point() else v.dtype)
+            for k, v in enc.items()
+        }
+        return _features(self.model.get_audio_features(**inputs))

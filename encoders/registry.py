@@ -55,6 +55,20 @@ def parse_spec(spec: str) -> ModelSpec:
     return ModelSpec("open_clip", arch, source)
 
 
+# Which model specs have a tower for each modality (for messages that send users to one).
+MODELS_WITH = {
+    "text": "every model",
+    "image": "'house', 'open_clip:' models, and 'hf:' CLIP, SigLIP, SigLIP 2 and ALIGN models",
+    "audio": "'house' (its audio tower ships in models/house/audio), and 'hf:' CLAP checkpoints "
+    "such as hf:laion/clap-htsat-unfused",
+    "video": "none yet",
+}
+
+
+def models_with(modality: str) -> str:
+    return MODELS_WITH.get(modality, "none")
+
+
 def load_encoder(spec: str | ModelSpec, device: str | None = None) -> Encoder:
     """Load the encoder a spec names, on `device` (default: CUDA when present, else CPU)."""
     ms = spec if isinstance(spec, ModelSpec) else parse_spec(spec)

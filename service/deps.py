@@ -17,7 +17,7 @@ from encoders import InputError
 from index import Collection
 from service import schemas as S
 from service.access import OPEN, Denied, Key
-from service.engine import Cancel, Engine, media_name
+from service.engine import Cancel, Engine
 from service.http_util import decode_b64
 from service.settings import Settings
 
@@ -94,7 +94,8 @@ async def open_collection(eng: Engine, name: str) -> Collection:
 
 
 async def embed_query(
-    eng: Engine, q: S.TextQuery | S.ImageQuery | S.VectorQuery | S.IdQuery, gone: asyncio.Event,
+    eng: Engine, q: S.TextQuery | S.ImageQuery | S.AudioQuery | S.VectorQuery | S.IdQuery,
+    gone: asyncio.Event,
     col: Collection | None = None,
 ) -> tuple[np.ndarray, str | None]:  # fmt: skip
     """The query's vector, and the id to leave out of results for an id query."""
@@ -103,6 +104,9 @@ async def embed_query(
     if isinstance(q, S.ImageQuery):
         img = eng.decode(decode_b64(q.image, "query image"), "query image")
         return (await eng.embed_images([img], cancel=gone))[0], None
+    if isinstance(q, S.AudioQuery):
+        clip = await eng.decode_audio(decode_b64(q.audio, "query audio"), "query audio")
+        return (await eng.embed_audio([clip], cancel=gone)).vectors[0], None
     if isinstance(q, S.VectorQuery):
         v = float32_vector(q.vector, "query vector")
         want = col.dim if col is not None else eng.encoder.dim
@@ -118,13 +122,14 @@ async def embed_query(
 
 
 def media_urls(request: Request, collection: str) -> Callable[[str], str | None]:
-    """item id -> the URL of its thumbnail (signed when keys are configured), or None."""
+    """item id -> the URL of its medium, a thumbnail or a clip (signed when keys are configured),
+    or None."""
     eng: Engine = request.app.state.engine
     signer = request.app.state.signer if request.app.state.keyring.enabled else None
 
     def url(item_id: str) -> str | None:
-        name = media_name(item_id)
-        if not (eng.media_dir / collection / name).is_file():
+        name = eng.find_media(collection, item_id)
+        if name is None:
             return None
         path = f"/media/{collection}/{name}"
         return signer.sign(path) if signer is not None else path

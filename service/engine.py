@@ -1,8 +1,9 @@
 """The engine: one loaded encoder behind a dynamic batcher per modality, plus the collections.
 
 Runs without the web stack (tests and the CLI drive it directly); the FastAPI app only translates
-HTTP to these calls. Owns input limits that are not about HTTP (text length, image pixels) and the
-media files kept beside the collections for the web page.
+HTTP to these calls. Owns input limits that are not about HTTP (text length, image pixels, audio
+duration, channels and rates) and the media files kept beside the collections for the web page
+(image thumbnails, and the audio of audio items for playback). Audio is decoded off the event loop.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import io
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +19,23 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from encoders import Encoder, InputError, decode_image, load_encoder
+from encoders import (
+    AUDIO,
+    IMAGE,
+    AudioLimits,
+    Encoder,
+    InputError,
+    UnsupportedModality,
+    Waveform,
+    decode_audio,
+    decode_image,
+    load_encoder,
+)
+from encoders.audio import sniff_audio
+from encoders.registry import models_with
 from index import Catalog
 from service.batcher import Batcher, Overloaded
-from service.settings import Settings
+from service.settings import Settings, SettingsError
 
 
 class Cancel(asyncio.Event):
@@ -47,6 +62,24 @@ class TextResult:
     truncated: list[bool]
 
 
+@dataclass
+class AudioResult:
+    """Per clip: its pooled vector, and its windows as (start s, end s) with a vector each."""
+
+    vectors: np.ndarray
+    segments: list[list[tuple[float, float]]]
+    segment_vectors: list[np.ndarray]
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A decoded clip and the container it came in (for keeping the bytes as playable media)."""
+
+    wave: Waveform
+    kind: str
+    data: bytes
+
+
 class Engine:
     def __init__(self, settings: Settings, encoder: Encoder | None = None) -> None:
         self.settings = settings
@@ -60,6 +93,19 @@ class Engine:
             "text": self._batcher(self._texts),
             "image": self._batcher(self._images),
         }
+        if AUDIO in self.encoder.modalities:
+            self.batchers["audio"] = self._batcher(self._audio)
+            longest = self.encoder.max_audio_window
+            if settings.audio_window_s and longest and settings.audio_window_s > longest:
+                raise SettingsError(
+                    f"audio_window_s ({settings.audio_window_s:g}) is longer than model "
+                    f"'{self.encoder.name}' takes ({longest:g} s)"
+                )
+        self.audio_limits = AudioLimits(
+            max_seconds=settings.max_audio_seconds, max_channels=settings.max_audio_channels,
+            min_rate=settings.min_audio_rate, max_rate=settings.max_audio_rate,
+            max_bytes=settings.max_audio_bytes,
+        )  # fmt: skip
 
     def _batcher(self, fn) -> Batcher:
         s = self.settings
@@ -93,6 +139,10 @@ class Engine:
     def _images(self, images: list[Image.Image]) -> list[np.ndarray]:
         return list(self.encoder.embed_images(images))
 
+    def _audio(self, clips: list[Waveform]) -> list[tuple]:
+        res = self.encoder.encode_audio(clips, self.settings.audio_window_s)
+        return list(zip(res.vectors, res.segments, res.segment_vectors, strict=True))
+
     # -- async API ------------------------------------------------------------------------------
     def check_texts(self, texts: list[str]) -> None:
         limit = self.settings.max_text_chars
@@ -117,13 +167,39 @@ class Engine:
         return TextResult(np.stack([r[0] for r in out]), [int(r[1]) for r in out], truncated)
 
     def decode(self, data: bytes, name: str) -> Image.Image:
+        self.require(IMAGE)
         return decode_image(data, max_pixels=self.settings.max_pixels, name=name)
 
     async def embed_images(
         self, images: list[Image.Image], cancel: asyncio.Event | None = None
     ) -> np.ndarray:
+        self.require(IMAGE)
         out = await self._wait(self.batchers["image"].submit(images, _arrived(cancel)), cancel)
         return np.stack(out)
+
+    def require(self, modality: str) -> None:
+        """UnsupportedModality naming the served model and the models that have `modality`."""
+        if modality not in self.encoder.modalities:
+            raise UnsupportedModality(
+                f"model '{self.encoder.name}' has no {modality} tower (it embeds: "
+                f"{', '.join(sorted(self.encoder.modalities))}); models with one: "
+                f"{models_with(modality)}"
+            )
+
+    async def decode_audio(self, data: bytes, name: str) -> Clip:
+        """Decode one clip at the model's rate, in a worker thread (decoding takes a while)."""
+        self.require(AUDIO)
+        wave = await asyncio.to_thread(
+            decode_audio, data, self.encoder.audio_rate, limits=self.audio_limits, name=name
+        )
+        return Clip(wave, sniff_audio(data[:16]) or "WAV", data)
+
+    async def embed_audio(
+        self, clips: list[Clip], cancel: asyncio.Event | None = None
+    ) -> AudioResult:
+        waves = [c.wave for c in clips]
+        out = await self._wait(self.batchers["audio"].submit(waves, _arrived(cancel)), cancel)
+        return AudioResult(np.stack([r[0] for r in out]), [r[1] for r in out], [r[2] for r in out])
 
     async def _wait(self, fut: asyncio.Future, cancel: asyncio.Event | None):
         """Wait for a batch result; give up (cancelling the job) if `cancel` is set first."""
@@ -155,22 +231,61 @@ class Engine:
     # -- media for the web page ----------------------------------------------------------------
     def save_media(self, collection: str, item_id: str, image: Image.Image) -> str:
         """A small PNG of an item's image; returns its name under /media/{collection}/."""
-        name = media_name(item_id)
-        d = self.media_dir / collection
-        d.mkdir(parents=True, exist_ok=True)
         thumb = image.copy()
         thumb.thumbnail((256, 256))
-        thumb.save(d / name)
+        buf = io.BytesIO()
+        thumb.save(buf, format="PNG")
+        return self._put_media(collection, item_id, ".png", buf.getvalue())
+
+    def save_audio_media(self, collection: str, item_id: str, clip: Clip) -> str:
+        """The clip's bytes as they came (already decoded once, so known to be sane)."""
+        return self._put_media(collection, item_id, AUDIO_SUFFIX[clip.kind], clip.data)
+
+    def _put_media(self, collection: str, item_id: str, suffix: str, data: bytes) -> str:
+        d = self.media_dir / collection
+        d.mkdir(parents=True, exist_ok=True)
+        name = media_stem(item_id) + suffix
+        tmp = d / f".{name}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(d / name)
+        for old in MEDIA_TYPES:  # an item has one medium: a replaced one of another kind goes
+            if old != suffix:
+                (d / (media_stem(item_id) + old)).unlink(missing_ok=True)
         return name
 
+    def find_media(self, collection: str, item_id: str) -> str | None:
+        """The file name of an item's medium under /media/{collection}/, or None."""
+        for suffix in MEDIA_TYPES:
+            name = media_stem(item_id) + suffix
+            if (self.media_dir / collection / name).is_file():
+                return name
+        return None
+
     def delete_media(self, collection: str, item_ids: list[str]) -> None:
-        """Remove the thumbnails of items deleted, or replaced by items without an image."""
+        """Remove the media of items deleted, or replaced by items without an image or audio."""
         for item_id in item_ids:
-            (self.media_dir / collection / media_name(item_id)).unlink(missing_ok=True)
+            for suffix in MEDIA_TYPES:
+                (self.media_dir / collection / (media_stem(item_id) + suffix)).unlink(
+                    missing_ok=True
+                )
 
     def drop_media(self, collection: str) -> None:
         shutil.rmtree(self.media_dir / collection, ignore_errors=True)
 
 
-def media_name(item_id: str) -> str:
-    return hashlib.sha1(item_id.encode()).hexdigest()[:20] + ".png"
+#: a medium's file suffix -> its content type
+MEDIA_TYPES = {
+    ".png": "image/png",
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".mp3": "audio/mpeg",
+    ".m4a": "audio/mp4",
+    ".aac": "audio/aac",
+}
+AUDIO_SUFFIX = {"WAV": ".wav", "FLAC": ".flac", "Ogg": ".ogg", "MP3": ".mp3", "M4A": ".m4a",
+                "AAC": ".aac"}  # fmt: skip
+
+
+def media_stem(item_id: str) -> str:
+    return hashlib.sha1(item_id.encode()).hexdigest()[:20]

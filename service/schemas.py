@@ -83,7 +83,14 @@ class ImageInput(Strict):
     image: str = Field(description="data:image/...;base64,... or bare base64; URLs are not fetched")
 
 
-Item = Annotated[TextInput | ImageInput, Field(discriminator="type")]
+class AudioInput(Strict):
+    type: Literal["audio"]
+    audio: str = Field(
+        description="data:audio/...;base64,... or bare base64 of WAV, FLAC, Ogg, MP3 or M4A"
+    )
+
+
+Item = Annotated[TextInput | ImageInput | AudioInput, Field(discriminator="type")]
 
 
 class EmbeddingsRequest(BaseModel):
@@ -120,14 +127,26 @@ class EmbeddingsResponse(BaseModel):
 class EmbedRequest(Strict):
     texts: list[Text] = limited("items", default_factory=list)
     images: list[str] = limited("items", default_factory=list, description="base64 or data: URLs")
+    audios: list[str] = limited(
+        "items", default_factory=list, description="base64 or data: URLs of audio clips"
+    )
     truncate: bool = False
 
 
-class Embedding(BaseModel):
-    modality: Literal["text", "image"]
+class Segment(BaseModel):
+    start: float = Field(description="Seconds from the start of the clip")
+    end: float
     vector: Vector
+
+
+class Embedding(BaseModel):
+    modality: Literal["text", "image", "audio"]
+    vector: Vector = Field(description="For audio: the whole clip's pooled vector")
     truncated: bool = False
     n_tokens: int | None = None
+    segments: list[Segment] | None = Field(
+        None, description="Audio: the clip's windows, each with its own vector"
+    )
 
 
 class EmbedResponse(BaseModel):
@@ -193,6 +212,10 @@ class ImageQuery(Strict):
     image: str = Field(description="base64 or data: URL")
 
 
+class AudioQuery(Strict):
+    audio: str = Field(description="base64 or data: URL of an audio clip")
+
+
 class VectorQuery(Strict):
     vector: Vector = limited("dim")
 
@@ -206,12 +229,16 @@ class ImageItem(_Item, ImageQuery):
     pass
 
 
+class AudioItem(_Item, AudioQuery):
+    pass
+
+
 class VectorItem(_Item, VectorQuery):
     pass
 
 
-ITEM_KINDS = ("text", "image", "vector")
-ItemIn = Annotated[TextItem | ImageItem | VectorItem, Field(json_schema_extra=one_of)]
+ITEM_KINDS = ("text", "image", "audio", "vector")
+ItemIn = Annotated[TextItem | ImageItem | AudioItem | VectorItem, Field(json_schema_extra=one_of)]
 
 
 class UpsertRequest(Strict):
@@ -243,9 +270,13 @@ class IdQuery(Strict):
     id: ItemId = Field(description="An item already in the collection; left out of the results")
 
 
-QUERY_KINDS = ("text", "image", "vector", "id")
-Query = Annotated[TextQuery | ImageQuery | VectorQuery | IdQuery, Field(json_schema_extra=one_of)]
-ClassifyInput = Annotated[TextQuery | ImageQuery | VectorQuery, Field(json_schema_extra=one_of)]
+QUERY_KINDS = ("text", "image", "audio", "vector", "id")
+Query = Annotated[
+    TextQuery | ImageQuery | AudioQuery | VectorQuery | IdQuery, Field(json_schema_extra=one_of)
+]
+ClassifyInput = Annotated[
+    TextQuery | ImageQuery | AudioQuery | VectorQuery, Field(json_schema_extra=one_of)
+]
 
 
 class TermIn(Strict):
@@ -254,7 +285,7 @@ class TermIn(Strict):
 
 
 class SearchRequest(Strict):
-    query: Query = Field(description="Exactly one of text, image, vector or an item's id")
+    query: Query = Field(description="Exactly one of text, image, audio, vector or an item's id")
     k: int = Field(10, ge=1, le=1000)
     filter: dict[str, Any] | SkipJsonSchema[None] = opt(description="Metadata filter")
     terms: list[TermIn] = limited("items", default_factory=list,
@@ -287,7 +318,7 @@ class SearchResponse(BaseModel):
 
 # -- /classify ----------------------------------------------------------------------------------
 class ClassifyRequest(Strict):
-    input: ClassifyInput = Field(description="Exactly one of text, image or vector")
+    input: ClassifyInput = Field(description="Exactly one of text, image, audio or vector")
     labels: list[Text] = limited("items", min_length=1)
     templates: (
         list[Annotated[str, Field(json_schema_extra={"pattern": TEMPLATE})]] | SkipJsonSchema[None]

@@ -49,6 +49,16 @@ class Settings(BaseModel, extra="forbid"):
     max_items: int = Field(256, ge=1, description="Inputs or items per request.")
     max_pixels: int = Field(40_000_000, ge=1)
     max_text_chars: int = Field(20_000, ge=1)
+    max_audio_seconds: float = Field(600.0, gt=0, description="Longest decoded audio accepted.")
+    max_audio_channels: int = Field(8, ge=1, le=64)
+    min_audio_rate: int = Field(4_000, ge=1, description="Lowest sample rate accepted (Hz).")
+    max_audio_rate: int = Field(192_000, ge=1, description="Highest sample rate accepted (Hz).")
+    max_audio_bytes: int = Field(16 * 1024 * 1024, ge=1, description="Largest compressed clip.")
+    audio_window_s: float | None = Field(
+        None, gt=0, le=600,
+        description="Long audio is embedded in windows of this many seconds (default: the "
+        "model's, 10 s for the house model).",
+    )  # fmt: skip
     request_timeout_s: float = Field(60.0, gt=0)
     api_keys: list[str] = Field(default_factory=list, description="Bearer tokens with full access.")
     read_only_keys: list[str] = Field(default_factory=list, description="Tokens that cannot write.")
@@ -81,6 +91,11 @@ class Settings(BaseModel, extra="forbid"):
             raise ValueError(
                 "read-only keys need at least one full-access key too: set JOINTSPACE_API_KEYS "
                 "or JOINTSPACE_KEYS_FILE (or drop JOINTSPACE_READ_ONLY_KEYS)"
+            )
+        if self.min_audio_rate > self.max_audio_rate:
+            raise ValueError(
+                f"min_audio_rate ({self.min_audio_rate}) is over max_audio_rate "
+                f"({self.max_audio_rate})"
             )
         if set(self.api_keys) & set(self.read_only_keys):
             raise ValueError("a key cannot be both full-access and read-only")

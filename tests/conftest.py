@@ -140,6 +140,53 @@ def tiny_siglip_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_clap_dir(tmp_path_factory) -> str:
+    """A random-weight CLAP (text + audio) at 16 kHz with 2 s windows."""
+    import warnings
+
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("tiny-clap")
+    tok = build_tokenizer(bos=True, eos=True, max_len=16)
+    config = ClapConfig(
+        text_config=dict(
+            vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, max_position_embeddings=24, pad_token_id=0, bos_token_id=2,
+            eos_token_id=3,
+        ),
+        audio_config=dict(
+            spec_size=64, num_mel_bins=16, patch_size=4, patch_stride=(4, 4), depths=[1, 1],
+            num_attention_heads=[2, 2], window_size=4, patch_embeds_hidden_size=16,
+            hidden_size=32,
+        ),
+        projection_dim=24,
+    )  # fmt: skip
+    ClapModel(config).eval().save_pretrained(d)
+    tok.save_pretrained(d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a few of 16 mel filters are empty at 16 kHz: harmless
+        ClapFeatureExtractor(
+            feature_size=16, sampling_rate=16_000, hop_length=160, max_length_s=2,
+            fft_window_size=400, truncation="rand_trunc", padding="repeatpad",
+        ).save_pretrained(d)  # fmt: skip
+    return str(d)
+
+
+def _tone(seconds: float, rate: int, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:
+    """A sine with a rising second partial (so windows of it differ), float32 mono."""
+    t = np.arange(int(seconds * rate)) / rate
+    wave = amp * np.sin(2 * np.pi * freq * t) + 0.2 * amp * np.sin(2 * np.pi * (300 + 40 * t) * t)
+    return wave.astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def tone():
+    """tone(seconds, rate, freq=440, amp=0.5): a test signal, float32 mono."""
+    return _tone
+
+
+@pytest.fixture(scope="session")
 def sample_images() -> list[Image.Image]:
     """Eight deterministic RGB images of different sizes and content."""
     rng = np.random.default_rng(0)

@@ -7,7 +7,8 @@ the same way. Suites:
 - fashion-tinted: the test split, each image tinted with a colour fixed by the seed; for every
   "a <colour> <item>" query, is the top image of the right colour and item (Recall@1), and of the
   right colour, and of the right item, each measured on its own;
-- tuxpaint, emoji: held-out captions, text-to-image and image-to-text Recall@1/5/10 against chance.
+- tuxpaint, emoji: held-out captions, text-to-image and image-to-text Recall@1/5/10 against chance;
+- audio-speech, audio-sounds (models with an audio tower): training.audio_eval.
 Knows nothing of FAISS or HTTP.
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from encoders.base import Encoder
+from encoders.base import AUDIO, Encoder
 from fusion import class_matrix
 from training.data import (
     COLOURS,
@@ -30,7 +31,8 @@ from training.data import (
     tint,
 )
 
-SUITES = ("fashion-zero-shot", "fashion-tinted", "fashion-composed", "tuxpaint", "emoji")
+IMAGE_SUITES = ("fashion-zero-shot", "fashion-tinted", "fashion-composed", "tuxpaint", "emoji")
+SUITES = (*IMAGE_SUITES, "audio-speech", "audio-sounds")
 COMPOSED_TINTS = ["white", "red", "blue", "green", "yellow"]
 
 
@@ -148,31 +150,59 @@ def emoji(enc: Encoder, seed: int = 0, **_) -> dict:
     return retrieval([p.image for p in pairs], [p.caption for p in pairs], enc)
 
 
+def _audio(name: str) -> Callable[..., dict]:
+    def run(enc: Encoder, **kw) -> dict:
+        from training import audio_eval
+
+        return getattr(audio_eval, name)(enc, **kw)
+
+    return run
+
+
 RUNNERS: dict[str, Callable[..., dict]] = {
     "fashion-zero-shot": fashion_zero_shot,
     "fashion-tinted": fashion_tinted,
     "fashion-composed": fashion_composed,
     "tuxpaint": tuxpaint,
     "emoji": emoji,
+    "audio-speech": _audio("audio_speech"),
+    "audio-sounds": _audio("audio_sounds"),
 }
 
 
-def metric_rows(result: dict) -> list[tuple[str, str, float, float | None]]:
-    """(suite, metric, value, chance or None) for every float metric of an `evaluate` result."""
+def metric_rows(result: dict) -> list[tuple[str, str, float, float | None, float | None]]:
+    """(suite, metric, value, chance or None, baseline or None) for every float metric of an
+    `evaluate` result. A metric's chance is `chance_image@k` for image metrics where a suite gives
+    one, else `chance@k`; its baseline is the suite's `baseline:<metric>`."""
     rows = []
     for suite, metrics in result["suites"].items():
         for key, val in metrics.items():
-            if key.startswith("chance") or not isinstance(val, float):
+            if key.startswith(("chance", "baseline:")) or not isinstance(val, float):
                 continue
-            k = key.split("@")[-1] if "@" in key else None
-            rows.append((suite, key, val, metrics.get(f"chance@{k}") if k else None))
+            k = key.split("@")[-1] if "@" in key else ("1" if key.endswith("top1") else None)
+            chance = None
+            if k:
+                chance = metrics.get(f"chance@{k}")
+                if "image" in key and f"chance_image@{k}" in metrics:
+                    chance = metrics[f"chance_image@{k}"]
+            rows.append((suite, key, val, chance, metrics.get(f"baseline:{key}")))
     return rows
 
 
-def evaluate(enc: Encoder, suites=SUITES, limit: int | None = None, seed: int = 0) -> dict:
+def default_suites(enc: Encoder) -> tuple[str, ...]:
+    """Every suite the model's towers can run."""
+    return SUITES if AUDIO in enc.modalities else IMAGE_SUITES
+
+
+def evaluate(
+    enc: Encoder, suites: tuple[str, ...] | None = None, limit: int | None = None, seed: int = 0
+) -> dict:
+    suites = suites or default_suites(enc)
     unknown = [s for s in suites if s not in RUNNERS]
     if unknown:
         raise ValueError(f"unknown eval suite(s) {', '.join(unknown)}; known: {', '.join(SUITES)}")
+    if AUDIO not in enc.modalities and any(s.startswith("audio") for s in suites):
+        raise ValueError(f"model '{enc.name}' has no audio tower for the audio suites")
     return {
         "model": enc.name,
         "seed": seed,

@@ -101,7 +101,7 @@ def main() -> None:
 
     rows = [
         f"| {suite} | {key} | {val:.3f} | {'' if chance is None else f'{chance:.3f}'} |"
-        for suite, key, val, chance in metric_rows(ev)
+        for suite, key, val, chance, _ in metric_rows(ev)
     ]
     rate = [h["samples_per_s"] for h in hist if "samples_per_s" in h]
     table = ""

@@ -83,17 +83,20 @@ async def upsert_items(
     req: S.UpsertRequest, request: Request, name: str = Name, eng: Engine = Depends(get_engine),
     _=require("write"), gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.UpsertResponse:  # fmt: skip
-    """Insert or replace items by id; each gives exactly one of text, image or vector."""
+    """Insert or replace items by id; each gives exactly one of text, image, audio or vector.
+    An audio item's vector is its clip's pooled vector."""
     col = await open_collection(eng, name)
     check_count(eng.settings, len(req.items), "items")
     vecs = np.zeros((len(req.items), col.dim), np.float32)
-    texts, images, model_made = [], [], True
+    texts, images, clips, model_made = [], [], [], True
     for i, it in enumerate(req.items):
+        what = f"item '{it.id}'"
         if isinstance(it, S.TextItem):
             texts.append((i, it.text))
         elif isinstance(it, S.ImageItem):
-            what = f"item '{it.id}'"
             images.append((i, eng.decode(decode_b64(it.image, what), what)))
+        elif isinstance(it, S.AudioItem):
+            clips.append((i, await eng.decode_audio(decode_b64(it.audio, what), what)))
         else:
             if len(it.vector) != col.dim:
                 raise InputError(
@@ -107,14 +110,19 @@ async def upsert_items(
         vecs[[i for i, _ in texts]] = res.vectors
     if images:
         vecs[[i for i, _ in images]] = await eng.embed_images([m for _, m in images], cancel=gone)
+    if clips:
+        res = await eng.embed_audio([c for _, c in clips], cancel=gone)
+        vecs[[i for i, _ in clips]] = res.vectors
     lsn = await asyncio.to_thread(
         col.upsert, [it.id for it in req.items], vecs, [it.metadata for it in req.items],
         eng.encoder.name if model_made else None,
     )  # fmt: skip
     for i, im in images:
         await asyncio.to_thread(eng.save_media, name, req.items[i].id, im)
-    imageless = [it.id for it in req.items if not isinstance(it, S.ImageItem)]
-    await asyncio.to_thread(eng.delete_media, name, imageless)  # a replaced image's thumbnail
+    for i, clip in clips:
+        await asyncio.to_thread(eng.save_audio_media, name, req.items[i].id, clip)
+    bare = [it.id for it in req.items if not isinstance(it, (S.ImageItem, S.AudioItem))]
+    await asyncio.to_thread(eng.delete_media, name, bare)  # a replaced item's old medium
     audit(request, name, len(req.items))
     return S.UpsertResponse(upserted=len(req.items), lsn=lsn)
 

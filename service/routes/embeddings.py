@@ -16,6 +16,9 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from encoders import InputError
+from encoders.audio import ALLOWED as ALLOWED_AUDIO
+from encoders.audio import sniff_audio
+from encoders.decode import ALLOWED_FORMATS, sniff_format
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
 from service.deps import check_count, disconnect_watch, get_engine, require
@@ -31,7 +34,8 @@ async def create_embeddings(
     req: S.EmbeddingsRequest, eng: Engine = Depends(get_engine), _=READ,
     gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.EmbeddingsResponse:  # fmt: skip
-    """OpenAI-compatible: `input` is a text or a list of texts and `{"type": "image"}` items."""
+    """OpenAI-compatible: `input` is a text or a list of texts, `{"type": "image"}` and
+    `{"type": "audio"}` items (an audio item's vector is its clip's pooled vector)."""
     settings = eng.settings
     if req.model is not None and req.model not in {eng.encoder.name, settings.model}:
         raise HTTPException(
@@ -43,12 +47,15 @@ async def create_embeddings(
     check_count(settings, len(inputs), "inputs")
     if req.dimensions is not None and req.dimensions > eng.encoder.dim:
         raise InputError(f"dimensions {req.dimensions} is more than the model's {eng.encoder.dim}")
-    texts, images = [], []
+    texts, images, clips = [], [], []
     for i, x in enumerate(inputs):
         if isinstance(x, str):
             texts.append((i, x))
         elif isinstance(x, S.TextInput):
             texts.append((i, x.text))
+        elif isinstance(x, S.AudioInput):
+            what = f"input {i}"
+            clips.append((i, await eng.decode_audio(decode_b64(x.audio, what), what)))
         else:
             images.append((i, eng.decode(decode_b64(x.image, f"input {i}"), f"input {i}")))
     vecs = np.zeros((len(inputs), eng.encoder.dim), np.float32)
@@ -59,6 +66,9 @@ async def create_embeddings(
         tokens = sum(res.n_tokens)
     if images:
         vecs[[i for i, _ in images]] = await eng.embed_images([m for _, m in images], cancel=gone)
+    if clips:
+        res = await eng.embed_audio([c for _, c in clips], cancel=gone)
+        vecs[[i for i, _ in clips]] = res.vectors
     if req.dimensions is not None:
         vecs = vecs[:, : req.dimensions]
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True).clip(1e-12)
@@ -100,6 +110,19 @@ EMBED_BODY = {
         },
     }
 }
+
+
+def media_kind(name: str, data: bytes) -> str:
+    """An uploaded file is an image or an audio clip by its first bytes (never by its name or
+    content type); anything else is refused naming both allow-lists."""
+    if sniff_format(data[:16]):
+        return "image"
+    if sniff_audio(data[:16]):
+        return "audio"
+    raise InputError(
+        f"{name}: neither a supported image ({', '.join(ALLOWED_FORMATS)}) nor a supported audio "
+        f"format ({ALLOWED_AUDIO})"
+    )
 
 
 def _json_not_text(v: str) -> bool:
@@ -145,22 +168,32 @@ async def embed(
     request: Request, eng: Engine = Depends(get_engine), _=READ,
     gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.EmbedResponse:  # fmt: skip
-    """Native form: JSON `{"texts": [...], "images": [base64...]}` or a multipart upload with
-    `texts` fields and `files`. Texts come first in the answer, then images, in order."""
+    """Native form: JSON `{"texts": [...], "images": [base64...], "audios": [base64...]}` or a
+    multipart upload with `texts` fields and `files` (each file an image or an audio clip, told
+    apart by its bytes). Texts come first in the answer, then images, then audio, each in order;
+    an audio embedding carries its windows (`segments`) beside the clip's pooled vector."""
     settings = eng.settings
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        texts, blobs, truncate = await read_multipart(request, settings.max_items)
+        texts, files, truncate = await read_multipart(request, settings.max_items)
+        blobs = [(name, data, media_kind(name, data)) for name, data in files]
     else:
         try:
             req = S.EmbedRequest.model_validate_json(await request.body())
         except ValidationError as e:
             raise RequestValidationError(e.errors()) from None
         texts, truncate = req.texts, req.truncate
-        blobs = [(f"image {i}", decode_b64(b, f"image {i}")) for i, b in enumerate(req.images)]
+        blobs = [(f"{kind} {i}", decode_b64(b, f"{kind} {i}"), kind)
+                 for kind, given in (("image", req.images), ("audio", req.audios))
+                 for i, b in enumerate(given)]  # fmt: skip
     if not texts and not blobs:
-        raise InputError("nothing to embed: give texts or images")
+        raise InputError("nothing to embed: give texts, images or audios")
     check_count(settings, len(texts) + len(blobs), "inputs")
-    images = [eng.decode(data, name) for name, data in blobs]
+    images, clips = [], []
+    for name, data, kind in blobs:
+        if kind == "image":
+            images.append(eng.decode(data, name))
+        else:
+            clips.append(await eng.decode_audio(data, name))
     out: list[S.Embedding] = []
     if texts:
         res = await eng.embed_texts(texts, truncate=truncate, cancel=gone)
@@ -170,4 +203,10 @@ async def embed(
     if images:
         vecs = await eng.embed_images(images, cancel=gone)
         out += [S.Embedding(modality="image", vector=v.tolist()) for v in vecs]
+    if clips:
+        res = await eng.embed_audio(clips, cancel=gone)
+        for v, spans, seg in zip(res.vectors, res.segments, res.segment_vectors, strict=True):
+            segments = [S.Segment(start=a, end=b, vector=sv.tolist())
+                        for (a, b), sv in zip(spans, seg, strict=True)]  # fmt: skip
+            out.append(S.Embedding(modality="audio", vector=v.tolist(), segments=segments))
     return S.EmbedResponse(model=settings.model, dim=eng.encoder.dim, embeddings=out)

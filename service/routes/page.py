@@ -1,6 +1,7 @@
-"""The web page and the thumbnails it shows. When keys are configured, a thumbnail answers only
-to a bearer key that may read its collection, or to a signed URL (`?exp=...&sig=...`, made by the
-responses that name media), so no one can fetch an image by guessing an item id."""
+"""The web page and the media it shows (image thumbnails, audio clips). When keys are
+configured, a medium answers only to a bearer key that may read its collection, or to a signed
+URL (`?exp=...&sig=...`, made by the responses that name media), so no one can fetch a medium by
+guessing an item id."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from fastapi.responses import FileResponse, HTMLResponse
 from service.access import Denied
 from service.contract import errors, operation_id
 from service.deps import count_refusal, get_engine
-from service.engine import Engine
+from service.engine import MEDIA_TYPES, Engine
 from service.schemas import NAME_PATTERN
 
 router = APIRouter(tags=["page"], generate_unique_id_function=operation_id)
 STATIC = FsPath(__file__).resolve().parents[1] / "static"
-MEDIA_FILE = r"^[0-9a-f]{20}\.png$"
+MEDIA_FILE = r"^[0-9a-f]{20}\.(" + "|".join(s[1:] for s in MEDIA_TYPES) + r")$"
 
 
 @router.get("/", response_class=HTMLResponse, responses={200: {"content": {"text/html": {}}}})
@@ -51,7 +52,8 @@ media_access.role = "read"  # declared with 401/403 when keys are configured (se
 
 @router.get(
     "/media/{collection}/{file}", response_class=FileResponse, responses={
-        200: {"content": {"image/png": {}}, "description": "The thumbnail (PNG)"},
+        200: {"content": {t: {} for t in MEDIA_TYPES.values()},
+              "description": "An image item's thumbnail (PNG), or an audio item's clip"},
         **errors(404, 422)},
 )  # fmt: skip
 async def get_media(
@@ -60,8 +62,8 @@ async def get_media(
     eng: Engine = Depends(get_engine),
     _: None = Depends(media_access),
 ) -> FileResponse:
-    """An item's thumbnail, by the URL a response gave (`media`)."""
+    """An item's thumbnail or clip, by the URL a response gave (`media`)."""
     path = eng.media_dir / collection / file  # both parts matched their patterns already
     if not path.is_file():
         raise HTTPException(404, "no such media")
-    return FileResponse(path, media_type="image/png")
+    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix])

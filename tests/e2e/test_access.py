@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.engine import media_name
+from service.engine import media_stem
 from service.settings import Settings, SettingsError
 
 TOKENS = {"read": "r" * 32, "write": "w" * 32, "admin": "a" * 32, "root": "x" * 32}
@@ -64,7 +64,7 @@ def seed(c: TestClient, png) -> str:
     return c.get("/collections/shop/items/img", headers=root).json()["media"]
 
 
-MEDIA = "/media/shop/" + media_name("img")
+MEDIA = "/media/shop/" + media_stem("img") + ".png"
 # (method, path, body, expected status for: none, wrong, read, write, admin, root)
 TABLE = [
     ("GET", "/health", None, [200, 200, 200, 200, 200, 200]),
@@ -170,7 +170,9 @@ def test_media_stays_open_without_keys(client, png):
     client.post("/collections", json={"name": "pub"})
     client.put("/collections/pub/items", json={"items": [{"id": "i", "image": png()}]})
     media = client.get("/collections/pub/items/i").json()["media"]
-    assert media == "/media/pub/" + media_name("i") and client.get(media).status_code == 200
+    assert (
+        media == "/media/pub/" + media_stem("i") + ".png" and client.get(media).status_code == 200
+    )
 
 
 def test_per_key_rate_limit(tmp_path, tiny_clip_dir):

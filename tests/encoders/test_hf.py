@@ -108,5 +108,74 @@ def test_unsupported_family(tmp_path):
     with pytest.raises(ModelSpecError) as e:
         load_encoder(f"hf:{tmp_path}")
     assert (
-        str(e.value) == f"hf:{tmp_path} is a 'bert' model; supported: align, clip, siglip, siglip2"
+        str(e.value)
+        == f"hf:{tmp_path} is a 'bert' model; supported: align, clap, clip, siglip, siglip2"
     )
+
+
+# -- CLAP: text + audio --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def clap(tiny_clap_dir):
+    return load_encoder(f"hf:{tiny_clap_dir}", device="cpu")
+
+
+def test_clap_metadata(clap):
+    assert sorted(clap.modalities) == ["audio", "text"]
+    assert (clap.dim, clap.audio_rate, clap.audio_window, clap.loss) == (24, 16_000, 2.0, "softmax")
+
+
+def _clips(tone, seconds=(1.0, 0.6, 1.7)):
+    from encoders import Waveform
+
+    return [Waveform(tone(s, 16_000, 300 + 100 * i), 16_000) for i, s in enumerate(seconds)]
+
+
+def test_clap_audio_parity(clap, tiny_clap_dir, tone):
+    from transformers import AutoFeatureExtractor
+
+    model = AutoModel.from_pretrained(tiny_clap_dir).eval()
+    fe = AutoFeatureExtractor.from_pretrained(tiny_clap_dir)
+    clips = _clips(tone)
+    feats = fe([c.samples for c in clips], sampling_rate=16_000, return_tensors="pt")
+    with torch.no_grad():
+        raw = raw_vectors(model.get_audio_features(**feats))
+    np.testing.assert_allclose(clap.embed_audio(clips), raw, atol=1e-5)
+
+
+def test_clap_text_parity(clap, tiny_clap_dir, sample_texts):
+    model = AutoModel.from_pretrained(tiny_clap_dir).eval()
+    enc = AutoTokenizer.from_pretrained(tiny_clap_dir)(
+        sample_texts, padding=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        raw = raw_vectors(model.get_text_features(**enc))
+    np.testing.assert_allclose(clap.embed_text(sample_texts), raw, atol=1e-5)
+
+
+def test_clap_audio_batched_equals_one_by_one(clap, tone):
+    clips = _clips(tone, (1.0, 0.6, 5.3))
+    together = clap.encode_audio(clips)
+    for i, c in enumerate(clips):
+        alone = clap.encode_audio([c])
+        np.testing.assert_allclose(alone.vectors[0], together.vectors[i], atol=1e-5)
+        np.testing.assert_allclose(alone.segment_vectors[0], together.segment_vectors[i], atol=1e-5)
+
+
+def test_clap_long_audio_is_windowed(clap, tone):
+    res = clap.encode_audio(_clips(tone, (5.3,)))
+    assert res.segments == [[(0.0, 2.0), (2.0, 4.0), (4.0, 5.3)]]
+    w = res.segment_vectors[0]
+    mean = 2.0 * w[0] + 2.0 * w[1] + 1.3 * w[2]  # weighted by each window's length
+    pooled = mean / np.linalg.norm(mean)
+    np.testing.assert_allclose(res.vectors[0], pooled, atol=1e-6)
+
+
+def test_clap_refuses_images_and_long_windows(clap, sample_images, tone):
+    from encoders import InputError, UnsupportedModality
+
+    with pytest.raises(UnsupportedModality, match=r"has no image tower \(it embeds: audio, text\)"):
+        clap.embed_images(sample_images[:1])
+    with pytest.raises(
+        InputError, match=r"audio window of 5 s is longer than model .* takes \(2 s\)"
+    ):
+        clap.embed_audio(_clips(tone, (1.0,)), window=5)
