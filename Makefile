@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install gpu test lint format data serve house bench clean openapi
+.PHONY: install gpu test lint format data serve house house-audio bench clean openapi
 
 install: $(STAMP)
 
@@ -35,10 +35,11 @@ format: install
 test: lint
 	$(BIN)/pytest -q
 
-# The offline demo data (Debian packages): Fashion-MNIST, Tux Paint stamps, Noto colour emoji.
-DATA_PACKAGES := dataset-fashion-mnist tuxpaint-stamps-default fonts-noto-color-emoji
+# The offline demo data (Debian packages): Fashion-MNIST, Tux Paint stamps (pictures and sounds),
+# Noto colour emoji, and espeak-ng (speech for the audio tower's training and evaluation).
+DATA_PACKAGES := dataset-fashion-mnist tuxpaint-stamps-default fonts-noto-color-emoji espeak-ng
 DATA_FILES := /usr/share/datasets/fashion-mnist /usr/share/tuxpaint/stamps \
-              /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
+              /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf /usr/bin/espeak-ng
 
 data:
 	@missing=0; for f in $(DATA_FILES); do [ -e $$f ] || missing=1; done; \
@@ -58,6 +59,17 @@ house: install data
 	   runs/house-siglip/model/training.json models/house/
 	$(BIN)/jointspace eval --model house --out models/house/eval.json
 	$(BIN)/python -m training.model_card models/house --table models/house/loss_table.md
+
+# Retrains the house audio tower against the shipped house model's frozen text and image towers
+# and refreshes models/house/audio (weights, eval, card).
+house-audio: install data
+	$(BIN)/jointspace train --target audio --out runs/house-audio
+	mkdir -p models/house/audio
+	cp runs/house-audio/model/audio/config.json runs/house-audio/model/audio/model.safetensors \
+	   runs/house-audio/model/audio/training.json models/house/audio/
+	$(BIN)/jointspace eval --model house --suite audio-speech --suite audio-sounds \
+	   --out models/house/audio/eval.json
+	$(BIN)/python -m training.audio_card models/house/audio
 
 bench: install
 	$(BIN)/python bench/encoders.py

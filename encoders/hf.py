@@ -2,8 +2,9 @@
 ClapModel (text + audio).
 
 Owns loading a dual-encoder from a hub id (downloaded in the user's environment) or a local
-directory written by `save_pretrained`, with the tokenizer and the image processor or audio feature
-extractor saved beside the weights, and each family's text-padding rule. Knows nothing of FAISS or HTTP.
+directory written by `save_pretrained`, with the tokenizer and the image processor or audio
+feature extractor saved beside the weights, and each family's text-padding rule. Knows nothing of
+FAISS or HTTP.
 """
 
 from __future__ import annotations

@@ -258,3 +258,57 @@ def test_page_with_keys_loads_signed_thumbnails_and_escapes_user_strings(tmp_pat
             assert driver.find_elements(By.CSS_SELECTOR, ".hit b, img[src='x']") == []
         finally:
             driver.quit()
+
+
+@pytest.mark.skipif(NO_CHROMIUM, reason="Debian chromium-driver is not installed")
+def test_web_page_audio_query_and_playable_results(tmp_path, tiny_clap_dir, tone):
+    """A sound file chosen on the page searches a collection of sounds; the results are audio
+    players whose clips the server serves."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from encoders.audio import encode_audio
+
+    s = Settings.load({}, model=f"hf:{tiny_clap_dir}", data_dir=tmp_path / "data", demo=False,
+                      max_wait_ms=2)  # fmt: skip
+    clips = {
+        f"tone-{f}": encode_audio(tone(1.0, 16_000, f), 16_000, "WAV") for f in (200, 500, 900)
+    }
+    query = tmp_path / "query.wav"
+    query.write_bytes(clips["tone-500"])
+    with running(s) as live:
+        httpx.post(f"{live}/collections", json={"name": "sounds"}).raise_for_status()
+        items = [{"id": k, "audio": "data:audio/wav;base64," + base64.b64encode(v).decode(),
+                  "metadata": {"caption": k}} for k, v in clips.items()]  # fmt: skip
+        httpx.put(
+            f"{live}/collections/sounds/items", json={"items": items}, timeout=60
+        ).raise_for_status()
+        driver = chromium(tmp_path)
+        try:
+            driver.get(live + "/")
+            wait = WebDriverWait(driver, 30)
+            wait.until(ec.presence_of_element_located(
+                (By.CSS_SELECTOR, "#collection option[value='sounds']")))  # fmt: skip
+            driver.find_element(By.ID, "collection").send_keys("sounds")
+            driver.find_element(By.ID, "file").send_keys(str(query))
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#preview audio"))
+            driver.find_element(By.ID, "go").click()
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".hit audio")) == 3)
+            assert (
+                driver.find_elements(By.CSS_SELECTOR, ".hit")[0].get_attribute("data-id")
+                == "tone-500"
+            )
+            srcs = [
+                a.get_attribute("src") for a in driver.find_elements(By.CSS_SELECTOR, ".hit audio")
+            ]
+            assert all(
+                src.startswith(live + "/media/sounds/") and src.endswith(".wav") for src in srcs
+            )
+            first = httpx.get(srcs[0])
+            assert (
+                first.headers["content-type"] == "audio/wav" and first.content == clips["tone-500"]
+            )
+            assert "3 results" in driver.find_element(By.ID, "status").text
+        finally:
+            driver.quit()
