@@ -111,7 +111,7 @@ def decode_audio(
     if kind is None:
         raise InputError(f"{name}: not a supported audio format (allowed: {ALLOWED})")
     if kind == "WAV":
-        _check_riff_size(data, name)
+        _check_riff_size(data, name, limits.max_bytes)
     mono, native = _decode_mono(data, kind, limits, name)
     if len(mono) == 0:
         raise InputError(f"{name}: {kind} file holds no audio samples")
@@ -169,11 +169,13 @@ def _decode_mono(data: bytes, kind: str, limits: AudioLimits, name: str) -> tupl
     return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), native
 
 
-def _check_riff_size(data: bytes, name: str) -> None:
+def _check_riff_size(data: bytes, name: str, max_bytes: int) -> None:
     """FFmpeg quietly decodes what is there of a cut WAV; its RIFF header says how much should be.
-    (0 and 0xFFFFFFFF mean "unknown", as streaming writers leave it.)"""
+    Streaming writers cannot know the size and leave a placeholder (0, 0xFFFFFFFF, espeak-ng's
+    0x7FFFF024): a size beyond the byte cap is read as "unknown", and the data decodes as far as
+    it goes, never further than the duration cap."""
     declared = int.from_bytes(data[4:8], "little")
-    if 0 < declared < 0xFFFFFFFF and len(data) < declared + 8:
+    if 0 < declared + 8 <= max_bytes and len(data) < declared + 8:
         raise InputError(f"{name}: truncated WAV data ({len(data)} of {declared + 8} bytes)")
 
 

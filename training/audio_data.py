@@ -177,13 +177,17 @@ def build_clips(
     max_seconds: float = 8.0,
     cache_dir: str | os.PathLike = "~/.cache/jointspace",
     progress=None,
+    limit: int | None = None,
 ) -> Clips:
-    """Decode and synthesise every utterance of a split (cached on disk by its recipe)."""
+    """Decode and synthesise every utterance of a split, or its first `limit` (cached on disk by
+    its recipe)."""
     voices_per = voices_per or {"stamp": 3, "fashion": 4, "emoji": 2}
     recipe = f"{split}:{seed}:{sorted(voices_per.items())}:{max_seconds}:{HELD_OUT_VARIANTS}:v1"
+    if limit is not None:
+        recipe += f":{limit}"
     key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
     path = Path(cache_dir).expanduser() / f"audio-clips-{key}.npz"
-    items = list(_items(split, seed, voices_per))
+    items = list(_items(split, seed, voices_per))[:limit]
     captions = list(dict.fromkeys(c for _, c, _, _ in items))
     if path.is_file():
         z = np.load(path)

@@ -25,7 +25,7 @@ from torch import nn
 
 from encoders.house import HouseEncoder, default_house_dir
 from encoders.house_audio import AudioConfig, AudioTower, save_audio_tower
-from training.audio_data import KINDS, RATE, Clips, build_clips, stamps
+from training.audio_data import KINDS, RATE, build_clips, stamps
 from training.losses import ClipLoss, make_loss
 from training.trainer import lr_at, param_groups, train_step
 
@@ -52,7 +52,7 @@ class AudioTrainConfig:
     save_every: int = 500
     out: str = "runs/house-audio"
     cache_dir: str = "~/.cache/jointspace"
-    #: cut every split for a quick test run (None: everything)
+    #: train on the first `limit` clips only, for quick test runs (None: all of them)
     limit: int | None = None
 
     @classmethod
@@ -121,6 +121,17 @@ def target_vectors(enc: HouseEncoder, captions: list[str], cache_dir: Path) -> n
     return vecs
 
 
+def stamp_vectors(enc: HouseEncoder, needed: np.ndarray) -> np.ndarray:
+    """The frozen image tower's vector of each stamp the clips name (rows of the others stay 0)."""
+    from encoders.decode import decode_image
+
+    every = stamps()
+    out = np.zeros((len(every), enc.dim), np.float32)
+    if len(needed):
+        out[needed] = enc.embed_images([decode_image(every[i].png) for i in needed])
+    return out
+
+
 def augment(wave: np.ndarray, rng: np.random.Generator, crop: int) -> np.ndarray:
     """Random crop to `crop` samples, a lead-in of silence (time shift), gain, and noise."""
     if len(wave) > crop:
@@ -151,15 +162,12 @@ class AudioTrainer:
         house_dir = Path(cfg.house) if cfg.house else default_house_dir()
         enc = HouseEncoder(house_dir, device=str(self.device))
         self.house_dir = house_dir
-        self.clips = build_clips("train", cfg.seed, cfg.voices, cache_dir=cfg.cache_dir)
-        if cfg.limit:
-            self.clips = _head(self.clips, cfg.limit)
+        self.clips = build_clips(
+            "train", cfg.seed, cfg.voices, cache_dir=cfg.cache_dir, limit=cfg.limit
+        )
         cache = Path(cfg.cache_dir)
         text = target_vectors(enc, self.clips.captions, cache)
-        stamp_list = stamps()
-        from encoders.decode import decode_image
-
-        images = enc.embed_images([decode_image(s.png) for s in stamp_list])
+        images = stamp_vectors(enc, np.unique(self.clips.image[self.clips.image >= 0]))
         self.acfg = AudioConfig(
             embed_dim=enc.dim, sample_rate=RATE, widths=list(cfg.widths), depths=list(cfg.depths)
         )
@@ -254,8 +262,8 @@ class AudioTrainer:
             seen += len(inputs[0])
             rec = {"step": self.step, "loss": loss, "lr": lr_at(self.step - 1, cfg)}
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
-                rec["spoken_top1"] = self.quick_spoken()
                 rec["clips_per_s"] = seen / (time.time() - t0)
+                rec["spoken_top1"] = self.quick_spoken()
             self.history.append(rec)
             if progress:
                 progress(rec)
@@ -287,12 +295,6 @@ class AudioTrainer:
         save_audio_tower(path, self.acfg, self.tower)
         record = {"config": asdict(self.cfg), "audio_config": asdict(self.acfg),
                   "clips": len(self.clips), "captions": len(self.clips.captions),
+                  "hours": len(self.clips.audio) / RATE / 3600, "device": str(self.device),
                   "history": self.history}  # fmt: skip
         (path / "training.json").write_text(json.dumps(record, indent=1) + "\n")
-
-
-def _head(clips: Clips, n: int) -> Clips:
-    """The first n clips (quick test runs)."""
-    caps = clips.caption[:n]
-    return Clips(clips.audio[: clips.offsets[n]], clips.offsets[: n + 1], caps,
-                 clips.image[:n], clips.kind[:n], clips.captions)  # fmt: skip

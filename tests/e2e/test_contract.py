@@ -82,7 +82,9 @@ def test_limits_of_the_settings_are_in_the_schema(document):
     assert (vec["minItems"], vec["maxItems"]) == (256, 256)  # the house model's dimension
     query = schemas["SearchRequest"]["properties"]["query"]
     assert [s["$ref"].rsplit("/", 1)[1] for s in query["oneOf"]] == [
-        "TextQuery", "ImageQuery", "VectorQuery", "IdQuery"]  # fmt: skip
+        "TextQuery", "ImageQuery", "AudioQuery", "VectorQuery", "IdQuery"]  # fmt: skip
+    audios = embed["application/json"]["schema"]["properties"]["audios"]
+    assert audios["maxItems"] == 256
     assert schemas["CollectionCreate"]["properties"]["name"]["pattern"] == (
         "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
     )

@@ -1,0 +1,83 @@
+"""The audio tower's trainer: a few steps on real offline data (Tux Paint sounds, espeak-ng
+speech) export a tower that the house model loads from `audio/` and uses for `embed_audio`; a
+run resumes at its step and refuses other settings; the frozen text targets never move."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from encoders import load_encoder
+from encoders.audio import Waveform
+from encoders.house import default_house_dir
+from training.audio_data import espeak_binary
+from training.audio_trainer import AudioTrainConfig, AudioTrainer, augment
+from training.data import TUXPAINT_DIR, MissingData
+
+
+def _missing() -> str | None:
+    try:
+        espeak_binary()
+    except MissingData as e:
+        return str(e)
+    return None if TUXPAINT_DIR.exists() else "needs tuxpaint-stamps-default"
+
+
+pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
+
+
+def tiny(tmp_path, steps=3) -> AudioTrainConfig:
+    return AudioTrainConfig(
+        steps=steps, batch_size=8, widths=[4, 8, 8, 8, 8], limit=48, eval_every=3, save_every=3,
+        warmup=1, out=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
+    )  # fmt: skip
+
+
+def test_a_short_run_exports_a_tower_the_house_model_loads(tmp_path):
+    tr = AudioTrainer(tiny(tmp_path))
+    assert len(tr.clips) == 48
+    text_before = tr.model.text.clone()
+    history = tr.run()
+    assert [h["step"] for h in history] == [1, 2, 3]
+    assert 0.0 <= history[-1]["spoken_top1"] <= 1.0
+    assert (tr.model.text == text_before).all()  # the text side is frozen
+
+    house = tmp_path / "house"
+    house.mkdir()
+    for f in ("config.json", "model.safetensors"):
+        shutil.copy(default_house_dir() / f, house / f)
+    shutil.copytree(tmp_path / "run" / "model" / "audio", house / "audio")
+    enc = load_encoder(f"house:{house}", device="cpu")
+    assert "audio" in enc.modalities and enc.audio_rate == 16_000
+    clip = Waveform(tr.clips.clip(0), 16_000)
+    v = enc.embed_audio([clip])
+    assert v.shape == (1, 256) and abs(float(np.linalg.norm(v)) - 1) < 1e-5
+    tr.tower.eval()
+    import torch
+
+    with torch.no_grad():
+        want = torch.nn.functional.normalize(tr.tower(torch.from_numpy(clip.samples)[None]), dim=-1)
+    np.testing.assert_allclose(v, want.numpy(), atol=1e-5)
+
+
+def test_resume_refuses_other_settings_and_batches_are_fixed(tmp_path):
+    AudioTrainer(tiny(tmp_path, steps=3)).run()
+    other = AudioTrainer(tiny(tmp_path, steps=4))
+    with pytest.raises(ValueError, match=r"written with other settings \(steps\)"):
+        other.resume()
+    tr = AudioTrainer(tiny(tmp_path, steps=3))
+    assert tr.resume() and tr.step == 3
+    a, b = tr.batch(5), tr.batch(5)
+    assert all((x == y).all() for x, y in zip(a, b, strict=True))
+    caps = a[1].numpy()
+    assert len(set(caps.tolist())) == len(caps)
+
+
+def test_augment_crops_and_keeps_range():
+    rng = np.random.default_rng(0)
+    wave = np.ones(16_000 * 5, np.float32) * 0.9
+    out = augment(wave, rng, 16_000 * 3)
+    assert len(out) == 16_000 * 3 and out.dtype == np.float32
+    assert float(np.abs(out).max()) <= 1.0
