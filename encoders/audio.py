@@ -227,6 +227,7 @@ WRITERS = {
     "Opus": ("ogg", "libopus", "flt"),
     "MP3": ("mp3", "libmp3lame", "fltp"),
     "M4A": ("mp4", "aac", "fltp"),
+    "AAC": ("adts", "aac", "fltp"),
 }
 
 

@@ -102,7 +102,8 @@ def audio_sounds(enc: Encoder, seed: int = 0, **_) -> dict:
         for idx in sides.values()
         for i in idx
     }
-    out = {f"n_{k}": len(v) for k, v in sides.items()} | {"n_captions": len(captions)}
+    out = {f"n_{k}": len(v) for k, v in sides.items()}
+    out |= {"n_captions": len(captions), "n_pictures": len(every)}
     for side, idx in sides.items():
         vecs = _embed(enc, [waves[i] for i in idx])
         truth = np.array([captions.index(every[i].caption) for i in idx])

@@ -216,3 +216,39 @@ def test_real_entry_point_exits_2_without_traceback(tmp_path):
         == f"error: {p}: not a supported image format (allowed: JPEG, PNG, WEBP, GIF, BMP)\n"
     )
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_embed_audio_prints_the_library_vectors(tmp_path, tiny_clap_dir, tone):
+    from encoders import decode_audio
+    from encoders.audio import encode_audio
+
+    paths = []
+    for i, kind in enumerate(("WAV", "MP3")):
+        p = tmp_path / f"clip{i}.{kind.lower()}"
+        p.write_bytes(encode_audio(tone(1.0 + i, 22_050, 300 + 200 * i), 22_050, kind))
+        paths.append(p)
+    out = tmp_path / "v.npy"
+    args = ["embed", "--model", f"hf:{tiny_clap_dir}", "--text", "a dog", "--out", str(out)]
+    res = run(*args, "--audio", str(paths[0]), "--audio", str(paths[1]))
+    assert res.exit_code == 0, res.output
+    enc = load_encoder(f"hf:{tiny_clap_dir}", device="cpu")
+    want = enc.embed_audio([decode_audio(p, enc.audio_rate) for p in paths])
+    np.testing.assert_allclose(np.load(out)[1:], want, atol=1e-5)
+
+
+def test_audio_refusals_in_the_cli(tmp_path, tiny_clap_dir, tiny_clip_dir):
+    notes = tmp_path / "notes.wav"
+    notes.write_text("hello")
+    one_line_error(
+        run("embed", "--model", f"hf:{tiny_clap_dir}", "--audio", str(notes)),
+        f"{notes}: not a supported audio format (allowed: WAV, FLAC, Ogg (Vorbis, Opus), MP3, "
+        "M4A/AAC)",
+    )
+    from encoders.audio import encode_audio
+
+    ok = tmp_path / "ok.wav"
+    ok.write_bytes(encode_audio(np.zeros(8000, np.float32), 8000))
+    one_line_error(
+        run("embed", "--model", f"hf:{tiny_clip_dir}", "--audio", str(ok)),
+        f"model 'hf:{tiny_clip_dir}' has no audio tower (it embeds: image, text)",
+    )

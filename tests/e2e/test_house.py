@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from encoders.house import default_house_dir
 from service.app import create_app
-from service.demo import PER_CLASS, TINTS
+from service.demo import PER_CLASS, TINTS, demo_sounds
 from service.settings import Settings
 from training.data import FASHION_DIR, TUXPAINT_DIR
 
@@ -32,7 +32,9 @@ def test_demo_collection_is_built_on_first_start(house):
     cols = {c["name"]: c for c in house.get("/collections").json()}
     demo = cols["demo"]
     assert demo["model"] == "house" and demo["dim"] == 256
-    n_stamps = demo["count"] - 10 * PER_CLASS * len(TINTS)
+    n_sounds = len(demo_sounds())
+    assert n_sounds > 100
+    n_stamps = demo["count"] - 10 * PER_CLASS * len(TINTS) - n_sounds
     assert n_stamps > 700
     item = house.get("/collections/demo/items/fmnist-0-red").json()
     assert item["metadata"] == {
@@ -54,6 +56,25 @@ def test_text_search_finds_the_right_item_and_colour(house):
         hits = house.post("/collections/demo/search", json=body).json()["hits"]
         top = hits[0]["metadata"]
         assert (top["colour"], top["item"]) == (colour, item)
+
+
+def test_words_find_sounds_and_a_sound_finds_pictures(house):
+    sounds = {"filter": {"source": "tuxpaint-sound"}, "k": 3}
+    for words, want in [("a dog", "mammals/dogs/dog"), ("a cow", "mammals/bovines/cow"),
+                        ("a crow", "birds/crow")]:  # fmt: skip
+        hits = house.post("/collections/demo/search", json={"query": {"text": words}, **sounds})
+        ids = [h["id"] for h in hits.json()["hits"]]
+        assert f"tuxpaint-sound-animals/{want}" in ids, (words, ids)
+        if want.endswith("/dog"):
+            item = hits.json()["hits"][ids.index(f"tuxpaint-sound-animals/{want}")]
+    dog = "tuxpaint-sound-animals/mammals/dogs/dog"
+    assert item["metadata"] == {"source": "tuxpaint-sound", "caption": "A dog.",
+                                "stamp": "tuxpaint-animals/mammals/dogs/dog"}  # fmt: skip
+    clip = house.get(item["media"])
+    assert clip.headers["content-type"] == "audio/ogg" and clip.content.startswith(b"OggS")
+    body = {"query": {"id": dog}, "k": 5, "filter": {"source": "tuxpaint"}}
+    ids = [h["id"] for h in house.post("/collections/demo/search", json=body).json()["hits"]]
+    assert "tuxpaint-animals/mammals/dogs/dog" in ids, ids
 
 
 def test_composed_query_like_this_but_in_another_colour(house):

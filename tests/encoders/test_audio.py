@@ -20,7 +20,7 @@ RATE = 22_050
 
 @pytest.mark.parametrize(
     "kind,sniffed", [("WAV", "WAV"), ("FLAC", "FLAC"), ("Ogg", "Ogg"), ("Opus", "Ogg"),
-                     ("MP3", "MP3"), ("M4A", "M4A")],
+                     ("MP3", "MP3"), ("M4A", "M4A"), ("AAC", "AAC")],
 )  # fmt: skip
 def test_every_allowed_format_decodes(kind, sniffed, tone):
     data = encode_audio(tone(1.0, RATE), RATE, kind)
