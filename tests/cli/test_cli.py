@@ -186,7 +186,7 @@ def test_models_lists_architectures_and_local(tmp_path, tiny_clip_dir):
 
     data = json.loads(res.stdout)
     assert "laion2b_s34b_b79k" in data["open_clip"]["ViT-B-32"]
-    assert data["hf_families"] == ["align", "clip", "siglip", "siglip2"]
+    assert data["hf_families"] == ["align", "clap", "clip", "siglip", "siglip2"]
     assert data["local"] == [f"hf:{tmp_path / 'tiny-clip'}"]
 
 

@@ -110,7 +110,7 @@ def test_embed_json_multipart_and_truncation(client, png):
         client.post("/embed", json={}),
         422,
         "invalid_input",
-        "nothing to embed: give texts or images",
+        "nothing to embed: give texts, images or audios",
     )
 
 
@@ -191,7 +191,7 @@ def test_collections_crud_and_search(client, enc, png):
     err(client.post("/collections/shop/search", json={"query": {"id": "nope"}}), 404, "not_found",
         "no item 'nope' in collection 'shop'")  # fmt: skip
     err(client.post("/collections/shop/search", json={"query": {"text": "a", "id": "t1"}}), 422,
-        "invalid_request", "a query needs exactly one of text, image, vector or id")  # fmt: skip
+        "invalid_request", "a query needs exactly one of text, image, audio, vector or id")  # fmt: skip
     err(client.put("/collections/shop/items", json={"items": [{"id": "x", "vector": [1.0]}]}), 422,
         "invalid_input", "item 'x': vector has 1 dimensions, collection 'shop' holds "
         "24-dimensional vectors")  # fmt: skip
