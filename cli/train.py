@@ -60,20 +60,7 @@ def train(
             f"{cfg.out}: {what}; {len(trainer.mixture):,} samples, loss={cfg.loss}", markup=False
         )
 
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"), console=err, disable=trainer.rank != 0,
-    ) as bar:  # fmt: skip
-        task = bar.add_task("training", total=cfg.steps, completed=trainer.step, status="")
-
-        def show(rec: dict) -> None:
-            status = f"loss {rec['loss']:.3f}"
-            if "zero_shot_top1" in rec:
-                status += f" zero-shot {rec['zero_shot_top1']:.3f}"
-                err.print(f"step {rec['step']}: {status}", markup=False)
-            bar.update(task, completed=rec["step"], status=status)
-
-        trainer.run(progress=show)
+    run_with_progress(trainer, cfg.steps, "zero_shot_top1", "zero-shot", trainer.rank != 0)
     if trainer.rank == 0:
         err.print(f"model written to {Path(cfg.out) / 'model'} (load it as house:{cfg.out}/model)")
 
@@ -91,18 +78,23 @@ def train_audio(config: Path | None, **overrides) -> None:
     resumed = trainer.resume()
     what = f"resumed at step {trainer.step}" if resumed else "new run"
     err.print(f"{cfg.out}: {what}; {len(trainer.clips):,} clips, loss={cfg.loss}", markup=False)
+    run_with_progress(trainer, cfg.steps, "spoken_top1", "spoken top-1")
+    err.print(f"audio tower written to {Path(cfg.out) / 'model' / 'audio'}", markup=False)
+
+
+def run_with_progress(trainer, steps: int, key: str, label: str, hidden: bool = False) -> None:
+    """Run a trainer under a progress bar; each evaluation's `key` is printed as `label`."""
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"), console=err,
+        TextColumn("{task.fields[status]}"), console=err, disable=hidden,
     ) as bar:  # fmt: skip
-        task = bar.add_task("training", total=cfg.steps, completed=trainer.step, status="")
+        task = bar.add_task("training", total=steps, completed=trainer.step, status="")
 
         def show(rec: dict) -> None:
             status = f"loss {rec['loss']:.3f}"
-            if "spoken_top1" in rec:
-                status += f" spoken top-1 {rec['spoken_top1']:.3f}"
+            if key in rec:
+                status += f" {label} {rec[key]:.3f}"
                 err.print(f"step {rec['step']}: {status}", markup=False)
             bar.update(task, completed=rec["step"], status=status)
 
         trainer.run(progress=show)
-    err.print(f"audio tower written to {Path(cfg.out) / 'model' / 'audio'}", markup=False)

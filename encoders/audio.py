@@ -16,11 +16,11 @@ import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from encoders.decode import read_capped
 from encoders.errors import InputError
 
 #: container -> (PyAV demuxer, codecs it may carry)
@@ -77,16 +77,6 @@ def sniff_audio(head: bytes) -> str | None:
     return None
 
 
-def read_audio_file(path: str | os.PathLike, max_bytes: int) -> bytes:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such file")
-    size = p.stat().st_size
-    if size > max_bytes:
-        raise InputError(f"{p}: {size} bytes is over the limit of {max_bytes} bytes")
-    return p.read_bytes()
-
-
 def decode_audio(
     data: bytes | str | os.PathLike,
     rate: int = 16_000,
@@ -101,7 +91,7 @@ def decode_audio(
     """
     if isinstance(data, (str, os.PathLike)):
         name = name or str(data)
-        data = read_audio_file(data, limits.max_bytes)
+        data = read_capped(data, limits.max_bytes)
     name = name or "audio"
     if not data:
         raise InputError(f"{name}: empty file")

@@ -40,7 +40,7 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
-def read_image_file(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+def read_capped(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     """Read a file's bytes, refusing missing files and files over `max_bytes`."""
     p = Path(path)
     if not p.is_file():
@@ -66,7 +66,7 @@ def decode_image(
     """
     if isinstance(data, (str, os.PathLike)):
         name = name or str(data)
-        data = read_image_file(data)
+        data = read_capped(data)
     name = name or "image"
     if not data:
         raise InputError(f"{name}: empty file")

@@ -27,7 +27,7 @@ from encoders.house import HouseEncoder, default_house_dir
 from encoders.house_audio import AudioConfig, AudioTower, save_audio_tower
 from training.audio_data import KINDS, RATE, build_clips, stamps
 from training.losses import ClipLoss, make_loss
-from training.trainer import lr_at, param_groups, train_step
+from training.trainer import load_checkpoint, lr_at, param_groups, save_checkpoint, train_step
 
 
 @dataclass
@@ -225,20 +225,12 @@ class AudioTrainer:
         state = {"step": self.step, "tower": self.tower.state_dict(), "config": asdict(self.cfg),
                  "loss": self.loss_fn.state_dict(), "opt": self.opt.state_dict(),
                  "audio_config": asdict(self.acfg), "history": self.history}  # fmt: skip
-        tmp = self.ckpt_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.ckpt_path)
+        save_checkpoint(state, self.ckpt_path)
 
     def resume(self) -> bool:
-        if not self.ckpt_path.is_file():
+        state = load_checkpoint(self.ckpt_path, asdict(self.cfg), self.device)
+        if state is None:
             return False
-        state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
-        if state["config"] != asdict(self.cfg):
-            diff = sorted(k for k, v in asdict(self.cfg).items() if state["config"].get(k) != v)
-            raise ValueError(
-                f"{self.ckpt_path} was written with other settings ({', '.join(diff)}): "
-                "use another --out or the same settings"
-            )
         self.acfg = AudioConfig(**state["audio_config"])
         self.tower.cfg = self.acfg
         self.tower.load_state_dict(state["tower"])

@@ -178,6 +178,30 @@ def train_step(model: nn.Module, loss_fn, opt, inputs: tuple, grad_clip: float, 
     return float(loss.detach())
 
 
+def save_checkpoint(state: dict, path: Path) -> None:
+    """Written to a temporary file, fsynced, then renamed: a kill leaves the old or the new one."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, config: dict, device: torch.device) -> dict | None:
+    """The checkpoint at `path` (None when there is none), refused when it was written with
+    settings other than `config`."""
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location=device, weights_only=False)
+    if state["config"] != config:
+        diff = sorted(k for k, v in config.items() if state["config"].get(k) != v)
+        raise ValueError(
+            f"{path} was written with other settings ({', '.join(diff)}): "
+            "use another --out or the same settings"
+        )
+    return state
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, log=print) -> None:
         self.cfg = cfg
@@ -233,22 +257,12 @@ class Trainer:
             "config": asdict(self.cfg),
             "history": self.history,
         }
-        tmp = self.ckpt_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self.ckpt_path)
+        save_checkpoint(state, self.ckpt_path)
 
     def resume(self) -> bool:
-        if not self.ckpt_path.is_file():
+        state = load_checkpoint(self.ckpt_path, asdict(self.cfg), self.device)
+        if state is None:
             return False
-        state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
-        if state["config"] != asdict(self.cfg):
-            diff = sorted(k for k, v in asdict(self.cfg).items() if state["config"].get(k) != v)
-            raise ValueError(
-                f"{self.ckpt_path} was written with other settings ({', '.join(diff)}): "
-                "use another --out or the same settings"
-            )
         self.towers.load_state_dict(state["towers"])
         self.loss_fn.load_state_dict(state["loss"])
         self.opt.load_state_dict(state["opt"])
