@@ -142,6 +142,9 @@ class Encoder(ABC):
     audio_window: float = 10.0
     #: the longest window the audio tower takes whole (None: any)
     max_audio_window: float | None = None
+    #: whether `_audio_batch` takes windows of different lengths with each one's output what it
+    #: would be alone; otherwise only windows of one length are batched together
+    audio_any_length: bool = False
 
     # -- what a backend implements -------------------------------------------------------------
     @abstractmethod
@@ -153,7 +156,8 @@ class Encoder(ABC):
         """Raw image features (n, dim) for RGB images."""
 
     def _audio_batch(self, clips: list[np.ndarray]) -> torch.Tensor:
-        """Raw features (n, dim) for mono float32 windows of equal length at `audio_rate`."""
+        """Raw features (n, dim) for mono float32 windows at `audio_rate` (of equal length unless
+        `audio_any_length`)."""
         raise NotImplementedError  # pragma: no cover - only called when AUDIO is in modalities
 
     # -- the public contract -------------------------------------------------------------------
@@ -208,13 +212,14 @@ class Encoder(ABC):
         cuts = [windows(w, window) for w in clips]
         flat = [c for cut in cuts for c in cut]
         vecs = np.zeros((len(flat), self.dim), np.float32)
-        # Windows of one length go through together, so a batch never pads: a window's vector
-        # does not depend on what it was batched with.
-        by_len: dict[int, list[int]] = {}
-        for i, c in enumerate(flat):
-            by_len.setdefault(len(c.samples), []).append(i)
+        # A window's vector never depends on what it was batched with: a backend that cannot
+        # promise that for mixed lengths gets windows of one length at a time.
+        order = sorted(range(len(flat)), key=lambda i: len(flat[i].samples))
+        groups: dict[int, list[int]] = {}
+        for i in order:
+            groups.setdefault(0 if self.audio_any_length else len(flat[i].samples), []).append(i)
         with torch.inference_mode():
-            for idx in by_len.values():
+            for idx in groups.values():
                 for chunk in batches(idx, self.audio_batch_size):
                     feats = self._audio_batch([flat[i].samples for i in chunk])
                     vecs[list(chunk)] = l2_normalise(feats)

@@ -90,6 +90,7 @@ class HFEncoder(Encoder):
             # The extractor cuts anything longer than its window at random: windows never are.
             self.audio_window = self.max_audio_window = fe.nb_max_samples / fe.sampling_rate
             self.audio_batch_size = 8
+            self.audio_any_length = True  # the extractor pads each clip alone, to its window
         self.context_length = self._context_length(config)
         # CLAP keeps the audio side's temperature (log) as logit_scale_a
         scale = getattr(self.model, "logit_scale", getattr(self.model, "logit_scale_a", None))

@@ -205,6 +205,7 @@ class HouseEncoder(Encoder):
                 )
             self.audio_tower = tower.to(self.device).eval()
             self.audio_rate = acfg.sample_rate
+            self.audio_any_length = True
             self.modalities = self.modalities | {AUDIO}
 
     def _text_batch(self, texts: list[str]) -> tuple[torch.Tensor, list[int]]:
@@ -215,4 +216,4 @@ class HouseEncoder(Encoder):
         return self.image_tower(x)
 
     def _audio_batch(self, clips: list[np.ndarray]) -> torch.Tensor:
-        return self.audio_tower(torch.from_numpy(np.stack(clips)).to(self.device))
+        return self.audio_tower.embed_clips([torch.from_numpy(c).to(self.device) for c in clips])

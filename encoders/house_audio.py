@@ -76,6 +76,43 @@ class AudioTower(nn.Module):
         h = self.features(self.log_mel(wave)).mean(dim=2)  # (n, C, frames)
         return self.proj(torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=-1))
 
+    def embed_clips(self, waves: list[torch.Tensor]) -> torch.Tensor:
+        """Clips of any lengths in one pass, each giving exactly what it gives alone.
+
+        Each clip's log-mel is computed on its own (the STFT reflects at a clip's edges) and
+        zero-padded to the longest; after every block the padded frames are zeroed again (what a
+        convolution's own zero padding shows a clip alone), max-pools see them as -inf, and the
+        final pooling covers each clip's own frames only.
+        """
+        mels = [self.log_mel(w[None])[0] for w in waves]  # (1, mels, frames) each
+        frames = torch.tensor([m.shape[-1] for m in mels], device=mels[0].device)
+        x = torch.zeros(len(mels), 1, mels[0].shape[1], int(frames.max()), device=frames.device)
+        for i, m in enumerate(mels):
+            x[i, :, :, : m.shape[-1]] = m
+        t = frames
+        for layer in self.features:
+            if isinstance(layer, nn.MaxPool2d):
+                x = x.masked_fill(~_valid(t, x), float("-inf"))
+                x, t = layer(x), (t + 1) // 2
+                x = x.masked_fill(~_valid(t, x), 0.0)
+                continue
+            x = layer(x)
+            if isinstance(layer, nn.Conv2d) and layer.stride[-1] > 1:
+                t = (t + layer.stride[-1] - 1) // layer.stride[-1]
+            if isinstance(layer, nn.GELU):
+                x = x * _valid(t, x)
+        h = x.mean(dim=2)  # (n, C, frames)
+        keep = _valid(t, x)[:, :, 0, :]  # (n, 1, frames)
+        mean = (h * keep).sum(-1) / t[:, None]
+        peak = h.masked_fill(~keep, float("-inf")).amax(dim=-1)
+        return self.proj(torch.cat([mean, peak], dim=-1))
+
+
+def _valid(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(n, 1, 1, frames) booleans: which time steps of `x` lie within each clip's length `t`."""
+    steps = torch.arange(x.shape[-1], device=x.device)
+    return (steps[None, :] < t[:, None])[:, None, None, :]
+
 
 def _weights_only(tower: AudioTower) -> dict[str, torch.Tensor]:
     """The trained state without the front end's fixed buffers (rebuilt from the config)."""
