@@ -84,6 +84,8 @@ class AudioTower(nn.Module):
         convolution's own zero padding shows a clip alone), max-pools see them as -inf, and the
         final pooling covers each clip's own frames only.
         """
+        if len({len(w) for w in waves}) == 1:  # nothing to pad: the plain pass is the same
+            return self(torch.stack(waves))
         mels = [self.log_mel(w[None])[0] for w in waves]  # (1, mels, frames) each
         frames = torch.tensor([m.shape[-1] for m in mels], device=mels[0].device)
         x = torch.zeros(len(mels), 1, mels[0].shape[1], int(frames.max()), device=frames.device)
