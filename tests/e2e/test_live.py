@@ -61,7 +61,9 @@ def chromium(tmp_path):
     opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1200,900", f"--user-data-dir={tmp_path / 'p'}"):  # fmt: skip
+                 "--no-first-run", "--window-size=1200,900", f"--user-data-dir={tmp_path / 'p'}",
+                 # a synthetic microphone (a beeping tone), granted without a prompt
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):  # fmt: skip
         opts.add_argument(flag)
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
 
@@ -309,6 +311,23 @@ def test_web_page_audio_query_and_playable_results(tmp_path, tiny_clap_dir, tone
             assert (
                 first.headers["content-type"] == "audio/wav" and first.content == clips["tone-500"]
             )
+            assert "3 results" in driver.find_element(By.ID, "status").text
+
+            # the microphone: record, stop, and the recording (as WAV) is the next query
+            preview = "return (document.querySelector('#preview audio') || {}).src || ''"
+            before = driver.execute_script(preview)  # the uploaded file's
+            driver.find_element(By.ID, "record").click()
+            wait.until(lambda d: d.find_element(By.ID, "record").text == "Stop")
+            time.sleep(1.5)
+            driver.find_element(By.ID, "record").click()
+            wait.until(lambda d: d.execute_script(preview) not in ("", before))
+            src = driver.execute_script(preview)
+            assert src.startswith("data:audio/wav;base64,")
+            wav = base64.b64decode(src.split(",", 1)[1])
+            assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE" and len(wav) > 44 + 2 * 8000
+            driver.execute_script("document.getElementById('status').textContent = ''")
+            driver.find_element(By.ID, "go").click()
+            wait.until(lambda d: d.find_element(By.ID, "status").text not in ("", "searching..."))
             assert "3 results" in driver.find_element(By.ID, "status").text
         finally:
             driver.quit()

@@ -81,3 +81,29 @@ def test_augment_crops_and_keeps_range():
     out = augment(wave, rng, 16_000 * 3)
     assert len(out) == 16_000 * 3 and out.dtype == np.float32
     assert float(np.abs(out).max()) <= 1.0
+
+
+def test_cli_trains_the_audio_target(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    config = tmp_path / "audio.toml"
+    config.write_text(
+        "widths = [4, 8, 8, 8, 8]\nlimit = 48\nbatch_size = 8\nwarmup = 1\neval_every = 2\n"
+        f'save_every = 2\ncache_dir = "{tmp_path / "cache"}"\n'
+    )
+    out = tmp_path / "run"
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--target", "audio", "--config", str(config),
+                              "--out", str(out), "--steps", "2"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "audio tower written to" in " ".join(res.stderr.split())  # rich wraps long lines
+    assert sorted(p.name for p in (out / "model" / "audio").iterdir()) == [
+        "config.json", "model.safetensors", "training.json"]  # fmt: skip
+    res = runner.invoke(app, ["train", "--target", "audio", "--data", "tuxpaint"])
+    assert res.exit_code == 2
+    assert res.stderr == "error: --data and --chunk-size apply to --target house only\n"
+    res = runner.invoke(app, ["train", "--target", "video"])
+    assert res.exit_code == 2
+    assert res.stderr == "error: --target must be 'house' or 'audio', not 'video'\n"
