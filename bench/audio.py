@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx
 import numpy as np
 
+from bench.service import load
 from encoders import decode_audio, load_encoder
 from encoders.audio import encode_audio
 from service.engine import Engine
@@ -50,24 +50,6 @@ def rate(fn, n: int, repeats: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return n / best
-
-
-async def _load(url: str, bodies: list[dict], clients: int) -> tuple[float, list[float], dict]:
-    queue, lat, codes = list(bodies), [], {}
-
-    async def client(c: httpx.AsyncClient) -> None:
-        while queue:
-            body = queue.pop()
-            t0 = time.perf_counter()
-            r = await c.post(f"{url}/v1/embeddings", json=body)
-            lat.append(time.perf_counter() - t0)
-            codes[r.status_code] = codes.get(r.status_code, 0) + 1
-
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=120) as c:
-        t0 = time.perf_counter()
-        await asyncio.gather(*[client(c) for _ in range(clients)])
-        return len(bodies) / (time.perf_counter() - t0), lat, codes
 
 
 def main() -> None:
@@ -102,8 +84,8 @@ def main() -> None:
             s = Settings.load({}, model=args.model, data_dir=d, demo=False, max_batch=max_batch,
                               queue_size=4096, max_queue_wait_ms=60_000)  # fmt: skip
             with running(s, Engine(s, encoder=enc)) as url:
-                asyncio.run(_load(url, bodies[:16], 8))  # warm-up
-                results[name] = asyncio.run(_load(url, bodies * 2, args.clients))
+                asyncio.run(load(url, bodies[:16], 8, timeout=120))  # warm-up
+                results[name] = asyncio.run(load(url, bodies * 2, args.clients, timeout=120))
     print(f"service, {args.clients} clients, one clip per request to /v1/embeddings:")
     for name, (r, lat, codes) in results.items():
         p50 = statistics.median(lat) * 1e3

@@ -36,30 +36,34 @@ def texts(n: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(WORDS, size=rng.integers(3, 12))) for _ in range(n)]
 
 
-async def load(url: str, inputs: list[str], clients: int) -> tuple[float, list[float], dict]:
-    """Every client sends one-text requests back to back until the inputs run out."""
-    queue = list(reversed(inputs))
+async def load(
+    url: str, bodies: list[dict], clients: int, timeout: float = 60
+) -> tuple[float, list[float], dict]:
+    """Every client posts one body to /v1/embeddings at a time, back to back, until the bodies
+    run out: (requests/s, latencies, status code counts)."""
+    queue = list(reversed(bodies))
     lat: list[float] = []
     codes: dict[int, int] = {}
 
     async def client(c: httpx.AsyncClient) -> None:
         while queue:
-            text = queue.pop()
+            body = queue.pop()
             t0 = time.perf_counter()
-            r = await c.post(f"{url}/v1/embeddings", json={"input": text})
+            r = await c.post(f"{url}/v1/embeddings", json=body)
             lat.append(time.perf_counter() - t0)
             codes[r.status_code] = codes.get(r.status_code, 0) + 1
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as c:
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as c:
         t0 = time.perf_counter()
         await asyncio.gather(*[client(c) for _ in range(clients)])
         took = time.perf_counter() - t0
-    return len(inputs) / took, lat, codes
+    return len(bodies) / took, lat, codes
 
 
 def run_load(url: str, inputs: list[str], clients: int) -> tuple[float, list[float], dict]:
-    return asyncio.run(load(url, inputs, clients))
+    """One-text requests, one per input."""
+    return asyncio.run(load(url, [{"input": t} for t in inputs], clients))
 
 
 def server_sums(url: str) -> dict[str, float]:

@@ -105,11 +105,16 @@ def decode_audio(
     mono, native = _decode_mono(data, kind, limits, name)
     if len(mono) == 0:
         raise InputError(f"{name}: {kind} file holds no audio samples")
-    if native != rate:
-        import torchaudio.functional as AF
+    return Waveform(np.clip(resample(mono, native, rate), -1.0, 1.0), rate)
 
-        mono = AF.resample(torch.from_numpy(mono), native, rate).numpy()
-    return Waveform(np.ascontiguousarray(np.clip(mono, -1.0, 1.0), dtype=np.float32), rate)
+
+def resample(samples: np.ndarray, rate: int, to: int) -> np.ndarray:
+    """Mono float32 samples from `rate` to `to` Hz (torchaudio's windowed-sinc resampler)."""
+    if rate == to:
+        return np.ascontiguousarray(samples, dtype=np.float32)
+    import torchaudio.functional as AF
+
+    return AF.resample(torch.from_numpy(np.asarray(samples, np.float32)), rate, to).numpy()
 
 
 def _decode_mono(data: bytes, kind: str, limits: AudioLimits, name: str) -> tuple[np.ndarray, int]:

@@ -15,9 +15,8 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import Progress
 
-from encoders import AUDIO, decode_audio
-from encoders.audio import sniff_audio
-from service.engine import Clip, Engine
+from encoders import AUDIO
+from service.engine import Engine
 from training.data import (
     FASHION_CLASSES,
     TUXPAINT_DIR,
@@ -102,8 +101,7 @@ def ensure_demo(engine: Engine, console: Console | None = None) -> bool:
             bar.advance(task, len(chunk))
         for start in range(0, len(sounds), 32):
             chunk = sounds[start : start + 32]
-            clips = [Clip(decode_audio(data, enc.audio_rate, name=i), sniff_audio(data) or "Ogg",
-                          data) for i, data, _ in chunk]  # fmt: skip
+            clips = [engine.read_clip(data, i) for i, data, _ in chunk]
             vecs = enc.embed_audio([c.wave for c in clips])
             col.upsert([i for i, _, _ in chunk], vecs, [m for _, _, m in chunk], model=enc.name)
             for (item_id, _, _), clip in zip(chunk, clips, strict=True):

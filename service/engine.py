@@ -73,11 +73,15 @@ class AudioResult:
 
 @dataclass(frozen=True)
 class Clip:
-    """A decoded clip and the container it came in (for keeping the bytes as playable media)."""
+    """A decoded clip and the bytes it came as (kept as playable media)."""
 
     wave: Waveform
-    kind: str
     data: bytes
+
+    @property
+    def kind(self) -> str:
+        """The container, as the decoder sniffed it (WAV, FLAC, Ogg, MP3, M4A, AAC)."""
+        return sniff_audio(self.data[:16])
 
 
 class Engine:
@@ -178,21 +182,21 @@ class Engine:
         return np.stack(out)
 
     def require(self, modality: str) -> None:
-        """UnsupportedModality naming the served model and the models that have `modality`."""
-        if modality not in self.encoder.modalities:
-            raise UnsupportedModality(
-                f"model '{self.encoder.name}' has no {modality} tower (it embeds: "
-                f"{', '.join(sorted(self.encoder.modalities))}); models with one: "
-                f"{models_with(modality)}"
-            )
+        """The encoder's UnsupportedModality, with the model specs that have `modality` added."""
+        try:
+            self.encoder.require(modality)
+        except UnsupportedModality as e:
+            raise UnsupportedModality(f"{e}; models with one: {models_with(modality)}") from None
+
+    def read_clip(self, data: bytes, name: str) -> Clip:
+        """Decode one clip at the model's rate, within the service's audio limits."""
+        self.require(AUDIO)
+        wave = decode_audio(data, self.encoder.audio_rate, limits=self.audio_limits, name=name)
+        return Clip(wave, data)
 
     async def decode_audio(self, data: bytes, name: str) -> Clip:
-        """Decode one clip at the model's rate, in a worker thread (decoding takes a while)."""
-        self.require(AUDIO)
-        wave = await asyncio.to_thread(
-            decode_audio, data, self.encoder.audio_rate, limits=self.audio_limits, name=name
-        )
-        return Clip(wave, sniff_audio(data[:16]) or "WAV", data)
+        """`read_clip` in a worker thread: decoding takes a while, the event loop must not wait."""
+        return await asyncio.to_thread(self.read_clip, data, name)
 
     async def embed_audio(
         self, clips: list[Clip], cancel: asyncio.Event | None = None

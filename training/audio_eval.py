@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from encoders.audio import Waveform, decode_audio
+from encoders.audio import Waveform, decode_audio, resample
 from encoders.base import Encoder
 from training.audio_data import (
     ESPEAK_LANGS,
@@ -61,12 +61,9 @@ def mel_stats(waves: list[np.ndarray]) -> np.ndarray:
 
 
 def _embed(enc: Encoder, waves: list[np.ndarray]) -> np.ndarray:
-    clips = [Waveform(w, RATE) for w in waves]
-    if enc.audio_rate != RATE:
-        from encoders.audio import encode_audio
-
-        clips = [decode_audio(encode_audio(w, RATE), enc.audio_rate) for w in waves]
-    return enc.embed_audio(clips)
+    return enc.embed_audio(
+        [Waveform(resample(w, RATE, enc.audio_rate), enc.audio_rate) for w in waves]
+    )
 
 
 def audio_speech(enc: Encoder, **_) -> dict:

@@ -27,7 +27,14 @@ from encoders.house import HouseEncoder, default_house_dir
 from encoders.house_audio import AudioConfig, AudioTower, save_audio_tower
 from training.audio_data import KINDS, RATE, build_clips, stamps
 from training.losses import ClipLoss, make_loss
-from training.trainer import load_checkpoint, lr_at, param_groups, save_checkpoint, train_step
+from training.trainer import (
+    load_checkpoint,
+    load_options,
+    lr_at,
+    param_groups,
+    save_checkpoint,
+    train_step,
+)
 
 
 @dataclass
@@ -57,20 +64,8 @@ class AudioTrainConfig:
 
     @classmethod
     def load(cls, path: str | None = None, **overrides) -> AudioTrainConfig:
-        import tomllib
-
-        data: dict = {}
-        if path:
-            text = Path(path).read_text()
-            data = tomllib.loads(text) if path.endswith(".toml") else json.loads(text)
-        data |= {k: v for k, v in overrides.items() if v is not None}
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown audio training option(s): {', '.join(unknown)}")
-        cfg = cls(**data)
-        if cfg.loss not in ("siglip", "clip"):
-            raise ValueError(f"loss must be 'siglip' or 'clip', not {cfg.loss!r}")
-        return cfg
+        """Defaults, then a TOML or JSON file, then explicit overrides (None means unset)."""
+        return load_options(cls, path, overrides, "audio training")
 
 
 class AudioToSpace(nn.Module):

@@ -30,6 +30,23 @@ from training.losses import ClipLoss, make_loss
 from training.mixture import Mixture, resize_grey
 
 
+def load_options(cls, path: str | None, overrides: dict, what: str):
+    """An options dataclass from its defaults, then a TOML or JSON file, then the overrides that
+    are not None; unknown names and a loss other than siglip or clip are refused."""
+    data: dict = {}
+    if path:
+        text = Path(path).read_text()
+        data = tomllib.loads(text) if path.endswith(".toml") else json.loads(text)
+    data |= {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {what} option(s): {', '.join(unknown)}")
+    cfg = cls(**data)
+    if cfg.loss not in ("siglip", "clip"):
+        raise ValueError(f"loss must be 'siglip' or 'clip', not {cfg.loss!r}")
+    return cfg
+
+
 @dataclass
 class TrainConfig:
     model: str = "house"
@@ -59,22 +76,11 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | None = None, **overrides) -> TrainConfig:
         """Defaults, then a TOML or JSON file, then explicit overrides (None means unset)."""
-        data: dict = {}
-        if path:
-            text = Path(path).read_text()
-            data = tomllib.loads(text) if path.endswith(".toml") else json.loads(text)
-        data |= {k: v for k, v in overrides.items() if v is not None}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
-        cfg = cls(**data)
+        cfg = load_options(cls, path, overrides, "training")
         if cfg.model != "house":
             raise ValueError(
                 f"jointspace train trains the house towers (model = 'house'), not {cfg.model!r}"
             )
-        if cfg.loss not in ("siglip", "clip"):
-            raise ValueError(f"loss must be 'siglip' or 'clip', not {cfg.loss!r}")
         return cfg
 
 
