@@ -31,6 +31,7 @@ from training.data import (
     NotoEmoji,
     TuxPaintStamps,
     _require,
+    in_split,
 )
 
 RATE = 16_000
@@ -148,7 +149,7 @@ def _items(split: str, seed: int, voices_per: dict[str, int]) -> Iterator[tuple]
     variants = TRAIN_VARIANTS if split == "train" else HELD_OUT_VARIANTS
     all_stamps = stamps()
     for i, st in enumerate(all_stamps):
-        if not _stamp_in(st, split, seed):
+        if not in_split(st.key, split, seed):
             continue
         if st.sound:
             yield ("file", st.sound), st.caption, i, 0
@@ -162,12 +163,6 @@ def _items(split: str, seed: int, voices_per: dict[str, int]) -> Iterator[tuple]
     for name in emoji_names(split, seed):
         for _ in range(voices_per["emoji"]):
             yield ("speak", name, random_voice(rng, variants)), name, -1, 2
-
-
-def _stamp_in(st: Stamp, split: str, seed: int) -> bool:
-    from training.data import in_split
-
-    return in_split(st.key, split, seed)
 
 
 def build_clips(

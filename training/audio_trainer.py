@@ -154,9 +154,7 @@ class AudioTrainer:
         self.cfg, self.log = cfg, log
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         torch.manual_seed(cfg.seed)
-        house_dir = Path(cfg.house) if cfg.house else default_house_dir()
-        enc = HouseEncoder(house_dir, device=str(self.device))
-        self.house_dir = house_dir
+        enc = HouseEncoder(Path(cfg.house) if cfg.house else default_house_dir(), str(self.device))
         self.clips = build_clips(
             "train", cfg.seed, cfg.voices, cache_dir=cfg.cache_dir, limit=cfg.limit
         )
