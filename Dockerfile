@@ -18,6 +18,7 @@ COPY encoders encoders
 COPY training training
 COPY index index
 COPY fusion fusion
+COPY jobs jobs
 COPY service service
 COPY cli cli
 COPY models models

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import embed, evaluate, keys, models, serve, train
+from cli import embed, evaluate, job, keys, models, serve, train
 
 app = typer.Typer(
     add_completion=False,
@@ -18,6 +18,7 @@ app.command()(train.train)
 app.command("eval")(evaluate.eval_cmd)
 app.command()(serve.serve)
 app.add_typer(keys.app, name="keys")
+app.add_typer(job.app, name="job")
 
 
 def main() -> None:

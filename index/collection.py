@@ -398,6 +398,15 @@ class Collection:
                 self._dirty = max(self._dirty, 1)
             self._kick_gpu()
 
+    def settle(self) -> None:
+        """After a bulk load: wait for background work, rebuild when due (an IVF index trained
+        on a sample once the collection is large enough), and snapshot, so that the next open
+        replays nothing."""
+        self.wait()
+        if self._needs_rebuild():
+            self.rebuild()
+        self.snapshot()
+
     def _needs_rebuild(self) -> bool:
         ann, n = self._ann, self._count
         if len(ann.dead) > max(1000, 0.2 * max(ann.ntotal, 1)):

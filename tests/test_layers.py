@@ -15,6 +15,7 @@ FORBIDDEN = {
     "index": {"encoders", "fusion", "training", "service", "cli", "torch", "fastapi", "uvicorn"},
     "fusion": {"index", "training", "service", "cli", "faiss", "fastapi", "uvicorn"},
     "training": {"index", "service", "cli", "faiss", "fastapi", "uvicorn"},
+    "jobs": {"fusion", "training", "service", "cli", "fastapi", "uvicorn", "typer", "ray"},
     "service": {"cli", "typer"},
 }
 PROBE = """

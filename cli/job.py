@@ -1,0 +1,152 @@
+"""`jointspace job`: batch embedding jobs (`job embed`) and loading their output into a collection
+(`job ingest`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from cli.common import err, fail, friendly, out
+
+app = typer.Typer(
+    no_args_is_help=True, help="Batch embedding jobs over folders, tar shards and tables."
+)
+
+
+def job_progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]} items/s"),
+        TextColumn("errors {task.fields[errors]}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+@app.command("embed")
+@friendly
+def embed_cmd(
+    src: Annotated[
+        list[Path], typer.Argument(help="A folder, .tar shards, or a .parquet/.csv/.jsonl table.")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output directory (parquet shards).")],
+    model: Annotated[str, typer.Option(help="Model spec.")] = "house",
+    runner: Annotated[
+        str, typer.Option(help="local (worker processes) or ray (Ray Data).")
+    ] = "local",
+    workers: Annotated[
+        int,
+        typer.Option(min=0, help="Decode processes (local; 0: inline) or model actors (ray)."),
+    ] = 2,
+    batch_size: Annotated[int, typer.Option(min=1, help="Inputs per forward pass.")] = 64,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N inputs.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")] = None,
+    shard_size: Annotated[
+        int, typer.Option(min=1, help="Inputs per output shard (folders and tables).")
+    ] = 10_000,
+    window: Annotated[float | None, typer.Option(min=0.1, help="Audio window, seconds.")] = None,
+    path_column: Annotated[str, typer.Option(help="Tables: the column of file paths.")] = "path",
+    text_column: Annotated[str, typer.Option(help="Tables: the column of texts.")] = "text",
+    id_column: Annotated[str, typer.Option(help="Tables: the column of ids.")] = "id",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, or local).")
+    ] = None,
+    ingest_into: Annotated[
+        str | None, typer.Option("--ingest", help="Then put the vectors into this collection.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Collections live under DATA_DIR/collections (./data).")
+    ] = None,
+) -> None:
+    """Embed every input under SRC into parquet shards in --out; rerun the same command to
+    resume an interrupted job."""
+    from jobs import JobOptions, TableColumns, embed_job
+
+    opts = JobOptions(
+        runner=runner, workers=workers, batch_size=batch_size, limit=limit, device=device,
+        shard_size=shard_size, window=window, ray_address=ray_address,
+        columns=TableColumns(path=path_column, text=text_column, id=id_column),
+    )  # fmt: skip
+    bar = job_progress()
+    task = None
+    state = {"errors": 0}
+
+    def on_start(started) -> None:
+        nonlocal task
+        if started.resumed:
+            err.print(f"resuming: {started.resumed} of {len(started.plan.shards)} shards are done",
+                      markup=False)  # fmt: skip
+        for modality, n in sorted(started.plan.skipped.items()):
+            err.print(f"skipping {n} {modality} files: model '{model}' has no {modality} tower",
+                      markup=False)  # fmt: skip
+        task = bar.add_task("embedding", total=started.pending, rate="-", errors=0)
+        bar.start()
+
+    def progress(n: int, n_err: int) -> None:
+        state["errors"] += n_err
+        bar.advance(task, n)
+        speed = bar.tasks[task].speed
+        bar.update(task, rate=f"{speed:.0f}" if speed else "-", errors=state["errors"])
+
+    try:
+        manifest = embed_job(src, out_dir, model, opts, on_start=on_start, progress=progress)
+    except KeyboardInterrupt:
+        bar.stop()
+        err.print("interrupted: finished shards are kept; run the same command to resume",
+                  markup=False)  # fmt: skip
+        raise typer.Exit(130) from None
+    finally:
+        bar.stop()
+    run = manifest["last_run"]
+    rows = ", ".join(f"{n} {m}" for m, n in sorted(manifest["rows"].items())) or "no rows"
+    summary = (
+        f"{out_dir}: {rows}; {manifest['errors']} errors (errors.jsonl); "
+        f"this run {run['items']} inputs in {run['seconds']:.1f} s"
+    )
+    out.print(summary, markup=False, highlight=False)
+    if ingest_into:
+        ingest_cmd(out_dir, ingest_into, data_dir)
+
+
+@app.command("ingest")
+@friendly
+def ingest_cmd(
+    job_dir: Annotated[Path, typer.Argument(help="The --out directory of a finished job.")],
+    collection: Annotated[str, typer.Argument(help="Collection name (created when missing).")],
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Collections live under DATA_DIR/collections (./data).")
+    ] = None,
+) -> None:
+    """Put a finished job's vectors into a collection (upsert by id)."""
+    from index import Catalog
+    from jobs import ingest
+    from jobs.output import read_manifest
+
+    manifest = read_manifest(job_dir)
+    if manifest is None:
+        fail(f"{job_dir}: no manifest.json: not the output of `jointspace job embed`")
+    total = sum(manifest.get("rows", {}).values())
+    catalog = Catalog((data_dir or Path("data")) / "collections")
+    bar = job_progress()
+    task = bar.add_task("ingesting", total=total, rate="-", errors=0)
+    try:
+        with bar:
+            res = ingest(job_dir, catalog, collection, progress=lambda n: bar.advance(task, n))
+    finally:
+        catalog.close()
+    out.print(f"collection '{res['collection']}': {res['count']} items, index {res['index']} "
+              f"({res['rows']} rows read)", markup=False, highlight=False)  # fmt: skip

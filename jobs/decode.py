@@ -1,0 +1,96 @@
+"""Turning one planned item into what a tower takes, in a decode worker: the same for the local
+runner's processes and Ray's actors, so that both give the same vectors.
+
+Owns reading an item's bytes (a file, or a member of a tar read at its offset without unpacking
+the tar), the caps, and decoding through the encoders' safe decoders (image, audio); an item that
+fails becomes an error string, never an exception out of the worker. Must not import the index,
+the model weights or anything of HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from encoders.audio import AudioLimits, decode_audio, sniff_audio
+from encoders.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image, read_capped
+from encoders.decode import sniff_format as sniff_image
+from encoders.errors import InputError
+from jobs.sources import Item
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    audio_rate: int = 16_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES
+    audio_limits: AudioLimits = field(default_factory=AudioLimits)
+    modalities: frozenset[str] = frozenset({"text", "image"})
+
+
+@dataclass
+class Decoded:
+    """An item ready for its tower (`payload`: str, PIL image or Waveform), or why it is not."""
+
+    item: Item
+    modality: str
+    payload: object = None
+    error: str | None = None
+
+
+def read_item(item: Item, max_bytes: int) -> bytes:
+    if item.path is not None:
+        return read_capped(item.path, max_bytes)
+    if item.size > max_bytes:
+        raise InputError(f"{item.size} bytes is over the limit of {max_bytes} bytes")
+    try:
+        with open(item.tar, "rb") as f:
+            f.seek(item.offset)
+            data = f.read(item.size)
+    except OSError as e:
+        raise InputError(f"cannot read {item.tar}: {e.strerror or e}") from None
+    if len(data) != item.size:
+        raise InputError(f"{item.tar} is truncated: the member's bytes end early")
+    return data
+
+
+def decode_item(item: Item, opts: DecodeOptions) -> Decoded:
+    """Never raises for a bad input: the reason goes into `error`."""
+    try:
+        if item.modality == "text":
+            if not item.text or not item.text.strip():
+                raise InputError("empty text (a row needs a path or a non-empty text)")
+            return Decoded(item, "text", item.text)
+        data = read_item(item, opts.max_bytes)
+        modality = item.modality if item.modality != "unknown" else _sniff(data)
+        if modality not in opts.modalities:
+            raise InputError(f"the model has no {modality} tower")
+        if modality == "image":
+            image = decode_image(data, max_pixels=opts.max_pixels, name=item.source)
+            return Decoded(item, modality, image)
+        waveform = decode_audio(data, opts.audio_rate, limits=opts.audio_limits, name=item.source)
+        return Decoded(item, modality, waveform)
+    except InputError as e:
+        return Decoded(item, item.modality, error=str(e).removeprefix(f"{item.source}: "))
+    except Exception as e:  # a decoder bug must cost one item, not the job
+        return Decoded(item, item.modality, error=f"{type(e).__name__}: {e}")
+
+
+def _sniff(data: bytes) -> str:
+    head = data[:16]
+    if sniff_image(head):
+        return "image"
+    if sniff_audio(head):
+        return "audio"
+    raise InputError("not a supported image or audio format")
+
+
+def decode_chunk(items: list[Item], opts: DecodeOptions) -> list[Decoded]:
+    """A worker's unit of work: several items per round trip to amortise the pickling."""
+    return [decode_item(it, opts) for it in items]
+
+
+def init_worker() -> None:
+    """One thread per worker process: the workers are the parallelism."""
+    import torch
+
+    torch.set_num_threads(1)

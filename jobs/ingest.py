@@ -1,0 +1,48 @@
+"""A finished job's vectors into a collection: `jointspace job ingest` and `job embed --ingest`.
+
+Owns reading the shards in batches (memory bounded by the batch, not the output), creating the
+collection stamped with the job's model, upserting with each row's source and modality in its
+metadata, and, for outputs large enough, building the IVF index the collection's 'auto' setting
+asks for (trained on a sample, by the index package) before the final snapshot. Must not import
+torch or anything of HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from index import Catalog, CollectionError
+from jobs.errors import JobError
+from jobs.output import iter_vectors, read_manifest
+
+
+def ingest(
+    out: Path,
+    catalog: Catalog,
+    name: str,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Upsert every row of the job in `out` into collection `name` (created when missing)."""
+    manifest = read_manifest(out)
+    if manifest is None:
+        raise JobError(f"{out}: no manifest.json: not the output of `jointspace job embed`")
+    if not manifest.get("complete"):
+        raise JobError(f"{out}: the job has not finished: run the same `job embed` command again")
+    stamp, dim = manifest.get("encoder", manifest["model"]), int(manifest["dim"])
+    try:
+        col = catalog.get(name)
+    except CollectionError:
+        col = catalog.create(name, dim, model=stamp)
+    if col.dim != dim:
+        raise JobError(f"collection '{name}' holds {col.dim}-d vectors; the job made {dim}-d")
+    n = 0
+    for ids, vecs, metas in iter_vectors(out):
+        last = {item_id: i for i, item_id in enumerate(ids)}  # a repeated id: the last row wins
+        keep = sorted(last.values())
+        col.upsert([ids[i] for i in keep], vecs[keep], [metas[i] for i in keep], model=stamp)
+        n += len(ids)
+        if progress is not None:
+            progress(len(ids))
+    col.settle()
+    return {"collection": name, "rows": n, "count": col.count, "index": col.index_factory}

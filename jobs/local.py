@@ -1,0 +1,123 @@
+"""The local runner: decode workers (processes) feed the model in this process, shard by shard.
+
+Owns the pipeline on one machine: chunks of items go to a pool of spawned worker processes, at
+most a fixed number of chunks in flight (so memory does not grow with the input), decoded items
+wait per modality until a batch is full, and each shard is written whole as soon as its last item
+is in. Must not import the index or anything of HTTP.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from encoders.base import Encoder
+from jobs.decode import Decoded, DecodeOptions, decode_chunk
+from jobs.embed import embed_batch, error_record
+from jobs.output import Row, write_shard
+from jobs.sources import Item, Shard
+
+CHUNK = 16  # items per round trip to a worker
+INFLIGHT_PER_WORKER = 4  # chunks queued per worker: enough to keep it busy, no more
+
+Progress = Callable[[int, int], None]  # (items finished, errors) since the last call
+
+
+@dataclass
+class _ShardState:
+    shard: Shard
+    left: int
+    rows: list[Row] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    pending: dict[str, list[Decoded]] = field(default_factory=dict)
+
+
+def _worker_init() -> None:
+    """Ctrl-C is the parent's to handle (it stops the pool); one torch thread per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _chunks(shards: list[Shard]) -> Iterator[tuple[Shard, list[Item]]]:
+    for shard in shards:
+        for at in range(0, len(shard.items), CHUNK):
+            yield shard, shard.items[at : at + CHUNK]
+
+
+def decoded_chunks(
+    shards: list[Shard], opts: DecodeOptions, workers: int
+) -> Iterator[tuple[Shard, list[Decoded]]]:
+    """Decoded chunks in plan order; `workers` processes (0: in this process)."""
+    if workers == 0:
+        for shard, items in _chunks(shards):
+            yield shard, decode_chunk(items, opts)
+        return
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
+    inflight: deque[tuple[Shard, Future]] = deque()
+    try:
+        source = _chunks(shards)
+        for shard, items in source:
+            inflight.append((shard, pool.submit(decode_chunk, items, opts)))
+            if len(inflight) >= workers * INFLIGHT_PER_WORKER:
+                done_shard, fut = inflight.popleft()
+                yield done_shard, fut.result()
+        while inflight:
+            done_shard, fut = inflight.popleft()
+            yield done_shard, fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_local(
+    enc: Encoder,
+    shards: list[Shard],
+    out: Path,
+    opts: DecodeOptions,
+    *,
+    workers: int,
+    batch_size: int,
+    window: float | None = None,
+    progress: Progress | None = None,
+) -> None:
+    """Embed `shards` (those not yet written) into `out`, one parquet file per shard."""
+    states = {s.name: _ShardState(s, len(s.items)) for s in shards}
+    for s in shards:
+        if not s.items:
+            _finish(states[s.name], enc, out, window)
+    for shard, decoded in decoded_chunks([s for s in shards if s.items], opts, workers):
+        st = states[shard.name]
+        n_err = len(st.errors)
+        for d in decoded:
+            if d.error is not None:
+                st.errors.append(error_record(d, d.error))
+                continue
+            queue = st.pending.setdefault(d.modality, [])
+            queue.append(d)
+            if len(queue) >= batch_size:
+                _flush(st, enc, d.modality, window)
+        st.left -= len(decoded)
+        if st.left == 0:
+            _finish(st, enc, out, window)
+            del states[shard.name]
+        if progress is not None:
+            progress(len(decoded), len(st.errors) - n_err)
+
+
+def _flush(st: _ShardState, enc: Encoder, modality: str, window: float | None) -> None:
+    rows, errors = embed_batch(enc, st.pending.pop(modality, []), window)
+    st.rows += rows
+    st.errors += errors
+
+
+def _finish(st: _ShardState, enc: Encoder, out: Path, window: float | None) -> None:
+    for modality in list(st.pending):
+        _flush(st, enc, modality, window)
+    write_shard(out, st.shard.name, st.rows, st.errors, enc.dim)

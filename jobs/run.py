@@ -1,0 +1,102 @@
+"""One batch embedding job from start to end: plan, claim the output directory, run the pending
+shards on the chosen runner, and close the manifest.
+
+Owns the order of a job and what a resumed one skips (shards already on disk), the figures in the
+manifest (items, rows per modality, errors, seconds, items/s), and the choice of runner. Must not
+import anything of HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from encoders.base import AUDIO
+from encoders.registry import load_encoder, parse_spec
+from jobs.decode import DecodeOptions
+from jobs.errors import JobError
+from jobs.local import Progress, run_local
+from jobs.output import claim, done_shards, merge_errors, shard_counts, write_manifest
+from jobs.sources import DEFAULT_SHARD_SIZE, Plan, TableColumns, plan
+
+RUNNERS = ("local", "ray")
+
+
+@dataclass
+class JobOptions:
+    runner: str = "local"
+    workers: int = 2
+    batch_size: int = 64
+    limit: int | None = None
+    device: str | None = None
+    shard_size: int = DEFAULT_SHARD_SIZE
+    window: float | None = None
+    columns: TableColumns = field(default_factory=TableColumns)
+    ray_address: str | None = None
+
+
+@dataclass
+class Started:
+    """What the caller learns before the work starts (for its progress bar)."""
+
+    plan: Plan
+    pending: int  # items in shards still to do
+    resumed: int  # shards already on disk
+
+
+def embed_job(
+    srcs: list[Path],
+    out: Path,
+    spec: str,
+    opts: JobOptions,
+    on_start=None,
+    progress: Progress | None = None,
+) -> dict:
+    """Run (or resume) the job; returns the final manifest."""
+    if opts.runner not in RUNNERS:
+        raise JobError(f"unknown runner '{opts.runner}': use one of {', '.join(RUNNERS)}")
+    model = str(parse_spec(spec))
+    enc = load_encoder(spec, device="cpu" if opts.runner == "ray" else opts.device)
+    the_plan = plan(srcs, enc.modalities, opts.shard_size, opts.limit, opts.columns)
+    info = {
+        "encoder": enc.name, "kind": the_plan.kind, "sources": the_plan.sources,
+        "items": the_plan.n_items, "shards": len(the_plan.shards),
+        "shard_size": opts.shard_size, "fingerprint": the_plan.fingerprint,
+        "skipped": the_plan.skipped,
+    }  # fmt: skip
+    manifest = claim(out, model, enc.dim, info)
+    done = done_shards(out)
+    pending = [s for s in the_plan.shards if s.name not in done]
+    if on_start is not None:
+        on_start(Started(the_plan, sum(len(s.items) for s in pending), len(done)))
+    dec = DecodeOptions(
+        audio_rate=enc.audio_rate if AUDIO in enc.modalities else 16_000,
+        modalities=frozenset(enc.modalities),
+    )
+    t0 = time.perf_counter()
+    if opts.runner == "local":
+        run_local(enc, pending, out, dec, workers=opts.workers, batch_size=opts.batch_size,
+                  window=opts.window, progress=progress)  # fmt: skip
+    else:
+        from jobs.ray_runner import run_ray
+
+        run_ray(spec, enc.dim, pending, out, dec, workers=max(1, opts.workers),
+                batch_size=opts.batch_size, device=opts.device, window=opts.window,
+                address=opts.ray_address, progress=progress)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    names = [s.name for s in the_plan.shards]
+    rows = shard_counts(out, names)
+    n_items = sum(len(s.items) for s in pending)
+    manifest |= {
+        "complete": True,
+        "rows": rows,
+        "errors": merge_errors(out, names),
+        "last_run": {
+            "runner": opts.runner, "workers": opts.workers, "batch_size": opts.batch_size,
+            "shards": len(pending), "items": n_items, "seconds": round(seconds, 3),
+            "items_per_s": round(n_items / seconds, 1) if seconds > 0 else None,
+        },
+    }  # fmt: skip
+    write_manifest(out, manifest)
+    return manifest

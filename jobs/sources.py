@@ -1,0 +1,307 @@
+"""What a batch job reads: a folder, WebDataset tar shards, or a table of paths and texts, planned
+as a list of shards of items.
+
+Owns listing a source (recursively for folders, member headers for tars, rows for tables),
+grouping files by key (`a/0001.jpg` + `a/0001.txt` + `a/0001.json` is one sample: the media is
+the item, the text its caption, the JSON its metadata), the modality of each file by extension,
+cutting the items into output shards, and the fingerprint that lets a resumed job prove it reads
+the same input. Reads no media bytes. Must not import the index or anything of HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobs.errors import JobError
+
+IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
+AUDIO_EXT = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac"}
+TEXT_EXT = {".txt"}
+META_EXT = {".json"}
+TABLE_EXT = {".parquet", ".csv", ".jsonl", ".ndjson"}
+MEDIA_EXT = {**dict.fromkeys(IMAGE_EXT, "image"), **dict.fromkeys(AUDIO_EXT, "audio")}
+DEFAULT_SHARD_SIZE = 10_000
+
+
+@dataclass
+class Item:
+    """One input. Exactly one of `path` (a file), `tar` (+ `offset`, `size`: a member's bytes)
+    or `text` (an inline text) says where its content is."""
+
+    index: int  # position within its shard
+    id: str
+    source: str
+    modality: str  # text | image | audio
+    path: str | None = None
+    tar: str | None = None
+    offset: int = 0
+    size: int = 0
+    text: str | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class Shard:
+    index: int
+    name: str  # the output file's stem, e.g. shard-00003
+    items: list[Item]
+
+
+@dataclass
+class Plan:
+    kind: str  # folder | tar | table
+    sources: list[str]
+    shards: list[Shard]
+    fingerprint: str
+    skipped: dict[str, int]  # modality -> files of a modality the model lacks
+
+    @property
+    def n_items(self) -> int:
+        return sum(len(s.items) for s in self.shards)
+
+
+@dataclass
+class TableColumns:
+    path: str = "path"
+    text: str = "text"
+    id: str = "id"
+
+
+@dataclass
+class _Sample:
+    """Files sharing one key: media files, a caption, metadata."""
+
+    media: list[tuple[str, str]] = field(default_factory=list)  # (name, modality)
+    caption_of: str | None = None  # name of the .txt
+    meta_of: str | None = None  # name of the .json
+
+
+def plan(
+    srcs: list[Path],
+    modalities: Iterable[str],
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    limit: int | None = None,
+    columns: TableColumns | None = None,
+) -> Plan:
+    """List `srcs` (one folder, one table, or tar files) into shards of the model's modalities."""
+    if not srcs:
+        raise JobError("give a source: a folder, tar shards, or a .parquet/.csv/.jsonl table")
+    for s in srcs:
+        if not s.exists():
+            raise JobError(f"{s}: no such file or folder")
+    wanted = set(modalities)
+    if len(srcs) == 1 and srcs[0].is_dir():
+        items, skipped = _folder_items(srcs[0], wanted)
+        kind = "folder"
+    elif all(s.is_file() and s.suffix == ".tar" for s in srcs):
+        return _tar_plan(srcs, wanted, limit)
+    elif len(srcs) == 1 and srcs[0].suffix.lower() in TABLE_EXT:
+        items, skipped = _table_items(srcs[0], wanted, columns or TableColumns())
+        kind = "table"
+    else:
+        names = ", ".join(str(s) for s in srcs)
+        raise JobError(
+            f"cannot read {names}: give one folder, one .parquet/.csv/.jsonl table, or one or "
+            "more uncompressed .tar shards"
+        )
+    if limit is not None:
+        items = items[:limit]
+    shards = [
+        Shard(i, f"shard-{i:05d}", _renumber(items[at : at + shard_size]))
+        for i, at in enumerate(range(0, len(items), shard_size))
+    ]
+    return Plan(kind, [str(s) for s in srcs], shards, _fingerprint(shards), skipped)
+
+
+def _renumber(items: list[Item]) -> list[Item]:
+    for i, it in enumerate(items):
+        it.index = i
+    return items
+
+
+def _fingerprint(shards: list[Shard]) -> str:
+    h = hashlib.sha256()
+    for s in shards:
+        h.update(f"#{s.name}\n".encode())
+        for it in s.items:
+            h.update(f"{it.id}\t{it.source}\t{it.size}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def _group(names: Iterable[str], wanted: set[str], skipped: dict[str, int]) -> dict[str, _Sample]:
+    """Files by key (the name without its last extension), in sorted order."""
+    samples: dict[str, _Sample] = {}
+    for name in sorted(names):
+        stem, ext = os.path.splitext(name)
+        ext = ext.lower()
+        if ext in MEDIA_EXT:
+            modality = MEDIA_EXT[ext]
+            if modality not in wanted:
+                skipped[modality] = skipped.get(modality, 0) + 1
+                continue
+            samples.setdefault(stem, _Sample()).media.append((name, modality))
+        elif ext in TEXT_EXT:
+            samples.setdefault(stem, _Sample()).caption_of = name
+        elif ext in META_EXT:
+            samples.setdefault(stem, _Sample()).meta_of = name
+    return samples
+
+
+def _folder_items(root: Path, wanted: set[str]) -> tuple[list[Item], dict[str, int]]:
+    names = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = os.path.relpath(dirpath, root)
+        for f in filenames:
+            if not f.startswith("."):
+                names.append(f if rel == "." else f"{rel}/{f}".replace(os.sep, "/"))
+    skipped: dict[str, int] = {}
+    items: list[Item] = []
+    for sample in _group(names, wanted, skipped).values():
+        meta = _read_meta(root / sample.meta_of) if sample.meta_of else {}
+        caption = _read_text(root / sample.caption_of) if sample.caption_of else None
+        items += _sample_items(sample, meta, caption, lambda n: {"path": str(root / n)}, "")
+    return items, skipped
+
+
+def _sample_items(sample: _Sample, meta: dict, caption, where, prefix: str) -> list[Item]:
+    """A sample's media as items (its caption in metadata['text']); a caption alone is a text
+    item."""
+    out = []
+    if caption is not None and sample.media:
+        meta = {**meta, "text": caption}
+    for name, modality in sample.media:
+        out.append(Item(0, prefix + name, prefix + name, modality, metadata=meta, **where(name)))
+    if not sample.media and sample.caption_of is not None and caption and caption.strip():
+        name = sample.caption_of
+        out.append(Item(0, prefix + name, prefix + name, "text", text=caption, metadata=meta))
+    return out
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise JobError(f"{path}: not a JSON object of metadata ({e})") from None
+    if not isinstance(data, dict):
+        raise JobError(f"{path}: metadata must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise JobError(f"{path}: not a UTF-8 text ({e})") from None
+
+
+def _tar_plan(tars: list[Path], wanted: set[str], limit: int | None) -> Plan:
+    """One output shard per tar, in the order given; captions and metadata read from the tar."""
+    skipped: dict[str, int] = {}
+    shards: list[Shard] = []
+    left = limit
+    for i, path in enumerate(tars):
+        items = _tar_items(path, wanted, skipped)
+        if left is not None:
+            items, left = items[:left], max(0, left - len(items))
+        shards.append(Shard(i, f"shard-{i:05d}", _renumber(items)))
+    return Plan("tar", [str(t) for t in tars], shards, _fingerprint(shards), skipped)
+
+
+def _tar_items(path: Path, wanted: set[str], skipped: dict[str, int]) -> list[Item]:
+    try:
+        with tarfile.open(path, "r:") as tf:
+            members = {m.name: m for m in tf.getmembers() if m.isfile()}
+            samples = _group(members, wanted, skipped)
+            items: list[Item] = []
+            for sample in samples.values():
+                meta = _tar_json(tf, members[sample.meta_of], path) if sample.meta_of else {}
+                caption = _tar_text(tf, members[sample.caption_of]) if sample.caption_of else None
+
+                def where(n: str, members=members) -> dict:
+                    m = members[n]
+                    return {"tar": str(path), "offset": m.offset_data, "size": m.size}
+
+                items += _sample_items(sample, meta, caption, where, f"{path.name}/")
+            return items
+    except tarfile.ReadError as e:
+        raise JobError(f"{path}: not an uncompressed tar file ({e})") from None
+
+
+def _tar_text(tf: tarfile.TarFile, m: tarfile.TarInfo) -> str | None:
+    try:
+        return tf.extractfile(m).read().decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+
+
+def _tar_json(tf: tarfile.TarFile, m: tarfile.TarInfo, path: Path) -> dict:
+    try:
+        data = json.loads(tf.extractfile(m).read())
+    except ValueError as e:
+        raise JobError(f"{path}:{m.name}: not JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise JobError(f"{path}:{m.name}: metadata must be a JSON object")
+    return data
+
+
+def _table_items(
+    path: Path, wanted: set[str], cols: TableColumns
+) -> tuple[list[Item], dict[str, int]]:
+    """Rows with a path are media items (the text column is then their caption); rows with only
+    a text are text items; relative paths are relative to the table's folder."""
+    rows = _read_table(path)
+    names = set(rows[0]) if rows else set()
+    if rows and cols.path not in names and cols.text not in names:
+        raise JobError(
+            f"{path}: has neither a '{cols.path}' nor a '{cols.text}' column "
+            f"(columns: {', '.join(sorted(names))})"
+        )
+    skipped: dict[str, int] = {}
+    items: list[Item] = []
+    for row_no, row in enumerate(rows):
+        source = f"{path.name}:{row_no}"
+        item_id = str(row[cols.id]) if row.get(cols.id) is not None else source
+        meta = {k: v for k, v in row.items() if k not in (cols.path, cols.text, cols.id)}
+        meta = {k: v for k, v in meta.items() if v is not None}
+        media, text = row.get(cols.path), row.get(cols.text)
+        if media:
+            modality = MEDIA_EXT.get(os.path.splitext(str(media))[1].lower(), "unknown")
+            if modality in ("image", "audio") and modality not in wanted:
+                skipped[modality] = skipped.get(modality, 0) + 1
+                continue
+            full = Path(str(media)) if os.path.isabs(str(media)) else path.parent / str(media)
+            if text:
+                meta["text"] = str(text)
+            items.append(Item(0, item_id, source, modality, path=str(full), metadata=meta))
+        else:
+            items.append(Item(0, item_id, source, "text", text=str(text or ""), metadata=meta))
+    return items, skipped
+
+
+def _read_table(path: Path) -> list[dict]:
+    import pyarrow as pa
+
+    try:
+        suffix = path.suffix.lower()
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+        elif suffix == ".csv":
+            import pyarrow.csv as pcsv
+
+            table = pcsv.read_csv(path)
+        else:
+            import pyarrow.json as pjson
+
+            table = pjson.read_json(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise JobError(f"{path}: cannot read the table ({str(e).splitlines()[0]})") from None
+    return table.to_pylist()
