@@ -69,7 +69,10 @@ def embed_cmd(
         str | None, typer.Option("--ingest", help="Then put the vectors into this collection.")
     ] = None,
     data_dir: Annotated[
-        Path | None, typer.Option(help="Collections live under DATA_DIR/collections (./data).")
+        Path | None,
+        typer.Option(
+            help="Collections go in DATA_DIR/collections (default: JOINTSPACE_DATA_DIR, ./data)."
+        ),
     ] = None,
 ) -> None:
     """Embed every input under SRC into parquet shards in --out; rerun the same command to
@@ -128,19 +131,27 @@ def ingest_cmd(
     job_dir: Annotated[Path, typer.Argument(help="The --out directory of a finished job.")],
     collection: Annotated[str, typer.Argument(help="Collection name (created when missing).")],
     data_dir: Annotated[
-        Path | None, typer.Option(help="Collections live under DATA_DIR/collections (./data).")
+        Path | None,
+        typer.Option(
+            help="Collections go in DATA_DIR/collections (default: JOINTSPACE_DATA_DIR, ./data)."
+        ),
     ] = None,
 ) -> None:
     """Put a finished job's vectors into a collection (upsert by id)."""
     from index import Catalog
     from jobs import ingest
     from jobs.output import read_manifest
+    from service.settings import Settings, SettingsError
 
     manifest = read_manifest(job_dir)
     if manifest is None:
         fail(f"{job_dir}: no manifest.json: not the output of `jointspace job embed`")
     total = sum(manifest.get("rows", {}).values())
-    catalog = Catalog((data_dir or Path("data")) / "collections")
+    try:  # the service's data directory and free-space floor, from the same variables
+        settings = Settings.load(data_dir=data_dir)
+    except SettingsError as e:
+        fail(e)
+    catalog = Catalog(settings.data_dir / "collections", min_free=settings.min_free_bytes)
     bar = job_progress()
     task = bar.add_task("ingesting", total=total, rate="-", errors=0)
     try:

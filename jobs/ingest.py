@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from index import Catalog, CollectionError
+from index import Catalog
 from jobs.errors import JobError
 from jobs.output import iter_vectors, read_manifest
 
@@ -30,9 +30,9 @@ def ingest(
     if not manifest.get("complete"):
         raise JobError(f"{out}: the job has not finished: run the same `job embed` command again")
     stamp, dim = manifest.get("encoder", manifest["model"]), int(manifest["dim"])
-    try:
+    if name in catalog.names():
         col = catalog.get(name)
-    except CollectionError:
+    else:
         col = catalog.create(name, dim, model=stamp)
     if col.dim != dim:
         raise JobError(f"collection '{name}' holds {col.dim}-d vectors; the job made {dim}-d")

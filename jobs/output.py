@@ -112,6 +112,8 @@ def claim(out: Path, model: str, dim: int, plan_info: dict) -> dict:
     """The manifest of a new job, or of the interrupted one this run resumes; a directory that
     holds another model's vectors or another input's is refused."""
     out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob(".shard-*.tmp"), *out.glob("errors/.shard-*.tmp")]:
+        stale.unlink()  # a write a killed run left half done
     old = read_manifest(out)
     if old is None:
         if any(out.glob("shard-*.parquet")):

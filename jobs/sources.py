@@ -267,10 +267,10 @@ def _table_items(
     items: list[Item] = []
     for row_no, row in enumerate(rows):
         source = f"{path.name}:{row_no}"
-        item_id = str(row[cols.id]) if row.get(cols.id) is not None else source
+        item_id = str(_cell(row, cols.id) or source)
         meta = {k: v for k, v in row.items() if k not in (cols.path, cols.text, cols.id)}
         meta = {k: v for k, v in meta.items() if v is not None}
-        media, text = row.get(cols.path), row.get(cols.text)
+        media, text = _cell(row, cols.path), _cell(row, cols.text)
         if media:
             modality = MEDIA_EXT.get(os.path.splitext(str(media))[1].lower(), "unknown")
             if modality in ("image", "audio") and modality not in wanted:
@@ -283,6 +283,12 @@ def _table_items(
         else:
             items.append(Item(0, item_id, source, "text", text=str(text or ""), metadata=meta))
     return items, skipped
+
+
+def _cell(row: dict, key: str):
+    """A cell's value; an empty string (a CSV's empty cell) counts as missing."""
+    value = row.get(key)
+    return None if isinstance(value, str) and not value.strip() else value
 
 
 def _read_table(path: Path) -> list[dict]:

@@ -1,0 +1,278 @@
+"""Batch embedding jobs with the shipped house model: each source kind, the errors file, resume
+after SIGKILL, refusals, the Ray runner against the local one, and ingest into a collection."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cli.main import app
+from encoders import decode_audio, decode_image, load_encoder
+from encoders.audio import encode_audio
+from index import Catalog
+from jobs import JobError, JobOptions, embed_job, ingest
+
+COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
+
+
+@pytest.fixture(scope="module")
+def house():
+    return load_encoder("house", device="cpu")
+
+
+def png(path: Path, colour, size=(40, 30)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def tone(seconds=1.0, rate=16_000) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    return encode_audio((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate)
+
+
+@pytest.fixture()
+def folder(tmp_path) -> Path:
+    src = tmp_path / "src"
+    for name, rgb in COLOURS.items():
+        png(src / f"{name}.png", rgb)
+    (src / "red.txt").write_text("a red square\n")
+    (src / "red.json").write_text(json.dumps({"colour": "red", "price": 3}))
+    (src / "notes" / "lone.txt").parent.mkdir()
+    (src / "notes" / "lone.txt").write_text("a caption with no picture")
+    (src / "notes" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
+    (src / "notes" / "readme.md").write_text("not an input")
+    (src / "sounds").mkdir()
+    (src / "sounds" / "beep.wav").write_bytes(tone())
+    return src
+
+
+def rows(out: Path) -> list[dict]:
+    found = []
+    for path in sorted(out.glob("shard-*.parquet")):
+        found += pq.read_table(path).to_pylist()
+    return found
+
+
+def errors(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+
+
+def test_folder_job(folder, tmp_path, house):
+    out = tmp_path / "out"
+    manifest = embed_job([folder], out, "house", JobOptions(workers=2, shard_size=3))
+    got = rows(out)
+    assert [r["id"] for r in got] == [
+        "blue.png", "green.png", "notes/lone.txt", "red.png", "sounds/beep.wav",
+    ]  # fmt: skip
+    assert [r["modality"] for r in got] == ["image", "image", "text", "image", "audio"]
+    assert [r["source"] for r in got] == [r["id"] for r in got]
+    red = got[3]
+    assert json.loads(red["metadata"]) == {"colour": "red", "price": 3, "text": "a red square"}
+    assert red["start"] is None and red["end"] is None
+    # the same vectors as the library (and the API) give for the same files
+    want = house.embed_images([decode_image(folder / "red.png")])[0]
+    np.testing.assert_allclose(np.array(red["vector"], np.float32), want, atol=1e-6)
+    clip = decode_audio(folder / "sounds" / "beep.wav", house.audio_rate)
+    np.testing.assert_allclose(got[4]["vector"], house.embed_audio([clip])[0], atol=1e-5)
+    np.testing.assert_allclose(
+        got[2]["vector"], house.embed_text(["a caption with no picture"])[0], atol=1e-6
+    )
+    assert errors(out) == [{"id": "notes/broken.jpg", "source": "notes/broken.jpg",
+                            "modality": "image", "error": "corrupt JPEG header"}]  # fmt: skip
+    assert manifest["items"] == 6 and manifest["shards"] == 2 and manifest["errors"] == 1
+    assert manifest["rows"] == {"audio": 1, "image": 3, "text": 1}
+    assert manifest["model"] == "house" and manifest["dim"] == 256 and manifest["complete"]
+    assert sorted(p.name for p in out.glob("shard-*")) == [
+        "shard-00000.parquet",
+        "shard-00001.parquet",
+    ]
+    schema = pq.read_schema(out / "shard-00000.parquet")
+    assert schema.field("vector").type == pa.list_(pa.float32(), 256)
+
+
+def make_tar(path: Path, members: dict[str, bytes]) -> Path:
+    import io
+
+    with tarfile.open(path, "w") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def png_bytes(rgb) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_tar_shards(tmp_path, house):
+    a = make_tar(tmp_path / "a.tar", {
+        "0001.png": png_bytes(COLOURS["red"]), "0001.txt": b"a red square",
+        "0001.json": b'{"sku": "R1"}', "0002.png": png_bytes(COLOURS["blue"]),
+    })  # fmt: skip
+    b = make_tar(tmp_path / "b.tar", {"x/0003.txt": b"only words", "x/0004.png": b"not a png"})
+    out = tmp_path / "out"
+    manifest = embed_job([a, b], out, "house", JobOptions(workers=0))
+    got = rows(out)
+    assert [r["id"] for r in got] == ["a.tar/0001.png", "a.tar/0002.png", "b.tar/x/0003.txt"]
+    assert json.loads(got[0]["metadata"]) == {"sku": "R1", "text": "a red square"}
+    want = house.embed_images([Image.new("RGB", (40, 30), COLOURS["red"])])[0]
+    np.testing.assert_allclose(got[0]["vector"], want, atol=1e-6)
+    assert errors(out) == [{"id": "b.tar/x/0004.png", "source": "b.tar/x/0004.png",
+                            "modality": "image",
+                            "error": "not a supported image format (allowed: JPEG, PNG, WEBP, "
+                                     "GIF, BMP)"}]  # fmt: skip
+    assert manifest["kind"] == "tar" and manifest["shards"] == 2
+    assert len(pq.read_table(out / "shard-00000.parquet")) == 2
+
+
+def write_table(path: Path, records: list[dict]) -> Path:
+    if path.suffix == ".csv":
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(records[0]))
+            w.writeheader()
+            w.writerows(records)
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    else:
+        pq.write_table(pa.Table.from_pylist(records), path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_table_of_paths_and_texts(tmp_path, suffix):
+    png(tmp_path / "img" / "red.png", COLOURS["red"])
+    records = [
+        {"id": "p1", "path": "img/red.png", "text": "a red square", "shop": "north"},
+        {"id": "p2", "path": None, "text": "blue trousers", "shop": "south"},
+        {"id": "p3", "path": "img/missing.png", "text": None, "shop": "south"},
+        {"id": None, "path": None, "text": None, "shop": "east"},
+    ]
+    out = tmp_path / "out"
+    embed_job([write_table(tmp_path / f"items{suffix}", records)], out, "house",
+              JobOptions(workers=0))  # fmt: skip
+    got = rows(out)
+    assert [(r["id"], r["source"], r["modality"]) for r in got] == [
+        ("p1", f"items{suffix}:0", "image"), ("p2", f"items{suffix}:1", "text"),
+    ]  # fmt: skip
+    assert json.loads(got[0]["metadata"]) == {"shop": "north", "text": "a red square"}
+    found = errors(out)
+    assert [(e["id"], e["source"]) for e in found] == [
+        ("p3", f"items{suffix}:2"), (f"items{suffix}:3", f"items{suffix}:3"),
+    ]  # fmt: skip
+    assert found[0]["error"] == f"{tmp_path / 'img' / 'missing.png'}: no such file"
+    assert found[1]["error"] == "empty text (a row needs a path or a non-empty text)"
+
+
+def test_refusals(folder, tmp_path):
+    out = tmp_path / "out"
+    embed_job([folder], out, "house", JobOptions(workers=0, limit=2))
+    with pytest.raises(JobError) as e:
+        embed_job([folder], out, "house", JobOptions(workers=0))
+    assert "holds a job over other input (2 items from" in str(e.value)
+    assert str(e.value).endswith(f"this one plans 6 items from {folder}: choose another --out")
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps(manifest | {"model": "open_clip:RN50@x"}))
+    with pytest.raises(JobError, match="^" + str(out).replace("\\", "\\\\") +
+                       " holds vectors from model 'open_clip:RN50@x'; this job uses 'house': "
+                       "choose another --out$"):  # fmt: skip
+        embed_job([folder], out, "house", JobOptions(workers=0))
+    with pytest.raises(JobError, match="no such file or folder"):
+        embed_job([tmp_path / "nowhere"], tmp_path / "o2", "house", JobOptions())
+    with pytest.raises(JobError, match="unknown runner 'spark': use one of local, ray"):
+        embed_job([folder], tmp_path / "o3", "house", JobOptions(runner="spark"))
+
+
+def test_resume_after_sigkill(tmp_path):
+    """A job killed with SIGKILL mid-way, run again with the same command, ends with exactly one
+    row per input."""
+    src = tmp_path / "src"
+    rng = np.random.default_rng(0)
+    for i in range(600):
+        png(src / f"{i:04d}.png", tuple(int(c) for c in rng.integers(0, 255, 3)), (24, 24))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "cli.main", "job", "embed", str(src), "--out", str(out),
+           "--shard-size", "20", "--batch-size", "4", "--workers", "1"]  # fmt: skip
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(list(out.glob("shard-*.parquet"))) < 3 and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(out.glob("shard-*.parquet")))
+    assert 3 <= done_before < 30, "the job must be killed part way"
+    assert json.loads((out / "manifest.json").read_text())["complete"] is False
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert f"resuming: {done_before} of 30 shards are done" in res.stderr
+    ids = [r["id"] for r in rows(out)]
+    assert len(ids) == 600 and sorted(ids) == [f"{i:04d}.png" for i in range(600)]
+    assert not list(out.glob(".*.tmp"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["rows"] == {"image": 600}
+    assert manifest["last_run"]["shards"] == 30 - done_before
+
+
+def test_ray_runner_equals_local(folder, tmp_path):
+    pytest.importorskip("ray.data")
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    embed_job([folder], local, "house", JobOptions(workers=0, shard_size=3))
+    manifest = embed_job([folder], remote, "house",
+                         JobOptions(runner="ray", workers=1, shard_size=3))  # fmt: skip
+    a, b = rows(local), rows(remote)
+    assert [(r["id"], r["modality"], r["metadata"]) for r in a] == [
+        (r["id"], r["modality"], r["metadata"]) for r in b
+    ]
+    np.testing.assert_allclose([r["vector"] for r in a], [r["vector"] for r in b], atol=1e-5)
+    assert errors(local) == errors(remote)
+    assert manifest["last_run"]["runner"] == "ray"
+
+
+def test_ingest_makes_a_searchable_collection(folder, tmp_path, house):
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["job", "embed", str(folder), "--out", str(out), "--workers",
+                                   "0", "--ingest", "shop", "--data-dir", str(tmp_path / "data")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "collection 'shop': 5 items, index Flat (5 rows read)" in res.output
+    catalog = Catalog(tmp_path / "data" / "collections")
+    col = catalog.get("shop")
+    assert col.model == "house" and col.count == 5
+    q = house.embed_images([Image.new("RGB", (40, 30), COLOURS["red"])])
+    hits = col.search(q, k=2)[0]
+    assert hits[0].id == "red.png"
+    item = col.get(["red.png"])[0]
+    assert item.metadata == {"colour": "red", "price": 3, "text": "a red square",
+                             "source": "red.png", "modality": "image"}  # fmt: skip
+    again = ingest(out, catalog, "shop")  # idempotent: upsert by id
+    assert again == {"collection": "shop", "rows": 5, "count": 5, "index": "Flat"}
+    catalog.close()
+
+
+def test_cli_one_line_errors(tmp_path):
+    res = CliRunner().invoke(app, ["job", "embed", str(tmp_path / "nowhere"), "--out",
+                                   str(tmp_path / "o")])  # fmt: skip
+    assert res.exit_code == 2
+    assert res.output.strip() == f"error: {tmp_path / 'nowhere'}: no such file or folder"
+    res = CliRunner().invoke(app, ["job", "ingest", str(tmp_path), "shop"])
+    assert res.exit_code == 2
+    assert f"{tmp_path}: no manifest.json" in res.output
