@@ -78,6 +78,7 @@ bench: install
 	$(BIN)/python bench/service.py
 	$(BIN)/python bench/overload.py
 	$(BIN)/python bench/audio.py
+	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/contract.py --max-time 240
 	$(BIN)/python bench/crashloop.py --cycles 20
 

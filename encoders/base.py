@@ -10,7 +10,7 @@ from index/, service/ or jobs/.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -136,6 +136,10 @@ class Encoder(ABC):
     text_batch_size: int = 64
     image_batch_size: int = 32
     audio_batch_size: int = 32
+    #: a picklable function that shrinks a decoded image to what the image tower looks at, such
+    #: that the vector stays exactly the same (None: no such shortcut); decode workers apply it
+    #: so that small images, not large ones, cross to the process that holds the model
+    image_prefit: Callable[[Image.Image], Image.Image] | None = None
     #: the rate `embed_audio` takes (decode with encoders.decode_audio(data, enc.audio_rate))
     audio_rate: int = 16_000
     #: default window length for long audio, seconds

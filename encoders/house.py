@@ -11,6 +11,7 @@ Knows nothing of FAISS or HTTP.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -134,12 +135,18 @@ class MiniLM:
         return F.normalize(pooled.float(), dim=-1)
 
 
-def preprocess(img: Image.Image, cfg: HouseConfig) -> torch.Tensor:
-    """Pad to square with the corner colour (the background), resize, scale to [-1, 1]."""
+def fit_image(img: Image.Image, size: int) -> Image.Image:
+    """Pad to square with the corner colour (the background), resize to `size` px. A fitted image
+    fits again unchanged, so a decode worker may fit it before the tower sees it."""
     img = img.convert("RGB")
     if img.width != img.height:
         img = ImageOps.pad(img, (max(img.size),) * 2, color=img.getpixel((0, 0)))
-    img = img.resize((cfg.image_size, cfg.image_size), Image.BICUBIC)
+    return img.resize((size, size), Image.BICUBIC)
+
+
+def preprocess(img: Image.Image, cfg: HouseConfig) -> torch.Tensor:
+    """fit_image, then scale to [-1, 1] as a (3, H, W) tensor."""
+    img = fit_image(img, cfg.image_size)
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
     return (x - cfg.mean) / cfg.std
 
@@ -195,6 +202,7 @@ class HouseEncoder(Encoder):
         self.loss = "sigmoid" if cfg.loss == "sigmoid" else "softmax"
         self.logit_scale, self.logit_bias = cfg.logit_scale, cfg.logit_bias
         self.image_batch_size = 256
+        self.image_prefit = functools.partial(fit_image, size=cfg.image_size)
         self.audio_tower = None
         if has_audio_tower(where / "audio"):
             acfg, tower = load_audio_tower(where / "audio")

@@ -9,7 +9,10 @@ the model weights or anything of HTTP.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from PIL import Image
 
 from encoders.audio import AudioLimits, decode_audio, sniff_audio
 from encoders.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image, read_capped
@@ -25,6 +28,8 @@ class DecodeOptions:
     max_bytes: int = DEFAULT_MAX_BYTES
     audio_limits: AudioLimits = field(default_factory=AudioLimits)
     modalities: frozenset[str] = frozenset({"text", "image"})
+    #: the encoder's `image_prefit`: applied here, in the worker, to every decoded image
+    image_prefit: Callable[[Image.Image], Image.Image] | None = None
 
 
 @dataclass
@@ -66,6 +71,8 @@ def decode_item(item: Item, opts: DecodeOptions) -> Decoded:
             raise InputError(f"the model has no {modality} tower")
         if modality == "image":
             image = decode_image(data, max_pixels=opts.max_pixels, name=item.source)
+            if opts.image_prefit is not None:
+                image = opts.image_prefit(image)
             return Decoded(item, modality, image)
         waveform = decode_audio(data, opts.audio_rate, limits=opts.audio_limits, name=item.source)
         return Decoded(item, modality, waveform)

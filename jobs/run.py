@@ -73,6 +73,7 @@ def embed_job(
     dec = DecodeOptions(
         audio_rate=enc.audio_rate if AUDIO in enc.modalities else 16_000,
         modalities=frozenset(enc.modalities),
+        image_prefit=enc.image_prefit,
     )
     t0 = time.perf_counter()
     if opts.runner == "local":

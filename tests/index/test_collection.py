@@ -181,6 +181,18 @@ def test_untrained_ivf_starts_flat_then_trains(cat):
     assert col.count == 800
 
 
+def test_settle_after_a_bulk_load_trains_the_index_and_snapshots(cat):
+    rng = np.random.default_rng(4)
+    col = cat.create("bulk", DIM, index="IVF16,Flat")
+    vecs = unit(rng, 800)
+    col.upsert([f"i{i}" for i in range(800)], vecs)
+    assert col.index_factory == "Flat" and not list(col.snapshot_dir.glob("*"))
+    col.settle()
+    assert col.index_factory == "IVF16,Flat"
+    assert len(list(col.snapshot_dir.glob("*"))) == 1
+    assert col.search(vecs[7:8], k=1, nprobe=16)[0][0].id == "i7"
+
+
 def test_exact_rerank_recovers_what_pq_loses(cat):
     rng = np.random.default_rng(4)
     v = unit(rng, 3000, 32)
