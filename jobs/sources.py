@@ -29,7 +29,7 @@ MEDIA_EXT = {**dict.fromkeys(IMAGE_EXT, "image"), **dict.fromkeys(AUDIO_EXT, "au
 DEFAULT_SHARD_SIZE = 10_000
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     """One input. Exactly one of `path` (a file), `tar` (+ `offset`, `size`: a member's bytes)
     or `text` (an inline text) says where its content is."""
