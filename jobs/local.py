@@ -9,7 +9,10 @@ is in. Must not import the index or anything of HTTP.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -37,12 +40,20 @@ class _ShardState:
     pending: dict[str, list[Decoded]] = field(default_factory=dict)
 
 
-def _worker_init() -> None:
-    """Ctrl-C is the parent's to handle (it stops the pool); one torch thread per worker."""
+def _worker_init(parent: int) -> None:
+    """Ctrl-C is the parent's to handle (it stops the pool); a worker whose parent died (kill -9)
+    exits instead of waiting forever on its queue; one torch thread per worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     import torch
 
     torch.set_num_threads(1)
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _chunks(shards: list[Shard]) -> Iterator[tuple[Shard, list[Item]]]:
@@ -60,7 +71,9 @@ def decoded_chunks(
             yield shard, decode_chunk(items, opts)
         return
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
+    )
     inflight: deque[tuple[Shard, Future]] = deque()
     try:
         source = _chunks(shards)

@@ -202,6 +202,20 @@ def test_refusals(folder, tmp_path):
         embed_job([folder], tmp_path / "o3", "house", JobOptions(runner="spark"))
 
 
+def children(pid: int) -> list[int]:
+    """Processes whose parent is `pid`, except multiprocessing's resource tracker."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"resource_tracker" not in cmd:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def test_resume_after_sigkill(tmp_path):
     """A job killed with SIGKILL mid-way, run again with the same command, ends with exactly one
     row per input."""
@@ -217,8 +231,14 @@ def test_resume_after_sigkill(tmp_path):
     deadline = time.time() + 120
     while len(list(out.glob("shard-*.parquet"))) < 3 and time.time() < deadline:
         time.sleep(0.01)
+    workers = children(proc.pid)
+    assert len(workers) == 1  # --workers 1
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    deadline = time.time() + 10  # its decode worker must not outlive it
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
     done_before = len(list(out.glob("shard-*.parquet")))
     assert 3 <= done_before < 30, "the job must be killed part way"
     assert json.loads((out / "manifest.json").read_text())["complete"] is False
