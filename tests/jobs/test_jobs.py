@@ -216,21 +216,51 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def test_resume_after_sigkill(tmp_path):
-    """A job killed with SIGKILL mid-way, run again with the same command, ends with exactly one
-    row per input."""
-    src = tmp_path / "src"
+@pytest.fixture(scope="module")
+def many(tmp_path_factory) -> Path:
+    """600 small PNGs: 30 shards of 20."""
+    src = tmp_path_factory.mktemp("many")
     rng = np.random.default_rng(0)
     for i in range(600):
         png(src / f"{i:04d}.png", tuple(int(c) for c in rng.integers(0, 255, 3)), (24, 24))
-    out = tmp_path / "out"
+    return src
+
+
+def start_job(src: Path, out: Path) -> tuple[subprocess.Popen, list[str]]:
+    """`jointspace job embed` in a process of its own, once it has written 3 shards."""
     cmd = [sys.executable, "-m", "cli.main", "job", "embed", str(src), "--out", str(out),
            "--shard-size", "20", "--batch-size", "4", "--workers", "1"]  # fmt: skip
-    env = os.environ | {"HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, env=os.environ | {"HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     deadline = time.time() + 120
     while len(list(out.glob("shard-*.parquet"))) < 3 and time.time() < deadline:
         time.sleep(0.01)
+    return proc, cmd
+
+
+def test_ctrl_c_keeps_finished_shards(many, tmp_path):
+    out = tmp_path / "out"
+    proc, _ = start_job(many, out)
+    workers = children(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.rstrip().endswith(
+        "interrupted: finished shards are kept; run the same command to resume"
+    )
+    assert 3 <= len(list(out.glob("shard-*.parquet"))) < 30
+    time.sleep(1)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+
+
+def test_resume_after_sigkill(many, tmp_path):
+    """A job killed with SIGKILL mid-way, run again with the same command, ends with exactly one
+    row per input."""
+    out = tmp_path / "out"
+    proc, cmd = start_job(many, out)
     workers = children(proc.pid)
     assert len(workers) == 1  # --workers 1
     proc.send_signal(signal.SIGKILL)
@@ -242,6 +272,7 @@ def test_resume_after_sigkill(tmp_path):
     done_before = len(list(out.glob("shard-*.parquet")))
     assert 3 <= done_before < 30, "the job must be killed part way"
     assert json.loads((out / "manifest.json").read_text())["complete"] is False
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert f"resuming: {done_before} of 30 shards are done" in res.stderr
