@@ -18,6 +18,13 @@ from rich.progress import (
 
 from cli.common import err, fail, friendly, out
 
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        help="Collections go in DATA_DIR/collections (default: JOINTSPACE_DATA_DIR, ./data)."
+    ),
+]
+
 app = typer.Typer(
     no_args_is_help=True, help="Batch embedding jobs over folders, tar shards and tables."
 )
@@ -68,12 +75,7 @@ def embed_cmd(
     ingest_into: Annotated[
         str | None, typer.Option("--ingest", help="Then put the vectors into this collection.")
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Collections go in DATA_DIR/collections (default: JOINTSPACE_DATA_DIR, ./data)."
-        ),
-    ] = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Embed every input under SRC into parquet shards in --out; rerun the same command to
     resume an interrupted job."""
@@ -130,12 +132,7 @@ def embed_cmd(
 def ingest_cmd(
     job_dir: Annotated[Path, typer.Argument(help="The --out directory of a finished job.")],
     collection: Annotated[str, typer.Argument(help="Collection name (created when missing).")],
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Collections go in DATA_DIR/collections (default: JOINTSPACE_DATA_DIR, ./data)."
-        ),
-    ] = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Put a finished job's vectors into a collection (upsert by id)."""
     from index import Catalog

@@ -94,10 +94,3 @@ def _sniff(data: bytes) -> str:
 def decode_chunk(items: list[Item], opts: DecodeOptions) -> list[Decoded]:
     """A worker's unit of work: several items per round trip to amortise the pickling."""
     return [decode_item(it, opts) for it in items]
-
-
-def init_worker() -> None:
-    """One thread per worker process: the workers are the parallelism."""
-    import torch
-
-    torch.set_num_threads(1)
