@@ -135,7 +135,7 @@ def ingest_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Put a finished job's vectors into a collection (upsert by id)."""
-    from index import Catalog
+    from index import Catalog, CollectionError, CollectionExists, StorageFull
     from jobs import ingest
     from jobs.output import read_manifest
     from service.settings import Settings, SettingsError
@@ -148,13 +148,16 @@ def ingest_cmd(
         settings = Settings.load(data_dir=data_dir)
     except SettingsError as e:
         fail(e)
-    catalog = Catalog(settings.data_dir / "collections", min_free=settings.min_free_bytes)
     bar = job_progress()
     task = bar.add_task("ingesting", total=total, rate="-", errors=0)
     try:
-        with bar:
-            res = ingest(job_dir, catalog, collection, progress=lambda n: bar.advance(task, n))
-    finally:
-        catalog.close()
+        catalog = Catalog(settings.data_dir / "collections", min_free=settings.min_free_bytes)
+        try:
+            with bar:
+                res = ingest(job_dir, catalog, collection, progress=lambda n: bar.advance(task, n))
+        finally:
+            catalog.close()
+    except (CollectionError, CollectionExists, StorageFull) as e:
+        fail(e)
     out.print(f"collection '{res['collection']}': {res['count']} items, index {res['index']} "
               f"({res['rows']} rows read)", markup=False, highlight=False)  # fmt: skip

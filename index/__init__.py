@@ -10,6 +10,7 @@ from index.errors import (
     CollectionError,
     CollectionExists,
     CollectionNotFound,
+    DataDirBusy,
     SnapshotError,
     StorageFull,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "CollectionError",
     "CollectionExists",
     "CollectionNotFound",
+    "DataDirBusy",
     "Hit",
     "Item",
     "SnapshotError",

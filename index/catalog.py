@@ -1,11 +1,15 @@
 """Many collections in one data directory: create, open, list, drop.
 
 Each collection is a subdirectory holding its SQLite store and its snapshots. Creation is atomic
-(built under a temporary name, then renamed). Knows nothing of torch or HTTP.
+(built under a temporary name, then renamed). One process at a time owns a data directory: a
+Catalog holds a POSIX lock on `<root>/.lock` (released by the kernel when the process dies), so a
+second service or a `job ingest` on the same directory is refused instead of writing behind the
+first one's back. Knows nothing of torch or HTTP.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -14,7 +18,7 @@ import threading
 from pathlib import Path
 
 from index.collection import Collection, new_config
-from index.errors import CollectionError, CollectionExists, CollectionNotFound
+from index.errors import CollectionError, CollectionExists, CollectionNotFound, DataDirBusy
 from index.gpu import resolve_device
 from index.space import SpaceGuard, full_error, is_disk_full
 from index.store import ItemStore
@@ -34,6 +38,7 @@ class Catalog:
             resolve_device(collection_options.get("search_device", "auto"))
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = lock_data_dir(self.root)
         self.space = SpaceGuard(self.root, min_free)
         collection_options["space"] = self.space
         self._options = collection_options
@@ -121,3 +126,27 @@ class Catalog:
             for col in self._open.values():
                 col.close()
             self._open.clear()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+
+def lock_data_dir(root: Path) -> int:
+    """An exclusive lock on `root` for this process, or DataDirBusy naming the holder. POSIX
+    record locks belong to the process, so one process may open several Catalogs on one root."""
+    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DataDirBusy(
+            f"{root} is in use by another process (pid {holder}): one process at a time owns a "
+            "data directory's collections; stop it, or send the items through its API"
+        ) from None
+    try:  # the holder's pid, for the message above; a full disk must not stop an open
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass
+    return fd

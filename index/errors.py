@@ -8,6 +8,10 @@ class CollectionError(ValueError):
     """Bad input to a collection: wrong dimension or model, bad id, bad filter."""
 
 
+class DataDirBusy(CollectionError):
+    """Another process has the data directory's collections open."""
+
+
 class CollectionNotFound(KeyError):
     """No collection of that name in the data directory."""
 
