@@ -38,6 +38,8 @@ def serve(
     ] = None,
 ) -> None:
     """Run the HTTP service. Every option can also come from JOINTSPACE_* environment variables."""
+    from index import DataDirBusy
+    from index.catalog import lock_data_dir
     from service.app import create_app
     from service.settings import Settings, SettingsError
 
@@ -47,7 +49,12 @@ def serve(
             index_device=index_device,
         )  # fmt: skip
         application = create_app(settings)
-    except SettingsError as e:
+        # Refused here in one line rather than in the app's start-up with a traceback; the lock
+        # belongs to the process, so the engine's own catalog takes it again.
+        collections = Path(settings.data_dir) / "collections"
+        collections.mkdir(parents=True, exist_ok=True)
+        lock_data_dir(collections)
+    except (SettingsError, DataDirBusy) as e:
         fail(e)
     shown = "localhost" if settings.host in ("127.0.0.1", "::1") else settings.host
     err.print(f"jointspace: serving {settings.model} at http://{shown}:{settings.port}/ "
