@@ -3,7 +3,10 @@ functions, so every loading path is exercised offline."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -211,3 +214,26 @@ def sample_texts() -> list[str]:
         "a plain picture of the sky",
         "an shoe",
     ]
+
+
+@pytest.fixture
+def held_elsewhere():
+    """`with held_elsewhere(root) as pid:` another process holds the data directory `root`."""
+    return _held_elsewhere
+
+
+@contextlib.contextmanager
+def _held_elsewhere(root):
+    """Another process holding the data directory `root` (a Catalog open on it); yields its pid.
+    The kernel lets go of its lock when it is killed on the way out."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from index import Catalog; "
+         f"Catalog({str(root)!r}); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()

@@ -127,23 +127,14 @@ def test_serve_refuses_gpu_search_without_faiss_gpu(tmp_path):
     )
 
 
-def test_serve_refuses_a_data_dir_another_process_holds(tmp_path):
+def test_serve_refuses_a_data_dir_another_process_holds(tmp_path, held_elsewhere):
     root = tmp_path / "collections"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from index import Catalog; "
-         f"Catalog({str(root)!r}); print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_elsewhere(root) as pid:
         one_line_error(
             run("serve", "--data-dir", str(tmp_path), "--port", "1"),
-            f"{root} is in use by another process (pid {holder.pid}): one process at a time "
+            f"{root} is in use by another process (pid {pid}): one process at a time "
             "owns a data directory's collections; stop it, or send the items through its API",
         )
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_empty_string(tiny_clip_dir):

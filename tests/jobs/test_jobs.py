@@ -319,27 +319,20 @@ def test_ingest_makes_a_searchable_collection(folder, tmp_path, house):
     catalog.close()
 
 
-def test_ingest_is_refused_while_another_process_holds_the_data_dir(folder, tmp_path):
+def test_ingest_is_refused_while_another_process_holds_the_data_dir(
+    folder, tmp_path, held_elsewhere
+):
     out = tmp_path / "out"
     embed_job([folder], out, "house", JobOptions(workers=0))
     root = tmp_path / "data" / "collections"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from index import Catalog; "
-         f"Catalog({str(root)!r}); print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_elsewhere(root) as pid:
         res = CliRunner().invoke(app, ["job", "ingest", str(out), "shop",
                                        "--data-dir", str(tmp_path / "data")])  # fmt: skip
         assert res.exit_code == 2
         assert res.output.strip().splitlines()[-1] == (
-            f"error: {root} is in use by another process (pid {holder.pid}): one process at a "
+            f"error: {root} is in use by another process (pid {pid}): one process at a "
             "time owns a data directory's collections; stop it, or send the items through its API"
         )
-    finally:
-        holder.kill()
-        holder.wait()
     res = CliRunner().invoke(app, ["job", "ingest", str(out), "shop",
                                    "--data-dir", str(tmp_path / "data")])  # fmt: skip
     assert res.exit_code == 0, res.output  # the kernel let go of the dead holder's lock
