@@ -137,13 +137,10 @@ def ingest_cmd(
     """Put a finished job's vectors into a collection (upsert by id)."""
     from index import Catalog, CollectionError, CollectionExists, StorageFull
     from jobs import ingest
-    from jobs.output import read_manifest
+    from jobs.ingest import finished_job
     from service.settings import Settings, SettingsError
 
-    manifest = read_manifest(job_dir)
-    if manifest is None:
-        fail(f"{job_dir}: no manifest.json: not the output of `jointspace job embed`")
-    total = sum(manifest.get("rows", {}).values())
+    total = sum(finished_job(job_dir)["rows"].values())  # before any data directory is touched
     try:  # the service's data directory and free-space floor, from the same variables
         settings = Settings.load(data_dir=data_dir)
     except SettingsError as e:

@@ -52,20 +52,16 @@ def embed_batch(
     return rows, errors
 
 
-def embed_decoded(
-    enc: Encoder, decoded: list[Decoded], window: float | None = None, batch_size: int = 64
-) -> tuple[list[Row], list[dict]]:
-    """Everything in `decoded`, batched per modality; decode failures become error records."""
-    rows, errors = [], []
-    by_modality: dict[str, list[Decoded]] = {}
-    for d in decoded:
-        if d.error is not None:
-            errors.append(error_record(d, d.error))
-        else:
-            by_modality.setdefault(d.modality, []).append(d)
-    for group in by_modality.values():
-        for at in range(0, len(group), batch_size):
-            r, e = embed_batch(enc, group[at : at + batch_size], window)
-            rows += r
-            errors += e
-    return rows, errors
+def embed_all(enc: Encoder, decoded: list[Decoded], window: float | None = None) -> list:
+    """Per decoded item, in order: its vector, or why it has none (its decode error, or the
+    tower's refusal); the items of each modality go through their tower together."""
+    results: list = [d.error for d in decoded]
+    groups: dict[str, list[int]] = {}
+    for i, d in enumerate(decoded):
+        if d.error is None:
+            groups.setdefault(d.modality, []).append(i)
+    for idx in groups.values():
+        found = embed_group(enc, [decoded[i] for i in idx], window)
+        for i, res in zip(idx, found, strict=True):
+            results[i] = res
+    return results

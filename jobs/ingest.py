@@ -17,6 +17,16 @@ from jobs.errors import JobError
 from jobs.output import iter_vectors, read_manifest
 
 
+def finished_job(out: Path) -> dict:
+    """The manifest of the finished job in `out`, or JobError saying why there is none."""
+    manifest = read_manifest(out)
+    if manifest is None:
+        raise JobError(f"{out}: no manifest.json: not the output of `jointspace job embed`")
+    if not manifest.get("complete"):
+        raise JobError(f"{out}: the job has not finished: run the same `job embed` command again")
+    return manifest
+
+
 def ingest(
     out: Path,
     catalog: Catalog,
@@ -24,12 +34,8 @@ def ingest(
     progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Upsert every row of the job in `out` into collection `name` (created when missing)."""
-    manifest = read_manifest(out)
-    if manifest is None:
-        raise JobError(f"{out}: no manifest.json: not the output of `jointspace job embed`")
-    if not manifest.get("complete"):
-        raise JobError(f"{out}: the job has not finished: run the same `job embed` command again")
-    stamp, dim = manifest.get("encoder", manifest["model"]), int(manifest["dim"])
+    manifest = finished_job(out)
+    stamp, dim = manifest["encoder"], int(manifest["dim"])
     if name in catalog.names():
         col = catalog.get(name)
     else:
@@ -37,7 +43,7 @@ def ingest(
     if col.dim != dim:
         raise JobError(f"collection '{name}' holds {col.dim}-d vectors; the job made {dim}-d")
     n = 0
-    for ids, vecs, metas in iter_vectors(out):
+    for ids, vecs, metas in iter_vectors(out, dim):
         last = {item_id: i for i, item_id in enumerate(ids)}  # a repeated id: the last row wins
         keep = sorted(last.values())
         col.upsert([ids[i] for i in keep], vecs[keep], [metas[i] for i in keep], model=stamp)

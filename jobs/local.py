@@ -100,12 +100,9 @@ def run_local(
     window: float | None = None,
     progress: Progress | None = None,
 ) -> None:
-    """Embed `shards` (those not yet written) into `out`, one parquet file per shard."""
+    """Embed `shards` (not yet written, none empty) into `out`, one parquet file per shard."""
     states = {s.name: _ShardState(s, len(s.items)) for s in shards}
-    for s in shards:
-        if not s.items:
-            _finish(states[s.name], enc, out, window)
-    for shard, decoded in decoded_chunks([s for s in shards if s.items], opts, workers):
+    for shard, decoded in decoded_chunks(shards, opts, workers):
         st = states[shard.name]
         n_err = len(st.errors)
         for d in decoded:

@@ -164,14 +164,10 @@ def shard_counts(out: Path, names: list[str]) -> dict[str, int]:
 
 
 def iter_vectors(
-    out: Path, batch_rows: int = 4096
+    out: Path, dim: int, batch_rows: int = 4096
 ) -> Iterator[tuple[list[str], np.ndarray, list[dict]]]:
     """(ids, vectors, metadata) in batches over every shard, for ingesting; the metadata holds the
     row's source and modality (and start/end) beside its own fields."""
-    manifest = read_manifest(out)
-    if manifest is None:
-        raise JobError(f"{out}: no {MANIFEST}: not the output of `jointspace job embed`")
-    dim = int(manifest["dim"])
     for path in sorted(out.glob("shard-*.parquet")):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
             cols = batch.to_pydict()

@@ -4,7 +4,7 @@ one machine.
 Owns the Ray pipeline: the planned items become a dataset; decoding runs as Ray tasks
 (`map_batches`, one CPU each) with the same `decode_item` the local runner uses; embedding runs in
 an actor pool (`map_batches` with a class: each actor loads the model once, one GPU per actor when
-the cluster has GPUs) with the same `embed_batch`. The rows stream back to this process, which
+the cluster has GPUs) with the same `embed_group`. The rows stream back to this process, which
 writes each shard whole as the local runner does, so resume and the output layout are the same.
 Paths in the plan must be readable from every node (a shared filesystem). Ray is an optional extra
 (`pip install 'jointspace[ray]'`). Must not import the index or anything of HTTP.
@@ -12,14 +12,14 @@ Paths in the plan must be readable from every node (a shared filesystem). Ray is
 
 from __future__ import annotations
 
-import json
 import pickle
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from jobs.decode import Decoded, DecodeOptions, decode_item
-from jobs.embed import embed_group, error_record
+from jobs.embed import embed_all, error_record
 from jobs.errors import JobError
 from jobs.local import Progress
 from jobs.output import Row, write_shard
@@ -48,15 +48,7 @@ class _Embedder:
         import pyarrow as pa
 
         decoded: list[Decoded] = [pickle.loads(b) for b in batch.column("decoded").to_pylist()]
-        results: list = [d.error for d in decoded]
-        groups: dict[str, list[int]] = {}
-        for i, d in enumerate(decoded):
-            if d.error is None:
-                groups.setdefault(d.modality, []).append(i)
-        for idx in groups.values():
-            found = embed_group(self.enc, [decoded[i] for i in idx], self.window)
-            for i, res in zip(idx, found, strict=True):
-                results[i] = res
+        results = embed_all(self.enc, decoded, self.window)
         zero = np.zeros(self.enc.dim, np.float32)
         vecs = np.stack([zero if isinstance(r, str) else r for r in results]).astype(np.float32)
         flat = pa.array(vecs.reshape(-1), pa.float32())
@@ -106,17 +98,10 @@ def run_ray(
     ctx.execution_options.preserve_order = True  # shards arrive whole, one after another
     ctx.enable_progress_bars = False
     gpus = 1 if _wants_gpu(ray, device) else 0
-    rows = [
-        {"shard": s.index, "item": pickle.dumps(it)} for s in shards if s.items for it in s.items
-    ]
+    rows = [{"shard": s.index, "item": pickle.dumps(it)} for s in shards for it in s.items]
     by_index = {s.index: s for s in shards}
     left = {s.index: len(s.items) for s in shards}
     buffers: dict[int, tuple[list[Row], list[dict]]] = {s.index: ([], []) for s in shards}
-    for s in shards:
-        if not s.items:
-            write_shard(out, s.name, [], [], dim)
-    if not rows:
-        return
     ds = (
         ray.data.from_items(rows)
         .map_batches(_decode_batch, fn_kwargs={"opts": opts}, batch_format="pyarrow",
@@ -127,8 +112,8 @@ def run_ray(
     )  # fmt: skip
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         n_err = _collect(batch, buffers, dim)
-        for shard_index in set(batch.column("shard").to_pylist()):
-            left[shard_index] -= batch.column("shard").to_pylist().count(shard_index)
+        for shard_index, n in Counter(batch.column("shard").to_pylist()).items():
+            left[shard_index] -= n
             if left[shard_index] == 0:
                 shard_rows, errors = buffers.pop(shard_index)
                 write_shard(out, by_index[shard_index].name, shard_rows, errors, dim)
@@ -150,8 +135,9 @@ def _collect(batch, buffers: dict[int, tuple[list[Row], list[dict]]], dim: int) 
             errors.append(error_record(d, cols["error"][i]))
             n_err += 1
         else:
-            rows.append(Row(item.index, item.id, item.source, cols["modality"][i], vecs[i],
-                            json.loads(json.dumps(item.metadata, default=str))))  # fmt: skip
+            rows.append(
+                Row(item.index, item.id, item.source, cols["modality"][i], vecs[i], item.metadata)
+            )
     return n_err
 
 

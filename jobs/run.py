@@ -17,7 +17,14 @@ from encoders.registry import load_encoder, parse_spec
 from jobs.decode import DecodeOptions
 from jobs.errors import JobError
 from jobs.local import Progress, run_local
-from jobs.output import claim, done_shards, merge_errors, shard_counts, write_manifest
+from jobs.output import (
+    claim,
+    done_shards,
+    merge_errors,
+    shard_counts,
+    write_manifest,
+    write_shard,
+)
 from jobs.sources import DEFAULT_SHARD_SIZE, Plan, TableColumns, plan
 
 RUNNERS = ("local", "ray")
@@ -68,27 +75,31 @@ def embed_job(
     manifest = claim(out, model, enc.dim, info)
     done = done_shards(out)
     pending = [s for s in the_plan.shards if s.name not in done]
+    n_items = sum(len(s.items) for s in pending)
     if on_start is not None:
-        on_start(Started(the_plan, sum(len(s.items) for s in pending), len(done)))
+        on_start(Started(the_plan, n_items, len(done)))
     dec = DecodeOptions(
         audio_rate=enc.audio_rate if AUDIO in enc.modalities else 16_000,
         modalities=frozenset(enc.modalities),
         image_prefit=enc.image_prefit,
     )
     t0 = time.perf_counter()
-    if opts.runner == "local":
-        run_local(enc, pending, out, dec, workers=opts.workers, batch_size=opts.batch_size,
+    for s in pending:
+        if not s.items:  # a tar with nothing to embed, or a shard cut to nothing by --limit
+            write_shard(out, s.name, [], [], enc.dim)
+    work = [s for s in pending if s.items]
+    if work and opts.runner == "local":
+        run_local(enc, work, out, dec, workers=opts.workers, batch_size=opts.batch_size,
                   window=opts.window, progress=progress)  # fmt: skip
-    else:
+    elif work:
         from jobs.ray_runner import run_ray
 
-        run_ray(spec, enc.dim, pending, out, dec, workers=max(1, opts.workers),
+        run_ray(spec, enc.dim, work, out, dec, workers=max(1, opts.workers),
                 batch_size=opts.batch_size, device=opts.device, window=opts.window,
                 address=opts.ray_address, progress=progress)  # fmt: skip
     seconds = time.perf_counter() - t0
     names = [s.name for s in the_plan.shards]
     rows = shard_counts(out, names)
-    n_items = sum(len(s.items) for s in pending)
     manifest |= {
         "complete": True,
         "rows": rows,
