@@ -16,13 +16,13 @@ import base64
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
+from bench.encoders import best_rate
 from bench.service import load
 from encoders import decode_audio, load_encoder
 from encoders.audio import encode_audio
@@ -42,16 +42,6 @@ def sample_clips(n: int) -> tuple[list[bytes], str]:
     return [encode_audio(w, 22_050, "WAV") for w in waves], f"{n} synthetic 3 s WAV tones"
 
 
-def rate(fn, n: int, repeats: int = 3) -> float:
-    """Best items/s over `repeats` runs (the least disturbed by the machine's other work)."""
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return n / best
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="house")
@@ -65,11 +55,11 @@ def main() -> None:
     seconds = sum(w.seconds for w in waves)
     enc.embed_audio(waves[:8])  # warm-up
 
-    decode = rate(lambda: [decode_audio(c, enc.audio_rate) for c in clips], len(clips))
-    both = rate(lambda: enc.embed_audio([decode_audio(c, enc.audio_rate) for c in clips]),
-                len(clips))  # fmt: skip
-    one = rate(lambda: [enc.embed_audio([w]) for w in waves], len(clips))
-    batched = rate(lambda: enc.embed_audio(waves), len(clips))
+    decode = best_rate(lambda: [decode_audio(c, enc.audio_rate) for c in clips], len(clips), 3)
+    both = best_rate(lambda: enc.embed_audio([decode_audio(c, enc.audio_rate) for c in clips]),
+                     len(clips), 3)  # fmt: skip
+    one = best_rate(lambda: [enc.embed_audio([w]) for w in waves], len(clips), 3)
+    batched = best_rate(lambda: enc.embed_audio(waves), len(clips), 3)
     print(f"# audio bench: {args.model} on {enc.device}, {what} ({seconds:.0f} s of audio)")
     print(f"decode alone            {decode:8.1f} clips/s")
     print(f"decode + embed          {both:8.1f} clips/s  ({both / decode:.2f}x decode alone)")

@@ -16,7 +16,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -61,15 +60,6 @@ def child(src: str, out: str, model: str, workers: int, batch_size: int) -> None
     print(json.dumps({"self_mib": me, "worker_mib": kids}))
 
 
-def best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="house")
@@ -83,6 +73,7 @@ def main() -> None:
     if args.child:
         return child(*args.child, args.model, args.workers, args.batch_size)
 
+    from bench.encoders import best_rate
     from encoders import load_encoder
     from jobs.decode import DecodeOptions
     from jobs.local import decoded_chunks, run_local
@@ -108,13 +99,13 @@ def main() -> None:
         run_local(enc, shards, out, opts, workers=args.workers, batch_size=args.batch_size)
 
     enc.embed_images([Image.new("RGB", (32, 32))])  # warm-up
-    decode_s = min(best(decode_only, 1), best(decode_only, max(1, args.repeats - 1)))
-    job_s = best(whole_job, args.repeats)
+    decode = best_rate(decode_only, n, args.repeats)
+    job = best_rate(whole_job, n, args.repeats)
     print(f"# jobs bench: {args.model} on {enc.device}, {args.workers} decode workers, "
           f"{n} inputs from {what}")  # fmt: skip
-    print(f"decode workers alone   {n / decode_s:8.1f} items/s")
-    print(f"whole job              {n / job_s:8.1f} items/s  "
-          f"({decode_s / job_s:.2f}x decode alone; target >= 0.9)")  # fmt: skip
+    print(f"decode workers alone   {decode:8.1f} items/s")
+    print(f"whole job              {job:8.1f} items/s  "
+          f"({job / decode:.2f}x decode alone; target >= 0.9)")  # fmt: skip
 
     peaks = {}
     for size in (args.items, 10 * args.items):
