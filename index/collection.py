@@ -11,7 +11,6 @@ in the background after writes. Knows nothing of torch, the encoders or HTTP.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from index.ann import (
     validate_factory,
     worst_score,
 )
+from index.checks import MAX_K, Checks
 from index.errors import CollectionError, SnapshotError
 from index.filters import compile_filter
 from index.gpu import CloneFn, GpuReplica, resolve_device, to_gpu
@@ -39,9 +39,6 @@ from index.store import ItemStore
 
 log = logging.getLogger("jointspace.index")
 
-MAX_ID_CHARS = 512
-MAX_META_BYTES = 64 * 1024
-MAX_K = 10_000
 EXACT_BELOW = 4096  # filters matching at most this many items are scored exactly
 TRAIN_SAMPLE = 200_000
 
@@ -60,7 +57,7 @@ class Item:
     metadata: dict | None
 
 
-class Collection:
+class Collection(Checks):
     """Open with `Collection(path)`; create one through `index.Catalog`."""
 
     def __init__(
@@ -177,11 +174,7 @@ class Collection:
             self.space.check(f"writing to collection '{self.name}'")
         ids = self._check_ids(ids)
         vecs = self._check_vectors(vectors, len(ids), "vectors")
-        if model is not None and self.model is not None and model != self.model:
-            raise CollectionError(
-                f"vectors from model '{model}' cannot go into collection '{self.name}', "
-                f"which holds vectors from '{self.model}'"
-            )
+        self._check_model(model)
         metas = self._check_metadata(metadata, len(ids))
         if not ids:
             return self.store.lsn
@@ -252,10 +245,8 @@ class Collection:
         """Top-k hits per query row, best first. A filter is applied inside the search, so a
         filtered search still returns k hits whenever k matching items exist."""
         self._check_open()
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-            raise CollectionError(f"k must be an integer from 1 to {MAX_K}, not {k!r}")
-        q = np.asarray(queries, dtype=np.float32)
-        q = self._check_vectors(q.reshape(1, -1) if q.ndim == 1 else q, None, "queries")
+        self._check_k(k)
+        q = self._check_queries(queries)
         where = compile_filter(filter) if filter else None
         with self._lock.read():
             allowed = self._matching(*where) if where else None
@@ -504,72 +495,6 @@ class Collection:
             "lsn": self._applied,
             "search_device": self.search_device,
         }
-
-    # -- validation ---------------------------------------------------------------------------
-    def _check_open(self) -> None:
-        if self._closed:
-            raise CollectionError(f"collection '{self.name}' is closed")
-
-    @staticmethod
-    def _check_ids(ids: Sequence[str], allow_duplicates: bool = False) -> list[str]:
-        if isinstance(ids, str):
-            raise CollectionError("ids must be a list of strings, not a single string")
-        out = list(ids)
-        for i in out:
-            if not isinstance(i, str) or not i:
-                raise CollectionError(f"ids must be non-empty strings, got {i!r}")
-            if len(i) > MAX_ID_CHARS:
-                raise CollectionError(f"id longer than {MAX_ID_CHARS} characters: {i[:40]!r}...")
-        if not allow_duplicates and len(set(out)) != len(out):
-            dup = next(i for i in out if out.count(i) > 1)
-            raise CollectionError(f"id {dup!r} appears twice in one upsert")
-        return out
-
-    def _check_vectors(self, vectors: np.ndarray, n: int | None, what: str) -> np.ndarray:
-        v = np.asarray(vectors, dtype=np.float32)
-        if v.ndim != 2:
-            raise CollectionError(
-                f"{what} must be a 2-d array (n, {self.dim}), got shape {v.shape}"
-            )
-        if v.shape[1] != self.dim:
-            raise CollectionError(
-                f"{what} have dimension {v.shape[1]}, collection '{self.name}' holds "
-                f"{self.dim}-dimensional vectors"
-            )
-        if n is not None and v.shape[0] != n:
-            raise CollectionError(f"{n} ids but {v.shape[0]} vectors")
-        if not np.isfinite(v).all():
-            raise CollectionError(f"{what} contain NaN or infinity")
-        if self.metric == "cosine":  # in float64: a float32 norm of large values overflows to inf
-            v64 = np.asarray(v, dtype=np.float64)
-            norms = np.linalg.norm(v64, axis=1, keepdims=True)
-            if (norms == 0).any():
-                raise CollectionError(f"{what} contain a zero vector, which has no direction")
-            v = v64 / norms
-        return np.ascontiguousarray(v, dtype=np.float32)
-
-    @staticmethod
-    def _check_metadata(metadata: Sequence[dict | None] | None, n: int) -> list[str | None]:
-        if metadata is None:
-            return [None] * n
-        metadata = list(metadata)
-        if len(metadata) != n:
-            raise CollectionError(f"{n} ids but {len(metadata)} metadata entries")
-        out = []
-        for m in metadata:
-            if m is None:
-                out.append(None)
-                continue
-            if not isinstance(m, dict):
-                raise CollectionError(f"metadata must be a JSON object, not {type(m).__name__}")
-            try:
-                raw = json.dumps(m, allow_nan=False, separators=(",", ":"))
-            except (TypeError, ValueError) as e:
-                raise CollectionError(f"metadata is not valid JSON: {e}") from None
-            if len(raw) > MAX_META_BYTES:
-                raise CollectionError(f"metadata over {MAX_META_BYTES} bytes")
-            out.append(raw)
-        return out
 
 
 def new_config(name: str, dim: int, metric: str, model: str | None, factory: str) -> dict:

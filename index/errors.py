@@ -34,3 +34,8 @@ class StorageFull(RuntimeError):
     def __init__(self, message: str, reason: str = "full") -> None:
         super().__init__(message)
         self.reason = reason  # "full": the disk refused; "floor": refused before reaching it
+
+
+class IndexUnavailable(RuntimeError):
+    """The vector database behind the collections cannot be reached or refused an operation it
+    should have taken (a Milvus server down, restarting or out of resources). Retry later."""

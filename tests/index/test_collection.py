@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from index import Catalog, CollectionError, CollectionExists, CollectionNotFound
+from tests.index.conftest import BACKENDS, open_backend
 
 DIM = 16
 
@@ -14,13 +15,6 @@ DIM = 16
 def unit(rng, n, dim=DIM):
     v = rng.normal(size=(n, dim)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-@pytest.fixture
-def cat(tmp_path):
-    c = Catalog(tmp_path / "data", auto_maintain=False)
-    yield c
-    c.close()
 
 
 def test_upsert_get_replace_delete(cat):
@@ -126,8 +120,15 @@ def test_catalog_create_list_drop(cat):
     assert str(e.value) == "no collection named 'a'"
     with pytest.raises(CollectionError, match=r"bad collection name '\.\./x'"):
         cat.create("../x", 4)
-    with pytest.raises(CollectionError, match=r"bad FAISS factory string 'IVF,Nope'"):
+    with pytest.raises(CollectionError) as e:
         cat.create("z", 4, index="IVF,Nope")
+    assert str(e.value).startswith(
+        "bad FAISS factory string 'IVF,Nope'"
+        if isinstance(cat, Catalog)
+        else "index 'IVF,Nope' has no Milvus equivalent: use auto, Flat, HNSW<M> (e.g. HNSW32), "
+        "IVF<nlist>,Flat or IVF<nlist>,SQ8"
+    )
+    assert "z" not in cat.names()
 
 
 def test_state_survives_reopen_with_and_without_snapshot(tmp_path):
@@ -149,26 +150,31 @@ def test_state_survives_reopen_with_and_without_snapshot(tmp_path):
     assert col2.get(["i5"])[0].metadata == {"i": 5}
 
 
+MILVUS_INDEX = {"Flat": "FLAT", "HNSW16,Flat": "HNSW(M=16)", "IVF8,Flat": "IVF_FLAT(nlist=8)"}
+
+
 @pytest.mark.parametrize("factory", ["Flat", "HNSW16,Flat", "IVF8,Flat"])
 def test_deletes_work_for_every_index_type(cat, factory):
     rng = np.random.default_rng(2)
     v = unit(rng, 500)
     col = cat.create("c", DIM, index=factory)
     col.upsert([f"i{i}" for i in range(500)], v)
-    col.rebuild()
-    assert col.index_factory == factory
+    col.settle()  # FAISS trains the IVF index; Milvus seals the segment and builds its index
+    faiss = isinstance(cat, Catalog)
+    assert col.index_factory == (factory if faiss else MILVUS_INDEX[factory])
     col.delete([f"i{i}" for i in range(0, 500, 2)])
     for i in range(0, 500, 2):
         assert all(h.id != f"i{i}" for h in col.search(v[i], k=5)[0])
     for i in range(1, 500, 50):
         assert col.search(v[i], k=1)[0][0].id == f"i{i}"
-    if factory.startswith("HNSW"):
+    if faiss and factory.startswith("HNSW"):
         assert len(col._ann.dead) == 250  # tombstones until a rebuild
         col.rebuild()
         assert len(col._ann.dead) == 0 and col._ann.ntotal == 250
 
 
-def test_untrained_ivf_starts_flat_then_trains(cat):
+def test_untrained_ivf_starts_flat_then_trains(faiss_cat):
+    cat = faiss_cat
     rng = np.random.default_rng(3)
     col = cat.create("c", DIM, index="IVF16,Flat")
     col.upsert([f"i{i}" for i in range(100)], unit(rng, 100))
@@ -181,7 +187,8 @@ def test_untrained_ivf_starts_flat_then_trains(cat):
     assert col.count == 800
 
 
-def test_settle_after_a_bulk_load_trains_the_index_and_snapshots(cat):
+def test_settle_after_a_bulk_load_trains_the_index_and_snapshots(faiss_cat):
+    cat = faiss_cat
     rng = np.random.default_rng(4)
     col = cat.create("bulk", DIM, index="IVF16,Flat")
     vecs = unit(rng, 800)
@@ -193,7 +200,8 @@ def test_settle_after_a_bulk_load_trains_the_index_and_snapshots(cat):
     assert col.search(vecs[7:8], k=1, nprobe=16)[0][0].id == "i7"
 
 
-def test_exact_rerank_recovers_what_pq_loses(cat):
+def test_exact_rerank_recovers_what_pq_loses(faiss_cat):
+    cat = faiss_cat
     rng = np.random.default_rng(4)
     v = unit(rng, 3000, 32)
     col = cat.create("pq", 32, index="IVF4,PQ4")
@@ -216,7 +224,7 @@ def test_exact_rerank_recovers_what_pq_loses(cat):
     assert all(h.score == pytest.approx(float(q[0] @ v[int(h.id[1:])]), abs=1e-5) for h in exact[0])
 
 
-def test_auto_factory_grows_with_the_collection(cat):
+def test_auto_factory_grows_with_the_collection():
     from index.ann import auto_factory
 
     assert auto_factory(10) == "Flat"
@@ -225,7 +233,8 @@ def test_auto_factory_grows_with_the_collection(cat):
     assert auto_factory(1_000_000) == "IVF4096,Flat"
 
 
-def test_field_index_is_used_and_filter_cache_follows_writes(cat):
+def test_field_index_is_used_and_filter_cache_follows_writes(faiss_cat):
+    cat = faiss_cat
     import sqlite3
 
     from index import compile_filter
@@ -268,3 +277,52 @@ def test_cosine_normalisation_survives_huge_finite_values(tmp_path):
     assert hits[0].score == pytest.approx(1.0, abs=1e-6)
     np.testing.assert_allclose(col.get(["b"])[0].vector, [0, 2**-0.5, 2**-0.5, 0], atol=1e-6)
     cat.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_state_survives_close_and_reopen(tmp_path, backend):
+    rng = np.random.default_rng(6)
+    v = unit(rng, 50)
+    cat = open_backend(backend, tmp_path)
+    col = cat.create("c", DIM, metric="ip", model="hf:/m", index="Flat")
+    col.upsert([f"i{i}" for i in range(50)], v, [{"i": i, "ok": i % 2 == 0} for i in range(50)])
+    col.delete(["i3", "i4"])
+    cat.close()
+    cat = open_backend(backend, tmp_path)
+    col = cat.get("c")
+    assert (col.count, col.dim, col.metric, col.model, col.factory) == (
+        48,
+        DIM,
+        "ip",
+        "hf:/m",
+        "Flat",
+    )
+    assert col.get(["i3", "i5"])[0] is None
+    assert col.get(["i5"])[0].metadata == {"i": 5, "ok": False}
+    assert [h.id for h in col.search(v[7], k=1, filter={"ok": False})[0]] == ["i7"]
+    cat.close()
+
+
+def test_both_backends_give_the_same_exact_results(tmp_path):
+    """The same items and queries on FAISS and Milvus, exact (Flat) search: the same top-k ids
+    in the same order and the same scores, with and without filters."""
+    rng = np.random.default_rng(7)
+    v = unit(rng, 2000)
+    metas = [{"n": i, "color": ["red", "blue"][i % 2], "big": i % 3 == 0} for i in range(2000)]
+    q = unit(rng, 20)
+    results = {}
+    for backend in BACKENDS:
+        cat = open_backend(backend, tmp_path / backend)
+        col = cat.create("same", DIM, index="Flat")
+        col.upsert([f"i{i}" for i in range(2000)], v, metas)
+        results[backend] = [
+            col.search(q, k=10, filter=flt)
+            for flt in (None, {"color": "red"}, {"$or": [{"big": True}, {"n": {"$lt": 100}}]})
+        ]
+        cat.close()
+    for got_f, got_m in zip(results["faiss"], results["milvus"], strict=True):
+        for hits_f, hits_m in zip(got_f, got_m, strict=True):
+            assert [h.id for h in hits_f] == [h.id for h in hits_m]
+            np.testing.assert_allclose(
+                [h.score for h in hits_f], [h.score for h in hits_m], atol=1e-5
+            )

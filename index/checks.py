@@ -1,0 +1,109 @@
+"""What every collection backend checks before it writes or searches: ids, vectors, metadata, k
+and the model stamp, with the same messages whichever engine holds the vectors.
+
+A mixin: the class using it has `name`, `dim`, `metric`, `model` and a `_closed` flag. Knows
+nothing of FAISS, Milvus, torch or HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from index.errors import CollectionError
+
+MAX_ID_CHARS = 512
+MAX_META_BYTES = 64 * 1024
+MAX_K = 10_000
+
+
+class Checks:
+    name: str
+    dim: int
+    metric: str
+    model: str | None
+    _closed: bool = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CollectionError(f"collection '{self.name}' is closed")
+
+    def _check_model(self, model: str | None) -> None:
+        if model is not None and self.model is not None and model != self.model:
+            raise CollectionError(
+                f"vectors from model '{model}' cannot go into collection '{self.name}', "
+                f"which holds vectors from '{self.model}'"
+            )
+
+    @staticmethod
+    def _check_k(k: int) -> None:
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise CollectionError(f"k must be an integer from 1 to {MAX_K}, not {k!r}")
+
+    def _check_queries(self, queries: np.ndarray) -> np.ndarray:
+        q = np.asarray(queries, dtype=np.float32)
+        return self._check_vectors(q.reshape(1, -1) if q.ndim == 1 else q, None, "queries")
+
+    @staticmethod
+    def _check_ids(ids: Sequence[str], allow_duplicates: bool = False) -> list[str]:
+        if isinstance(ids, str):
+            raise CollectionError("ids must be a list of strings, not a single string")
+        out = list(ids)
+        for i in out:
+            if not isinstance(i, str) or not i:
+                raise CollectionError(f"ids must be non-empty strings, got {i!r}")
+            if len(i) > MAX_ID_CHARS:
+                raise CollectionError(f"id longer than {MAX_ID_CHARS} characters: {i[:40]!r}...")
+        if not allow_duplicates and len(set(out)) != len(out):
+            dup = next(i for i in out if out.count(i) > 1)
+            raise CollectionError(f"id {dup!r} appears twice in one upsert")
+        return out
+
+    def _check_vectors(self, vectors: np.ndarray, n: int | None, what: str) -> np.ndarray:
+        v = np.asarray(vectors, dtype=np.float32)
+        if v.ndim != 2:
+            raise CollectionError(
+                f"{what} must be a 2-d array (n, {self.dim}), got shape {v.shape}"
+            )
+        if v.shape[1] != self.dim:
+            raise CollectionError(
+                f"{what} have dimension {v.shape[1]}, collection '{self.name}' holds "
+                f"{self.dim}-dimensional vectors"
+            )
+        if n is not None and v.shape[0] != n:
+            raise CollectionError(f"{n} ids but {v.shape[0]} vectors")
+        if not np.isfinite(v).all():
+            raise CollectionError(f"{what} contain NaN or infinity")
+        if self.metric == "cosine":  # in float64: a float32 norm of large values overflows to inf
+            v64 = np.asarray(v, dtype=np.float64)
+            norms = np.linalg.norm(v64, axis=1, keepdims=True)
+            if (norms == 0).any():
+                raise CollectionError(f"{what} contain a zero vector, which has no direction")
+            v = v64 / norms
+        return np.ascontiguousarray(v, dtype=np.float32)
+
+    @staticmethod
+    def _check_metadata(metadata: Sequence[dict | None] | None, n: int) -> list[str | None]:
+        """Each entry as compact JSON text (None stays None), at most MAX_META_BYTES."""
+        if metadata is None:
+            return [None] * n
+        metadata = list(metadata)
+        if len(metadata) != n:
+            raise CollectionError(f"{n} ids but {len(metadata)} metadata entries")
+        out = []
+        for m in metadata:
+            if m is None:
+                out.append(None)
+                continue
+            if not isinstance(m, dict):
+                raise CollectionError(f"metadata must be a JSON object, not {type(m).__name__}")
+            try:
+                raw = json.dumps(m, allow_nan=False, separators=(",", ":"))
+            except (TypeError, ValueError) as e:
+                raise CollectionError(f"metadata is not valid JSON: {e}") from None
+            if len(raw) > MAX_META_BYTES:
+                raise CollectionError(f"metadata over {MAX_META_BYTES} bytes")
+            out.append(raw)
+        return out

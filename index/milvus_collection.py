@@ -1,0 +1,244 @@
+"""One collection on Milvus: the same operations, checks and messages as a FAISS collection.
+
+Each jointspace collection is a Milvus collection of three fields: `id` (VARCHAR primary key),
+`vector` (FLOAT_VECTOR) and `meta` (JSON, encoded by index/milvus_filters.py so that filters stay
+type-strict). Its settings (name, dimension, metric, model stamp, index setting) are a collection
+property. Milvus owns durability and search; nothing is cached here, so several services can share
+one Milvus and see each other's writes. Knows nothing of torch, the encoders or HTTP; pymilvus is
+imported only by index/milvus.py, which hands in a connected client.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from index.checks import MAX_K, Checks
+from index.collection import Hit, Item
+from index.errors import CollectionError, IndexUnavailable
+from index.milvus_filters import decode, encode, to_expr
+from index.space import SpaceGuard
+
+log = logging.getLogger("jointspace.index")
+
+METRIC = {"cosine": "COSINE", "ip": "IP", "l2": "L2"}
+ROW_BYTES_PER_CALL = 16 << 20  # one upsert call stays far below gRPC's 64 MiB message limit
+IDS_PER_CALL = 1000
+EXACT_BELOW = 4096  # a filter matching at most this many items can be scored exactly
+INDEX_CHOICES = "auto, Flat, HNSW<M> (e.g. HNSW32), IVF<nlist>,Flat or IVF<nlist>,SQ8"
+
+
+def milvus_index(factory: str) -> tuple[str, dict[str, int], str]:
+    """The engine's index type, its build parameters and a label for `info()`, for one of the
+    collection `index` settings; CollectionError for one Milvus has no equivalent for."""
+    if factory == "auto":
+        return "AUTOINDEX", {}, "AUTOINDEX"
+    if factory == "Flat":
+        return "FLAT", {}, "FLAT"
+    if m := re.fullmatch(r"HNSW(\d+)(,Flat)?", factory):
+        return "HNSW", {"M": int(m[1]), "efConstruction": 80}, f"HNSW(M={m[1]})"
+    if m := re.fullmatch(r"IVF(\d+),(Flat|SQ8)", factory):
+        kind = "IVF_FLAT" if m[2] == "Flat" else "IVF_SQ8"
+        return kind, {"nlist": int(m[1])}, f"{kind}(nlist={m[1]})"
+    raise CollectionError(f"index {factory!r} has no Milvus equivalent: use {INDEX_CHOICES}")
+
+
+def engine_call(fn):
+    """Milvus failures (server unreachable, restarting, refusing) become IndexUnavailable."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            return fn(self, *args, **kwargs)
+        except MilvusException as e:
+            raise IndexUnavailable(f"Milvus at {self.where} failed: {e.message}") from e
+
+    return wrapper
+
+
+class MilvusCollection(Checks):
+    """Open through index.milvus.MilvusCatalog."""
+
+    def __init__(
+        self, client: Any, engine_name: str, config: dict, where: str,
+        space: SpaceGuard | None = None,
+    ) -> None:  # fmt: skip
+        self.client, self.engine_name, self.where, self.space = client, engine_name, where, space
+        self.name: str = config["name"]
+        self.dim: int = int(config["dim"])
+        self.metric: str = config["metric"]
+        self.model: str | None = config.get("model")
+        self.factory: str = config.get("factory", "auto")
+        self.index_type, _, self.index_factory = milvus_index(self.factory)
+        self._closed = False
+
+    # -- writes -------------------------------------------------------------------------------
+    @engine_call
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadata: Sequence[dict | None] | None = None,
+        model: str | None = None,
+    ) -> None:
+        """Insert or replace items. Milvus applies each call whole; a batch over 16 MiB goes in
+        several calls, so a failure part way leaves the earlier calls applied."""
+        self._check_open()
+        if self.space is not None:
+            self.space.check(f"writing to collection '{self.name}'")
+        ids = self._check_ids(ids)
+        vecs = self._check_vectors(vectors, len(ids), "vectors")
+        self._check_model(model)
+        raw = self._check_metadata(metadata, len(ids))
+        metas = list(metadata) if metadata is not None else [None] * len(ids)
+        rows, size = [], 0
+        for i, v, m, r in zip(ids, vecs, metas, raw, strict=True):
+            rows.append({"id": i, "vector": v.tolist(), "meta": None if m is None else encode(m)})
+            size += 8 * self.dim + len(i) + (len(r) if r else 0)
+            if size >= ROW_BYTES_PER_CALL:
+                self.client.upsert(self.engine_name, rows)
+                rows, size = [], 0
+        if rows:
+            self.client.upsert(self.engine_name, rows)
+
+    @engine_call
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete items by id; returns how many existed."""
+        self._check_open()
+        ids = list(dict.fromkeys(self._check_ids(ids, allow_duplicates=True)))
+        gone = 0
+        for at in range(0, len(ids), IDS_PER_CALL):
+            found = self.client.get(
+                self.engine_name, ids=ids[at : at + IDS_PER_CALL], output_fields=["id"]
+            )
+            present = [r["id"] for r in found]
+            if present:
+                self.client.delete(self.engine_name, ids=present)
+            gone += len(present)
+        return gone
+
+    # -- reads --------------------------------------------------------------------------------
+    @property
+    @engine_call
+    def count(self) -> int:
+        rows = self.client.query(self.engine_name, filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    @engine_call
+    def get(self, ids: Sequence[str]) -> list[Item | None]:
+        ids = self._check_ids(ids, allow_duplicates=True)
+        unique = list(dict.fromkeys(ids))
+        found: dict[str, Item] = {}
+        for at in range(0, len(unique), IDS_PER_CALL):
+            rows = self.client.get(
+                self.engine_name, ids=unique[at : at + IDS_PER_CALL],
+                output_fields=["vector", "meta"],
+            )  # fmt: skip
+            for r in rows:
+                vec = np.asarray(r["vector"], dtype=np.float32)
+                found[r["id"]] = Item(r["id"], vec, _meta(r.get("meta")))
+        return [found.get(i) for i in ids]
+
+    @engine_call
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        filter: dict | None = None,
+        *,
+        exact_rerank: bool = False,
+        nprobe: int = 32,
+        ef: int = 64,
+    ) -> list[list[Hit]]:
+        """Top-k hits per query row, best first; the filter runs inside Milvus's search, so a
+        filtered search returns k hits whenever k matching items exist."""
+        self._check_open()
+        self._check_k(k)
+        q = self._check_queries(queries)
+        expr = to_expr(filter) if filter else ""
+        fetch = min(max(4 * k, k + 32), MAX_K) if exact_rerank else k
+        params = {"metric_type": METRIC[self.metric], "params": {}}
+        if self.index_type in ("HNSW", "AUTOINDEX"):
+            params["params"]["ef"] = max(ef, fetch)
+        elif self.index_type.startswith("IVF"):
+            params["params"]["nprobe"] = nprobe
+        fields = ["meta", "vector"] if exact_rerank else ["meta"]
+        res = self.client.search(
+            self.engine_name, data=q.tolist(), filter=expr, limit=fetch,
+            output_fields=fields, search_params=params,
+        )  # fmt: skip
+        out = []
+        for qi, rows in enumerate(res):
+            hits = [Hit(r["id"], r["distance"], _meta(r["entity"].get("meta"))) for r in rows]
+            if exact_rerank and hits:
+                vecs = np.asarray([r["entity"]["vector"] for r in rows], dtype=np.float32)
+                hits = self._ranked(q[qi], [h.id for h in hits], vecs, [h.metadata for h in hits])
+            if len(hits) < k and expr:
+                hits = self._short(q[qi], k, expr, hits)
+            out.append(hits[:k])
+        return out
+
+    def _short(self, q: np.ndarray, k: int, expr: str, hits: list[Hit]) -> list[Hit]:
+        """A filtered graph search can miss matches when the filter is selective (the graph
+        walk runs out of matching neighbours); when fewer than k came back but more match, and
+        at most EXACT_BELOW do, they are scored exactly, as the FAISS backend does."""
+        n = self.client.query(self.engine_name, filter=expr, output_fields=["count(*)"])
+        n_match = int(n[0]["count(*)"])
+        if n_match <= len(hits) or n_match > EXACT_BELOW:
+            return hits
+        rows = self.client.query(
+            self.engine_name, filter=expr, output_fields=["vector", "meta"], limit=n_match
+        )
+        vecs = np.asarray([r["vector"] for r in rows], dtype=np.float32).reshape(-1, self.dim)
+        return self._ranked(q, [r["id"] for r in rows], vecs, [_meta(r.get("meta")) for r in rows])
+
+    def _ranked(self, q: np.ndarray, ids: list[str], vecs: np.ndarray, metas: list) -> list[Hit]:
+        """Hits ordered by their exact scores."""
+        exact = self._scores(q, vecs)
+        order = np.argsort(exact if self.metric == "l2" else -exact, kind="stable")
+        return [Hit(ids[j], float(exact[j]), metas[j]) for j in order]
+
+    def _scores(self, q: np.ndarray, vecs: np.ndarray) -> np.ndarray:
+        if self.metric == "l2":
+            return ((vecs - q) ** 2).sum(1)
+        return vecs @ q
+
+    # -- maintenance --------------------------------------------------------------------------
+    @engine_call
+    def snapshot(self) -> None:
+        """Ask Milvus to persist what it holds in memory (a flush); there is no snapshot file."""
+        self.client.flush(self.engine_name)
+
+    def settle(self) -> None:
+        """After a bulk load: flush, so that Milvus seals the segments and builds their index."""
+        self.snapshot()
+
+    def wait(self) -> None:
+        """Nothing runs in the background here: Milvus does its own maintenance."""
+
+    def close(self) -> None:
+        self._closed = True
+
+    def info(self) -> dict:
+        return {
+            "name": self.name,
+            "dim": self.dim,
+            "metric": self.metric,
+            "model": self.model,
+            "index": self.index_factory,
+            "factory_setting": self.factory,
+            "count": self.count,
+            "lsn": None,
+            "search_device": "milvus",
+        }
+
+
+def _meta(stored: Any) -> dict | None:
+    return None if stored is None else decode(stored)
