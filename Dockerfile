@@ -22,7 +22,8 @@ COPY jobs jobs
 COPY service service
 COPY cli cli
 COPY models models
-RUN pip install .
+# [milvus]: the Milvus client and milvus-lite, for JOINTSPACE_INDEX_BACKEND=milvus:...
+RUN pip install '.[milvus]'
 
 RUN useradd --create-home jointspace && mkdir -p /data && chown jointspace /data
 USER jointspace

@@ -133,28 +133,36 @@ def ingest_cmd(
     job_dir: Annotated[Path, typer.Argument(help="The --out directory of a finished job.")],
     collection: Annotated[str, typer.Argument(help="Collection name (created when missing).")],
     data_dir: DataDir = None,
+    index_backend: Annotated[
+        str | None,
+        typer.Option(help="faiss (default), milvus:PATH.db or milvus:http://HOST:19530."),
+    ] = None,
 ) -> None:
     """Put a finished job's vectors into a collection (upsert by id)."""
-    from index import Catalog, CollectionError, CollectionExists, StorageFull
+    from index import CollectionError, CollectionExists, IndexUnavailable, StorageFull
+    from index.backend import open_catalog
     from jobs import ingest
     from jobs.ingest import finished_job
     from service.settings import Settings, SettingsError
 
     total = sum(finished_job(job_dir)["rows"].values())  # before any data directory is touched
     try:  # the service's data directory and free-space floor, from the same variables
-        settings = Settings.load(data_dir=data_dir)
+        settings = Settings.load(data_dir=data_dir, index_backend=index_backend)
     except SettingsError as e:
         fail(e)
     bar = job_progress()
     task = bar.add_task("ingesting", total=total, rate="-", errors=0)
     try:
-        catalog = Catalog(settings.data_dir / "collections", min_free=settings.min_free_bytes)
+        catalog = open_catalog(
+            settings.index_backend, settings.data_dir / "collections",
+            min_free=settings.min_free_bytes, token=settings.milvus_token or "",
+        )  # fmt: skip
         try:
             with bar:
                 res = ingest(job_dir, catalog, collection, progress=lambda n: bar.advance(task, n))
         finally:
             catalog.close()
-    except (CollectionError, CollectionExists, StorageFull) as e:
+    except (CollectionError, CollectionExists, IndexUnavailable, StorageFull) as e:
         fail(e)
     out.print(f"collection '{res['collection']}': {res['count']} items, index {res['index']} "
               f"({res['rows']} rows read)", markup=False, highlight=False)  # fmt: skip

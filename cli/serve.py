@@ -36,9 +36,14 @@ def serve(
     index_device: Annotated[
         str | None, typer.Option(help="auto, cpu or gpu: where unfiltered searches run.")
     ] = None,
+    index_backend: Annotated[
+        str | None,
+        typer.Option(help="faiss (default), milvus:PATH.db or milvus:http://HOST:19530."),
+    ] = None,
 ) -> None:
     """Run the HTTP service. Every option can also come from JOINTSPACE_* environment variables."""
-    from index import DataDirBusy
+    from index import DataDirBusy, IndexUnavailable
+    from index.backend import open_catalog
     from index.catalog import lock_data_dir
     from service.app import create_app
     from service.settings import Settings, SettingsError
@@ -46,15 +51,20 @@ def serve(
     try:
         settings = Settings.load(
             model=model, host=host, port=port, data_dir=data_dir, demo=demo, device=device,
-            index_device=index_device,
+            index_device=index_device, index_backend=index_backend,
         )  # fmt: skip
         application = create_app(settings)
         # Refused here in one line rather than in the app's start-up with a traceback; the lock
         # belongs to the process, so the engine's own catalog takes it again.
         collections = Path(settings.data_dir) / "collections"
         collections.mkdir(parents=True, exist_ok=True)
-        lock_data_dir(collections)
-    except (SettingsError, DataDirBusy) as e:
+        if settings.index_backend == "faiss":
+            lock_data_dir(collections)
+        else:  # reachable, and (milvus-lite) not held by another process; the engine reopens it
+            open_catalog(
+                settings.index_backend, collections, token=settings.milvus_token or ""
+            ).close()
+    except (SettingsError, DataDirBusy, IndexUnavailable) as e:
         fail(e)
     shown = "localhost" if settings.host in ("127.0.0.1", "::1") else settings.host
     err.print(f"jointspace: serving {settings.model} at http://{shown}:{settings.port}/ "

@@ -11,6 +11,7 @@ from index.errors import (
     CollectionExists,
     CollectionNotFound,
     DataDirBusy,
+    IndexUnavailable,
     SnapshotError,
     StorageFull,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "CollectionNotFound",
     "DataDirBusy",
     "Hit",
+    "IndexUnavailable",
     "Item",
     "SnapshotError",
     "StorageFull",

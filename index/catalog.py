@@ -27,6 +27,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class Catalog:
+    backend = "faiss"  # for /health; a MilvusCatalog names its server or file
+
     def __init__(
         self, root: str | os.PathLike, min_free: str | int = 0, **collection_options
     ) -> None:

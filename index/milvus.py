@@ -9,7 +9,10 @@ database and are the only ones it lists. Knows nothing of torch, the encoders or
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
+import os
 import re
 import threading
 from pathlib import Path
@@ -62,6 +65,7 @@ class MilvusCatalog:
 
     def __init__(self, uri: str, space: SpaceGuard, token: str = "", timeout: float = 10.0) -> None:
         self.uri, self.space, self.where = uri, space, describe(uri)
+        self.backend = self.where
         self.lite = not uri.startswith(("http://", "https://"))
         self._lock = threading.Lock()
         self._open: dict[str, MilvusCollection] = {}
@@ -181,11 +185,14 @@ def connect(uri: str, token: str, timeout: float) -> Any:
     lite = not uri.startswith(("http://", "https://"))
     if lite:
         _check_lite(Path(uri))
+    quiet = logging.getLogger("milvus_lite")  # a failed start is reported below, in one line
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         client = MilvusClient(uri=uri, token=token, timeout=timeout)
         client.list_collections()
     except MilvusException as e:
-        if lite and "lock" in e.message.lower():
+        if lite and _held_elsewhere(Path(uri)):
             raise DataDirBusy(
                 f"{uri} is in use by another process: one process at a time opens a milvus-lite "
                 "database; stop it, send the items through its API, or use a Milvus server"
@@ -193,9 +200,30 @@ def connect(uri: str, token: str, timeout: float) -> Any:
         hint = ("is it running? (docker compose --profile milvus up -d starts one)"
                 if not lite else "is the path writable?")  # fmt: skip
         raise IndexUnavailable(
-            f"cannot reach Milvus at {describe(uri)}: {e.message}; {hint}"
+            f"cannot reach Milvus at {describe(uri).split(':', 1)[1]}: {e.message}; {hint}"
         ) from None
+    finally:
+        quiet.setLevel(level)
     return client
+
+
+def _held_elsewhere(path: Path) -> bool:
+    """Whether another process holds milvus-lite's lock on the database (an flock on its LOCK
+    file). Asked only after an open failed: had this process held it, the open would have
+    reused its own server."""
+    try:
+        fd = os.open(path / "LOCK", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def _check_lite(path: Path) -> None:

@@ -34,7 +34,7 @@ from encoders import (
 )
 from encoders.audio import sniff_audio
 from encoders.registry import models_with
-from index import Catalog
+from index.backend import open_catalog
 from service.batcher import Batcher, Overloaded
 from service.settings import Settings, SettingsError
 
@@ -89,8 +89,9 @@ class Engine:
     def __init__(self, settings: Settings, encoder: Encoder | None = None) -> None:
         self.settings = settings
         self.encoder = encoder or load_encoder(settings.model, device=settings.device)
-        self.catalog = Catalog(
-            Path(settings.data_dir) / "collections", min_free=settings.min_free_bytes,
+        self.catalog = open_catalog(
+            settings.index_backend, Path(settings.data_dir) / "collections",
+            min_free=settings.min_free_bytes, token=settings.milvus_token or "",
             search_device=settings.index_device,
         )  # fmt: skip
         self.media_dir = Path(settings.data_dir) / "media"

@@ -16,7 +16,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from encoders import InputError, JointspaceError, UnsupportedModality
-from index import CollectionError, CollectionExists, CollectionNotFound, StorageFull
+from index import (
+    CollectionError,
+    CollectionExists,
+    CollectionNotFound,
+    IndexUnavailable,
+    StorageFull,
+)
 from service.access import Denied
 from service.batcher import Overloaded
 from service.contract import api_routes
@@ -116,6 +122,11 @@ async def _storage_full(request: Request, e: StorageFull) -> JSONResponse:
     return error_response(507, "insufficient_storage", str(e))
 
 
+async def _index_unavailable(_: Request, e: IndexUnavailable) -> JSONResponse:
+    log.warning("%s", e)
+    return error_response(503, "index_unavailable", str(e), {"Retry-After": "5"})
+
+
 async def _timeout(_: Request, e: TimeoutError) -> JSONResponse:
     return error_response(503, "timeout", str(e) or "timed out", {"Retry-After": "1"})
 
@@ -138,6 +149,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(Denied, _denied)
     app.add_exception_handler(StorageFull, _storage_full)
+    app.add_exception_handler(IndexUnavailable, _index_unavailable)
     app.add_exception_handler(TimeoutError, _timeout)
     app.add_exception_handler(ModelError, _model_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -175,8 +175,13 @@ class CollectionInfo(BaseModel):
     index: str
     factory_setting: str
     count: int
-    lsn: int
-    search_device: str = Field(description="where an unfiltered search runs now: cpu or gpu")
+    lsn: int | None = Field(
+        description="The collection's log position (null on the Milvus backend, which keeps "
+        "its own)"
+    )
+    search_device: str = Field(
+        description="Where an unfiltered search runs now: cpu or gpu (FAISS), or milvus"
+    )
 
 
 class CollectionDeleted(BaseModel):
@@ -256,7 +261,9 @@ class UpsertRequest(Strict):
 
 class UpsertResponse(BaseModel):
     upserted: int
-    lsn: int
+    lsn: int | None = Field(
+        description="The write's log position (null on the Milvus backend, which keeps its own)"
+    )
 
 
 class ItemOut(BaseModel):
@@ -360,3 +367,6 @@ class Health(BaseModel):
     model: str
     collections: int
     free_bytes: int = Field(description="Free bytes on the data directory's filesystem")
+    index_backend: str = Field(
+        description="Where collections live: faiss, milvus-lite:PATH or milvus:URL"
+    )

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from index import CollectionError
+from index.backend import parse_backend
 from index.gpu import resolve_device
 from index.space import parse_floor
 
@@ -33,6 +34,13 @@ class Settings(BaseModel, extra="forbid"):
     index_device: Literal["auto", "cpu", "gpu"] = Field(
         "auto",
         description="Where unfiltered collection searches run (auto: a GPU if faiss-gpu sees one).",
+    )
+    index_backend: str = Field(
+        "faiss", description="Where collections live: faiss (in the data directory), "
+        "milvus:PATH.db (milvus-lite, embedded) or milvus:http://HOST:19530 (a Milvus server).",
+    )  # fmt: skip
+    milvus_token: str | None = Field(
+        None, description="user:password or API key of a Milvus server with authentication."
     )
     max_batch: int = Field(64, ge=1, le=4096, description="Inputs per forward pass.")
     max_wait_ms: float = Field(5.0, ge=0, le=1000, description="How long a batch waits to fill.")
@@ -76,6 +84,12 @@ class Settings(BaseModel, extra="forbid"):
         parse_floor(v)  # raises with a message that says what a size looks like
         return str(v)
 
+    @field_validator("index_backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        parse_backend(v)  # raises with the accepted forms
+        return v.strip()
+
     @field_validator("index_device")
     @classmethod
     def _index_device_available(cls, v: str) -> str:
@@ -111,6 +125,11 @@ class Settings(BaseModel, extra="forbid"):
             raise ValueError(
                 f"refusing to listen on {self.host} without API keys: set JOINTSPACE_API_KEYS or "
                 "JOINTSPACE_KEYS_FILE, or bind to 127.0.0.1"
+            )
+        if self.index_device == "gpu" and self.index_backend != "faiss":
+            raise ValueError(
+                "index_device gpu applies to the faiss index_backend; Milvus runs searches on its "
+                "own nodes (set JOINTSPACE_INDEX_DEVICE=auto)"
             )
         if self.max_items > self.queue_size:
             raise ValueError(

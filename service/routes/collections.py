@@ -31,7 +31,7 @@ ItemPath = Path(min_length=1, max_length=512, description="The item's id")
 
 @router.post(
     "/collections", status_code=201, response_model=S.CollectionInfo,
-    responses=errors(400, 409, 413, 422, 507),
+    responses=errors(400, 409, 413, 422, 503, 507),
 )  # fmt: skip
 async def create_collection(
     req: S.CollectionCreate, request: Request, eng: Engine = Depends(get_engine),
@@ -46,7 +46,7 @@ async def create_collection(
     return S.CollectionInfo(**col.info())
 
 
-@router.get("/collections", response_model=list[S.CollectionInfo])
+@router.get("/collections", response_model=list[S.CollectionInfo], responses=errors(503))
 async def list_collections(
     eng: Engine = Depends(get_engine), key: Key = require("read")
 ) -> list[S.CollectionInfo]:
@@ -55,7 +55,7 @@ async def list_collections(
     return [S.CollectionInfo(**(await open_collection(eng, n)).info()) for n in names]
 
 
-@router.get("/collections/{name}", response_model=S.CollectionInfo, responses=errors(404, 422))
+@router.get("/collections/{name}", response_model=S.CollectionInfo, responses=errors(404, 422, 503))
 async def get_collection(
     name: str = Name, eng: Engine = Depends(get_engine), _=require("read")
 ) -> S.CollectionInfo:
@@ -63,7 +63,9 @@ async def get_collection(
 
 
 @router.delete(
-    "/collections/{name}", response_model=S.CollectionDeleted, responses=errors(404, 422, 507)
+    "/collections/{name}",
+    response_model=S.CollectionDeleted,
+    responses=errors(404, 422, 503, 507),
 )
 async def drop_collection(
     request: Request, name: str = Name, eng: Engine = Depends(get_engine), _=require("admin")
@@ -128,7 +130,9 @@ async def upsert_items(
 
 
 @router.get(
-    "/collections/{name}/items/{item_id}", response_model=S.ItemOut, responses=errors(404, 422)
+    "/collections/{name}/items/{item_id}",
+    response_model=S.ItemOut,
+    responses=errors(404, 422, 503),
 )
 async def get_item(
     request: Request, name: str = Name, item_id: str = ItemPath,
@@ -147,7 +151,7 @@ async def get_item(
 
 @router.delete(
     "/collections/{name}/items/{item_id}", response_model=S.ItemsDeleted,
-    responses=errors(404, 422, 507),
+    responses=errors(404, 422, 503, 507),
 )  # fmt: skip
 async def delete_item(
     request: Request, name: str = Name, item_id: str = ItemPath,

@@ -43,7 +43,8 @@ async def health(request: Request, eng: Engine = Depends(get_engine)) -> S.Healt
         reason = (f"the data directory has {human(free)} free, below its floor of {human(floor)}: "
                   "writes are refused until space is freed")  # fmt: skip
     return S.Health(status="degraded" if reason else "ok", ready=reason is None, reason=reason,
-                    model=eng.settings.model, collections=len(names), free_bytes=free)  # fmt: skip
+                    model=eng.settings.model, collections=len(names), free_bytes=free,
+                    index_backend=eng.catalog.backend)  # fmt: skip
 
 
 @router.get(

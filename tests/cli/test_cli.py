@@ -262,3 +262,31 @@ def test_audio_refusals_in_the_cli(tmp_path, tiny_clap_dir, tiny_clip_dir):
         run("embed", "--model", f"hf:{tiny_clip_dir}", "--audio", str(ok)),
         f"model 'hf:{tiny_clip_dir}' has no audio tower (it embeds: image, text)",
     )
+
+
+def test_serve_refuses_an_unreachable_milvus(tmp_path):
+    one_line_error(
+        run("serve", "--index-backend", "milvus:http://127.0.0.1:1", "--data-dir", str(tmp_path)),
+        "cannot reach Milvus at http://127.0.0.1:1: Fail connecting to server on 127.0.0.1:1, "
+        "illegal connection params or server unavailable; is it running? (docker compose "
+        "--profile milvus up -d starts one)",
+    )
+
+
+def test_serve_refuses_a_milvus_lite_database_another_process_holds(tmp_path):
+    db = tmp_path / "m.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from pymilvus import MilvusClient; "
+         f"MilvusClient({str(db)!r}); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        one_line_error(
+            run("serve", "--index-backend", f"milvus:{db}", "--data-dir", str(tmp_path)),
+            f"{db} is in use by another process: one process at a time opens a milvus-lite "
+            "database; stop it, send the items through its API, or use a Milvus server",
+        )
+    finally:
+        holder.kill()
+        holder.wait()

@@ -33,7 +33,7 @@ def test_health_models_and_page(client, tiny_clip_dir):
     body = r.json()
     assert body.pop("free_bytes") > 0
     assert body == {"status": "ok", "ready": True, "reason": None, "model": f"hf:{tiny_clip_dir}",
-                    "collections": 0}  # fmt: skip
+                    "collections": 0, "index_backend": "faiss"}  # fmt: skip
     m = client.get("/models").json()["data"][0]
     assert (m["id"], m["dim"], m["loss"], m["modalities"]) == (
         f"hf:{tiny_clip_dir}",
@@ -154,11 +154,29 @@ def test_request_limits(make_client, tiny_clip_dir):
             "4 inputs in one request, over the limit of 3")  # fmt: skip
 
 
-def test_collections_crud_and_search(client, enc, png):
+@pytest.mark.parametrize("backend", ["faiss", "milvus"])
+def test_collections_crud_and_search(make_client, tiny_clip_dir, tmp_path, backend, enc, png):
+    """The same requests and answers on either index backend."""
+    spec = "faiss" if backend == "faiss" else f"milvus:{tmp_path / 'milvus.db'}"
+    with make_client(f"hf:{tiny_clip_dir}", index_backend=spec) as client:
+        _crud_and_search(client, backend, spec, png)
+
+
+def _crud_and_search(client, backend, spec, png):
+    health = client.get("/health").json()
+    assert health["index_backend"] == ("faiss" if backend == "faiss" else f"milvus-lite:{spec[7:]}")
     r = client.post("/collections", json={"name": "shop"})
     assert r.status_code == 201
-    assert r.json()["dim"] == 24 and r.json()["count"] == 0 and r.json()["index"] == "Flat"
-    assert r.json()["search_device"] in (("cpu", "gpu") if gpu_count() else ("cpu",))
+    assert r.json()["dim"] == 24 and r.json()["count"] == 0
+    if backend == "faiss":
+        assert r.json()["index"] == "Flat" and r.json()["lsn"] == 0
+        assert r.json()["search_device"] in (("cpu", "gpu") if gpu_count() else ("cpu",))
+    else:
+        assert (r.json()["index"], r.json()["lsn"], r.json()["search_device"]) == (
+            "AUTOINDEX",
+            None,
+            "milvus",
+        )
     err(client.post("/collections", json={"name": "shop"}), 409, "conflict",
         "collection 'shop' already exists")  # fmt: skip
     items = [
@@ -169,6 +187,7 @@ def test_collections_crud_and_search(client, enc, png):
     ]
     r = client.put("/collections/shop/items", json={"items": items})
     assert r.status_code == 200 and r.json()["upserted"] == 4
+    assert (r.json()["lsn"] is None) == (backend == "milvus")
     assert client.get("/collections/shop").json()["count"] == 4
     assert [c["name"] for c in client.get("/collections").json()] == ["shop"]
 

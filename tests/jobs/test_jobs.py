@@ -24,6 +24,7 @@ from cli.main import app
 from encoders import decode_audio, decode_image, load_encoder
 from encoders.audio import encode_audio
 from index import Catalog
+from index.backend import open_catalog
 from jobs import JobError, JobOptions, embed_job, ingest
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
@@ -316,6 +317,25 @@ def test_ingest_makes_a_searchable_collection(folder, tmp_path, house):
                              "source": "red.png", "modality": "image"}  # fmt: skip
     again = ingest(out, catalog, "shop")  # idempotent: upsert by id
     assert again == {"collection": "shop", "rows": 5, "count": 5, "index": "Flat"}
+    catalog.close()
+
+
+def test_ingest_into_milvus_gives_the_same_hits(folder, tmp_path, house):
+    """`job ingest --index-backend milvus:PATH.db`: the same items and nearest hits as FAISS."""
+    out = tmp_path / "out"
+    embed_job([folder], out, "house", JobOptions(workers=0))
+    db = tmp_path / "m.db"
+    res = CliRunner().invoke(app, ["job", "ingest", str(out), "shop", "--index-backend",
+                                   f"milvus:{db}", "--data-dir", str(tmp_path / "data")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "collection 'shop': 5 items, index AUTOINDEX (5 rows read)" in res.output
+    catalog = open_catalog(f"milvus:{db}", tmp_path / "data" / "collections")
+    col = catalog.get("shop")
+    assert (col.model, col.count) == ("house", 5)
+    q = house.embed_images([Image.new("RGB", (40, 30), COLOURS["red"])])
+    assert col.search(q, k=1)[0][0].id == "red.png"
+    assert col.get(["red.png"])[0].metadata == {"colour": "red", "price": 3, "text": "a red square",
+                                                "source": "red.png", "modality": "image"}  # fmt: skip
     catalog.close()
 
 

@@ -36,6 +36,9 @@ def test_defaults_env_and_flags():
          "greater than or equal to 1"),
         ({"JOINTSPACE_PORT": "http"}, "port (JOINTSPACE_PORT): Input should be a valid integer, "
          "unable to parse string as an integer"),
+        ({"JOINTSPACE_INDEX_BACKEND": "milvus:data/m"}, "index_backend (JOINTSPACE_INDEX_BACKEND): "
+         "index_backend must be faiss, milvus:PATH.db (milvus-lite) or milvus:http://HOST:19530 "
+         "(a Milvus server), not 'milvus:data/m'"),
     ],
 )  # fmt: skip
 def test_bad_settings(env, message):
