@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from index.catalog import NAME_RE
+from index.checks import MAX_ID_CHARS
 from index.collection import new_config
 from index.errors import (
     CollectionError,
@@ -33,7 +34,7 @@ from index.space import SpaceGuard
 
 PREFIX = "js_"
 CONFIG_KEY = "jointspace.config"
-ID_CHARS = 512
+ID_BYTES = 4 * MAX_ID_CHARS  # Milvus counts bytes; an id is up to 512 characters of UTF-8
 INSTALL = "pip install 'jointspace[milvus]'"
 
 
@@ -111,6 +112,7 @@ class MilvusCatalog:
                 engine_name(name), schema=self._schema(dim),
                 index_params=self._index(index_type, build, metric),
                 properties={CONFIG_KEY: json.dumps(config)},
+                consistency_level="Strong",  # a search sees every write that has returned
             )  # fmt: skip
             return self._get_locked(name)
 
@@ -118,7 +120,7 @@ class MilvusCatalog:
         from pymilvus import DataType
 
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_CHARS)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_BYTES)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
         schema.add_field("meta", DataType.JSON, nullable=True)
         return schema

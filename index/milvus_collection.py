@@ -11,6 +11,7 @@ imported only by index/milvus.py, which hands in a connected client.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -18,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from index.checks import MAX_K, Checks
+from index.checks import MAX_K, MAX_META_BYTES, Checks
 from index.collection import Hit, Item
 from index.errors import CollectionError, IndexUnavailable
-from index.milvus_filters import decode, encode, to_expr
+from index.milvus_filters import decode, encode, ids_expr, to_expr
 from index.space import SpaceGuard
 
 log = logging.getLogger("jointspace.index")
@@ -94,13 +95,21 @@ class MilvusCollection(Checks):
         if self.space is not None:
             self.space.check(f"writing to collection '{self.name}'")
         ids = self._check_ids(ids)
+        ids_expr(ids)  # an id Milvus could not address later is refused now
         vecs = self._check_vectors(vectors, len(ids), "vectors")
         self._check_model(model)
         raw = self._check_metadata(metadata, len(ids))
         metas = list(metadata) if metadata is not None else [None] * len(ids)
         rows, size = [], 0
         for i, v, m, r in zip(ids, vecs, metas, raw, strict=True):
-            rows.append({"id": i, "vector": v.tolist(), "meta": None if m is None else encode(m)})
+            stored = None if m is None else encode(m)
+            near_cap = r is not None and len(r) > MAX_META_BYTES - 8192
+            if near_cap and len(json.dumps(stored, separators=(",", ":"))) > MAX_META_BYTES:
+                raise CollectionError(
+                    f"metadata of '{i}' is over {MAX_META_BYTES} bytes as Milvus stores it "
+                    "(booleans and nulls take a few bytes more there)"
+                )
+            rows.append({"id": i, "vector": v.tolist(), "meta": stored})
             size += 8 * self.dim + len(i) + (len(r) if r else 0)
             if size >= ROW_BYTES_PER_CALL:
                 self.client.upsert(self.engine_name, rows)
@@ -115,12 +124,9 @@ class MilvusCollection(Checks):
         ids = list(dict.fromkeys(self._check_ids(ids, allow_duplicates=True)))
         gone = 0
         for at in range(0, len(ids), IDS_PER_CALL):
-            found = self.client.get(
-                self.engine_name, ids=ids[at : at + IDS_PER_CALL], output_fields=["id"]
-            )
-            present = [r["id"] for r in found]
+            present = [r["id"] for r in self._rows(ids[at : at + IDS_PER_CALL], ["id"])]
             if present:
-                self.client.delete(self.engine_name, ids=present)
+                self.client.delete(self.engine_name, filter=ids_expr(present))
             gone += len(present)
         return gone
 
@@ -137,14 +143,15 @@ class MilvusCollection(Checks):
         unique = list(dict.fromkeys(ids))
         found: dict[str, Item] = {}
         for at in range(0, len(unique), IDS_PER_CALL):
-            rows = self.client.get(
-                self.engine_name, ids=unique[at : at + IDS_PER_CALL],
-                output_fields=["vector", "meta"],
-            )  # fmt: skip
-            for r in rows:
+            for r in self._rows(unique[at : at + IDS_PER_CALL], ["vector", "meta"]):
                 vec = np.asarray(r["vector"], dtype=np.float32)
                 found[r["id"]] = Item(r["id"], vec, _meta(r.get("meta")))
         return [found.get(i) for i in ids]
+
+    def _rows(self, ids: list[str], fields: list[str]) -> list[dict]:
+        return self.client.query(
+            self.engine_name, filter=ids_expr(ids), output_fields=fields, limit=len(ids)
+        )
 
     @engine_call
     def search(
@@ -157,12 +164,18 @@ class MilvusCollection(Checks):
         nprobe: int = 32,
         ef: int = 64,
     ) -> list[list[Hit]]:
-        """Top-k hits per query row, best first; the filter runs inside Milvus's search, so a
-        filtered search returns k hits whenever k matching items exist."""
+        """Top-k hits per query row, best first. As on the FAISS backend, a filter matching at
+        most EXACT_BELOW items is scored exactly (a graph index walking a selective filter can
+        miss matches); a broader one runs inside Milvus's search, which returns k hits whenever
+        k matching items exist."""
         self._check_open()
         self._check_k(k)
         q = self._check_queries(queries)
         expr = to_expr(filter) if filter else ""
+        if expr:
+            exact = self._exact(q, k, expr)
+            if exact is not None:
+                return exact
         fetch = min(max(4 * k, k + 32), MAX_K) if exact_rerank else k
         params = {"metric_type": METRIC[self.metric], "params": {}}
         if self.index_type in ("HNSW", "AUTOINDEX"):
@@ -180,24 +193,21 @@ class MilvusCollection(Checks):
             if exact_rerank and hits:
                 vecs = np.asarray([r["entity"]["vector"] for r in rows], dtype=np.float32)
                 hits = self._ranked(q[qi], [h.id for h in hits], vecs, [h.metadata for h in hits])
-            if len(hits) < k and expr:
-                hits = self._short(q[qi], k, expr, hits)
             out.append(hits[:k])
         return out
 
-    def _short(self, q: np.ndarray, k: int, expr: str, hits: list[Hit]) -> list[Hit]:
-        """A filtered graph search can miss matches when the filter is selective (the graph
-        walk runs out of matching neighbours); when fewer than k came back but more match, and
-        at most EXACT_BELOW do, they are scored exactly, as the FAISS backend does."""
+    def _exact(self, q: np.ndarray, k: int, expr: str) -> list[list[Hit]] | None:
+        """Exact top-k over the items matching `expr` when at most EXACT_BELOW do, else None."""
         n = self.client.query(self.engine_name, filter=expr, output_fields=["count(*)"])
         n_match = int(n[0]["count(*)"])
-        if n_match <= len(hits) or n_match > EXACT_BELOW:
-            return hits
+        if n_match > EXACT_BELOW:
+            return None
         rows = self.client.query(
-            self.engine_name, filter=expr, output_fields=["vector", "meta"], limit=n_match
+            self.engine_name, filter=expr, output_fields=["vector", "meta"], limit=max(n_match, 1)
         )
         vecs = np.asarray([r["vector"] for r in rows], dtype=np.float32).reshape(-1, self.dim)
-        return self._ranked(q, [r["id"] for r in rows], vecs, [_meta(r.get("meta")) for r in rows])
+        ids, metas = [r["id"] for r in rows], [_meta(r.get("meta")) for r in rows]
+        return [self._ranked(row, ids, vecs, metas)[:k] for row in q]
 
     def _ranked(self, q: np.ndarray, ids: list[str], vecs: np.ndarray, metas: list) -> list[Hit]:
         """Hits ordered by their exact scores."""

@@ -6,8 +6,9 @@ tell a key holding null from a missing key (`exists` is false for both). So bool
 stored as the strings "$true", "$false" and "$null", and strings that start with "$" gain one more
 "$"; `decode` undoes this on the way out. With that, every leaf test is exact and two-valued
 (`exists P and P <op> v`), `not` means what it means in SQL here, and the results are those of the
-FAISS backend. A filter Milvus cannot parse (a string with control characters other than newline,
-carriage return and tab) is refused with a clear error. Knows nothing of pymilvus or HTTP.
+FAISS backend. Ids are addressed with `id in [...]` expressions written here too (pymilvus writes
+them unescaped). A filter or id Milvus cannot parse (a string with control characters other than
+newline, carriage return and tab) is refused with a clear error. Knows nothing of pymilvus or HTTP.
 """
 
 from __future__ import annotations
@@ -53,15 +54,15 @@ def decode(value: Any) -> Any:
     return value
 
 
-def _string(text: str) -> str:
-    """A Milvus string literal."""
+def string_literal(text: str, what: str = "filter on") -> str:
+    """A Milvus string literal; CollectionError for text Milvus's parser cannot take."""
     lit = json.dumps(text, ensure_ascii=False)
     rest = lit
     for esc in _SAFE_ESCAPES:
         rest = rest.replace(esc, "")
     if "\\" in rest:
         raise CollectionError(
-            f"the Milvus backend cannot filter on {text!r}: control characters other than "
+            f"the Milvus backend cannot {what} {text!r}: control characters other than "
             "newline, carriage return and tab cannot be written in its filter expressions"
         )
     return lit
@@ -73,12 +74,12 @@ def _path(key: str) -> str:
     parts = key.split(".")
     if any(not p for p in parts):
         raise CollectionError(f"bad filter key {key!r}")
-    return FIELD + "".join(f"[{_string(p)}]" for p in parts)
+    return FIELD + "".join(f"[{string_literal(p)}]" for p in parts)
 
 
 def _literal(value: Any) -> str:
     if value is None or isinstance(value, (bool, str)):
-        return _string(encode(value))
+        return string_literal(encode(value))
     if isinstance(value, (int, float)):
         return _number(value)
     raise CollectionError(
@@ -124,6 +125,11 @@ def _field(key: str, cond: Any) -> str:
         else:
             raise CollectionError(f"unknown filter operator {op!r} for {key!r}")
     return "(" + " and ".join(parts) + ")"
+
+
+def ids_expr(ids: list[str]) -> str:
+    """The expression selecting items by id."""
+    return "id in [" + ", ".join(string_literal(i, "address the id") for i in ids) + "]"
 
 
 def to_expr(flt: dict, depth: int = 0) -> str:

@@ -326,3 +326,45 @@ def test_both_backends_give_the_same_exact_results(tmp_path):
             np.testing.assert_allclose(
                 [h.score for h in hits_f], [h.score for h in hits_m], atol=1e-5
             )
+
+
+def test_odd_ids_and_large_metadata_round_trip(cat):
+    rng = np.random.default_rng(8)
+    ids = ['a"b', "back\\slash", "é" * 512, "line\nbreak", "$dollar"]
+    v = unit(rng, len(ids))
+    big = {"text": "x" * 60_000, "flag": True, "none": None, "s": "$x"}
+    col = cat.create("odd", DIM)
+    col.upsert(ids, v, [big] + [{"i": i} for i in range(1, len(ids))])
+    assert [it.id for it in col.get(ids)] == ids
+    assert col.get(ids[:1])[0].metadata == big
+    assert [h.id for h in col.search(v[2], k=1, filter={"i": 2})[0]] == ["é" * 512]
+    assert col.delete([*ids[1:3], "nope"]) == 2
+    assert col.count == 3
+
+
+def test_milvus_refuses_metadata_over_the_cap_as_it_stores_it(tmp_path):
+    cat = open_backend("milvus", tmp_path)
+    col = cat.create("c", DIM)
+    meta = {"flags": [True] * 13_000}  # 65,011 bytes as JSON, 78,011 with "$true" for true
+    with pytest.raises(CollectionError) as e:
+        col.upsert(["a"], unit(np.random.default_rng(9), 1), [meta])
+    assert str(e.value) == (
+        "metadata of 'a' is over 65536 bytes as Milvus stores it (booleans and nulls take a few "
+        "bytes more there)"
+    )
+    assert col.count == 0
+    cat.close()
+
+
+def test_a_broad_filter_runs_inside_the_engine_search(cat):
+    """Over 4096 matches: the filter goes into the index search itself (FAISS IDSelector, Milvus
+    filtered search); on Flat, the same ids as brute force."""
+    rng = np.random.default_rng(10)
+    v = unit(rng, 6000)
+    col = cat.create("broad", DIM, index="Flat")
+    col.upsert([f"i{i}" for i in range(6000)], v, [{"g": i % 6} for i in range(6000)])
+    q = unit(rng, 3)
+    keep = np.array([i for i in range(6000) if i % 6 != 0])
+    for row, hits in zip(q, col.search(q, k=10, filter={"g": {"$ne": 0}}), strict=True):
+        want = keep[np.argsort(-(v[keep] @ row), kind="stable")[:10]]
+        assert [h.id for h in hits] == [f"i{j}" for j in want]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from index import Collection, CollectionError, compile_filter
+from index import CollectionError, compile_filter
 from index.milvus_filters import to_expr
 from tests.index.conftest import BACKENDS, open_backend
 
@@ -93,12 +93,6 @@ def collection(request, tmp_path_factory, data):
     cat.close()
 
 
-def exact(col) -> bool:
-    """Whether a filtered search is exact: FAISS scores filters matching up to 4096 items
-    exactly (all here); on Milvus, only a Flat index is."""
-    return isinstance(col, Collection) or col.index_factory == "FLAT"
-
-
 def brute_force(vecs, metas, queries, pred, k):
     keep = np.array([i for i, m in enumerate(metas) if pred(m)], dtype=np.int64)
     out = []
@@ -120,10 +114,8 @@ def test_filter_matches_brute_force(collection, data, flt, pred):
     for g, w in zip(got, want, strict=True):
         assert len(g) == min(K, n_match)
         assert all(pred(h.metadata) for h in g)
-        if exact(collection):
-            assert [h.id for h in g] == w  # the same ids in the same order
-        else:
-            assert len({h.id for h in g} & set(w)) >= 0.8 * len(w)
+        # every backend scores a filter matching at most 4096 items (all here) exactly
+        assert [h.id for h in g] == w  # the same ids in the same order
 
 
 def test_index_types_are_what_was_asked(collection):
