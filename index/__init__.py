@@ -1,4 +1,5 @@
-"""Durable FAISS collections: upsert, delete, metadata filters, snapshots, crash-safe writes.
+"""Durable FAISS collections: upsert, delete, metadata filters, snapshots, crash-safe writes;
+the same collections on Milvus (index/milvus.py, opened through index/backend.py).
 
 Owns vector storage and search: numpy in, numpy out. Must not import torch, the encoders, or
 anything of HTTP.
