@@ -139,7 +139,13 @@ def ingest_cmd(
     ] = None,
 ) -> None:
     """Put a finished job's vectors into a collection (upsert by id)."""
-    from index import CollectionError, CollectionExists, IndexUnavailable, StorageFull
+    from index import (
+        CollectionError,
+        CollectionExists,
+        IndexUnavailable,
+        StorageFailed,
+        StorageFull,
+    )
     from index.backend import open_catalog
     from jobs import ingest
     from jobs.ingest import finished_job
@@ -162,7 +168,7 @@ def ingest_cmd(
                 res = ingest(job_dir, catalog, collection, progress=lambda n: bar.advance(task, n))
         finally:
             catalog.close()
-    except (CollectionError, CollectionExists, IndexUnavailable, StorageFull) as e:
+    except (CollectionError, CollectionExists, IndexUnavailable, StorageFailed, StorageFull) as e:
         fail(e)
     out.print(f"collection '{res['collection']}': {res['count']} items, index {res['index']} "
               f"({res['rows']} rows read)", markup=False, highlight=False)  # fmt: skip

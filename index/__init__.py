@@ -14,6 +14,7 @@ from index.errors import (
     DataDirBusy,
     IndexUnavailable,
     SnapshotError,
+    StorageFailed,
     StorageFull,
 )
 from index.filters import compile_filter
@@ -29,6 +30,7 @@ __all__ = [
     "IndexUnavailable",
     "Item",
     "SnapshotError",
+    "StorageFailed",
     "StorageFull",
     "compile_filter",
 ]

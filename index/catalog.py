@@ -18,9 +18,15 @@ import threading
 from pathlib import Path
 
 from index.collection import Collection, new_config
-from index.errors import CollectionError, CollectionExists, CollectionNotFound, DataDirBusy
+from index.errors import (
+    CollectionError,
+    CollectionExists,
+    CollectionNotFound,
+    DataDirBusy,
+    StorageFailed,
+)
 from index.gpu import resolve_device
-from index.space import SpaceGuard, full_error, is_disk_full
+from index.space import SpaceGuard, full_error, is_disk_full, is_io_error
 from index.store import ItemStore
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -91,6 +97,11 @@ class Catalog:
                 shutil.rmtree(tmp, ignore_errors=True)
                 if is_disk_full(e):
                     raise full_error(self.root, f"creating collection '{name}'") from e
+                if is_io_error(e):
+                    raise StorageFailed(
+                        f"creating collection '{name}' failed: an I/O error in {self.root} "
+                        f"({type(e).__name__}: {e}); nothing was created"
+                    ) from e
                 raise
             return self._get_locked(name)
 
@@ -122,6 +133,11 @@ class Catalog:
             trash = self.root / f".dropping-{name}-{os.getpid()}"
             os.rename(path, trash)
             shutil.rmtree(trash)
+
+    def failures(self) -> dict[str, str]:
+        """Open collections that turned read-only after an I/O error, and why."""
+        with self._lock:
+            return {n: c.store.failed for n, c in self._open.items() if c.store.failed}
 
     def close(self) -> None:
         with self._lock:

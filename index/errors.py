@@ -39,3 +39,10 @@ class StorageFull(RuntimeError):
 class IndexUnavailable(RuntimeError):
     """The vector database behind the collections cannot be reached or refused an operation it
     should have taken (a Milvus server down, restarting or out of resources). Retry later."""
+
+
+class StorageFailed(RuntimeError):
+    """The disk failed under a write (an I/O error, not a full disk). The write was not
+    acknowledged, and the collection refuses writes until the service restarts and recovers it
+    from its log: after a failed fsync the kernel may have dropped the data, so retrying as if
+    nothing happened would acknowledge writes that are not on disk. Reads still work."""

@@ -169,6 +169,10 @@ class MilvusCatalog:
                 col.close()
             self.client.drop_collection(engine_name(name))
 
+    def failures(self) -> dict[str, str]:
+        """Nothing turns read-only here: Milvus handles its own storage faults."""
+        return {}
+
     def close(self) -> None:
         with self._lock:
             for col in self._open.values():

@@ -78,6 +78,15 @@ def is_disk_full(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno == 28  # ENOSPC
 
 
+def is_io_error(e: BaseException) -> bool:
+    """An SQLite or OS error that means the disk failed (EIO and SQLite's SQLITE_IOERR family:
+    a failed read, write or fsync), as opposed to a full disk or bad input."""
+    if isinstance(e, sqlite3.Error):
+        code = getattr(e, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF == sqlite3.SQLITE_IOERR
+    return isinstance(e, OSError) and e.errno == 5  # EIO
+
+
 def full_error(root: Path, what: str) -> StorageFull:
     free, _ = disk_usage(root)
     return StorageFull(f"{what} failed: the data directory {root} is full ({human(free)} free); "

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from index.errors import CollectionError
-from index.space import full_error, is_disk_full
+from index.errors import CollectionError, StorageFailed
+from index.space import full_error, is_disk_full, is_io_error
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items(
@@ -55,6 +55,7 @@ class ItemStore:
         self.path = Path(path)
         self._local = threading.local()
         self._wlock = threading.Lock()
+        self.failed: str | None = None  # why writes are refused after an I/O error, until reopened
         self._w = self._connect(synchronous="FULL")
         self._w.executescript(SCHEMA)
         if config is not None:
@@ -90,9 +91,11 @@ class ItemStore:
     def _transaction(self) -> Iterator[tuple[sqlite3.Cursor, int]]:
         """A write transaction at the next lsn; committed (and fsynced) on leaving the block."""
         with self._wlock:
+            if self.failed:
+                raise StorageFailed(self.failed)
             cur = self._w.cursor()
-            cur.execute("BEGIN IMMEDIATE")
             try:
+                cur.execute("BEGIN IMMEDIATE")
                 lsn = self.lsn + 1
                 yield cur, lsn
                 cur.execute("INSERT OR REPLACE INTO config VALUES ('lsn', ?)", (str(lsn),))
@@ -105,8 +108,21 @@ class ItemStore:
                         cur.execute("ROLLBACK")
                 if is_disk_full(e):
                     raise full_error(self.path.parent.parent, "the write") from e
+                if is_io_error(e):
+                    raise self._fail(e) from e
                 raise
             self.lsn = lsn
+
+    def _fail(self, e: BaseException) -> StorageFailed:
+        """Turn read-only after an I/O error: SQLite would take the next write as if nothing had
+        happened, but after a failed fsync the kernel may have dropped what it was writing."""
+        name = getattr(e, "sqlite_errorname", None) or type(e).__name__
+        self.failed = (
+            f"collection '{self.config.get('name', self.path.parent.name)}' is read-only after "
+            f"an I/O error in {self.path.parent} ({name}: {e}): the write was not acknowledged; "
+            "restart the service to recover the collection from its log, then repeat the write"
+        )
+        return StorageFailed(self.failed)
 
     def upsert(
         self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[str | None]

@@ -27,8 +27,9 @@ DESCRIPTIONS = {
     422: "Invalid input: the body, a parameter, a text, an image or a vector",
     429: "Too busy (queue full or queue-wait budget spent), or the key's rate; see Retry-After",
     500: "The model failed on the batch this request was in",
-    503: "The model did not answer in time, or the vector database behind the collections "
-    "(a Milvus index_backend) cannot be reached; see Retry-After",
+    503: "The model did not answer in time, the vector database behind the collections (a Milvus "
+    "index_backend) cannot be reached (see Retry-After), or the collection is read-only after a "
+    "disk I/O error until the service restarts",
     507: "The data directory is full, or below its free-space floor; nothing was written",
 }
 BATCHED = (413, 422, 429, 500, 503)  # every route whose work goes through the batcher

@@ -21,6 +21,7 @@ from index import (
     CollectionExists,
     CollectionNotFound,
     IndexUnavailable,
+    StorageFailed,
     StorageFull,
 )
 from service.access import Denied
@@ -122,6 +123,12 @@ async def _storage_full(request: Request, e: StorageFull) -> JSONResponse:
     return error_response(507, "insufficient_storage", str(e))
 
 
+async def _storage_failed(request: Request, e: StorageFailed) -> JSONResponse:
+    request.app.state.metrics.writes_refused.labels("io_error").inc()
+    log.error("%s", e)
+    return error_response(503, "storage_error", str(e))
+
+
 async def _index_unavailable(_: Request, e: IndexUnavailable) -> JSONResponse:
     log.warning("%s", e)
     return error_response(503, "index_unavailable", str(e), {"Retry-After": "5"})
@@ -150,6 +157,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Denied, _denied)
     app.add_exception_handler(StorageFull, _storage_full)
     app.add_exception_handler(IndexUnavailable, _index_unavailable)
+    app.add_exception_handler(StorageFailed, _storage_failed)
     app.add_exception_handler(TimeoutError, _timeout)
     app.add_exception_handler(ModelError, _model_error)
     app.add_exception_handler(Exception, _unexpected)

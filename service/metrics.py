@@ -44,7 +44,8 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         self.writes_refused = Counter(
-            "jointspace_writes_refused_total", "Writes refused for lack of space (507)",
+            "jointspace_writes_refused_total",
+            "Writes refused: reason floor or full (507), io_error (503)",
             ["reason"], registry=self.registry,
         )  # fmt: skip
         self.by_key = Counter(

@@ -42,6 +42,9 @@ async def health(request: Request, eng: Engine = Depends(get_engine)) -> S.Healt
     if free < floor:
         reason = (f"the data directory has {human(free)} free, below its floor of {human(floor)}: "
                   "writes are refused until space is freed")  # fmt: skip
+    failed = eng.catalog.failures()
+    if failed:
+        reason = "; ".join([*([reason] if reason else []), *failed.values()])
     return S.Health(status="degraded" if reason else "ok", ready=reason is None, reason=reason,
                     model=eng.settings.model, collections=len(names), free_bytes=free,
                     index_backend=eng.catalog.backend)  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 
 import numpy as np
@@ -88,6 +89,68 @@ def test_a_full_disk_is_507_all_or_nothing_and_resumes(app_at, tmp_path):
         assert c.get("/collections/c").json()["count"] == 5
         assert c.get("/collections/c/items/b0").status_code == 404
         assert c.get("/collections/c/items/c1").status_code == 200
+
+
+class _FailingCommit:
+    """The store's write connection with a disk that fails the next COMMIT's fsync (the real
+    thing runs under libfiu in tests/index/test_storage.py)."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+
+    def cursor(self):
+        conn = self.conn
+
+        class Cursor:
+            def execute(self, sql, *args):
+                if sql == "COMMIT":
+                    e = sqlite3.OperationalError("disk I/O error")
+                    e.sqlite_errorcode, e.sqlite_errorname = 1034, "SQLITE_IOERR_FSYNC"
+                    raise e
+                return cur.execute(sql, *args)
+
+            def __getattr__(self, name):
+                return getattr(cur, name)
+
+        cur = conn.cursor()
+        return Cursor()
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_an_io_error_is_503_and_read_only_until_a_restart(app_at, tmp_path):
+    with app_at(tmp_path, min_free_bytes=0) as c:
+        c.post("/collections", json={"name": "c"})
+        assert c.put("/collections/c/items", json={"items": items("a", 3)}).status_code == 200
+        store = c.app.state.engine.catalog.get("c").store
+        healthy, store._w = store._w, _FailingCommit(store._w)
+        why = (f"collection 'c' is read-only after an I/O error in {tmp_path / 'collections' / 'c'} "
+               "(SQLITE_IOERR_FSYNC: disk I/O error): the write was not acknowledged; restart the "
+               "service to recover the collection from its log, then repeat the write")  # fmt: skip
+        assert err(c.put("/collections/c/items", json={"items": items("b", 2)}), 503,
+                   "storage_error") == why  # fmt: skip
+        store._w = healthy  # the disk answers again: the collection stays read-only
+        assert err(c.put("/collections/c/items", json={"items": items("c", 1)}), 503,
+                   "storage_error") == why  # fmt: skip
+        assert err(c.delete("/collections/c/items/a0"), 503, "storage_error") == why
+        assert c.get("/collections/c/items/a1").status_code == 200  # reads work
+        q = {"query": {"vector": items("a", 3)[2]["vector"]}, "k": 1}
+        assert c.post("/collections/c/search", json=q).json()["hits"][0]["id"] == "a2"
+        h = c.get("/health")
+        assert h.status_code == 200
+        assert (h.json()["status"], h.json()["ready"], h.json()["reason"]) == (
+            "degraded",
+            False,
+            why,
+        )
+        assert 'jointspace_writes_refused_total{reason="io_error"} 3.0' in c.get("/metrics").text
+        assert c.post("/collections", json={"name": "d"}).status_code == 201  # others still write
+    with app_at(tmp_path, min_free_bytes=0) as c:  # the restart recovers it from its log
+        assert c.get("/health").json()["status"] == "ok"
+        assert c.get("/collections/c").json()["count"] == 3
+        assert c.get("/collections/c/items/b0").status_code == 404
+        assert c.put("/collections/c/items", json={"items": items("c", 1)}).status_code == 200
 
 
 def _mount_tmpfs(path, size: str) -> bool:

@@ -1,10 +1,17 @@
 """Storage faults in the index layer: a full disk (SQLite's max_page_count makes the file full on
-any filesystem), the free-space floor, and snapshots that fail without leaving partial files."""
+any filesystem), the free-space floor, snapshots that fail without leaving partial files, and
+failing I/O (read, write and fsync errors injected with libfiu's fiu-run)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,3 +125,79 @@ def test_creating_on_a_full_disk_is_storage_full_and_leaves_nothing(tmp_path, mo
         f"creating collection 'c' failed: the data directory {tmp_path} is full"
     )
     assert cat.names() == [] and [p.name for p in tmp_path.iterdir()] == [".lock"]
+
+
+FIU = shutil.which("fiu-run")
+needs_fiu = pytest.mark.skipif(FIU is None, reason="fiu-run is missing (Debian package fiu-utils)")
+CHILD = Path(__file__).with_name("fiu_child.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_under_faults(data: Path, mode: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run(
+        [FIU, "-x", sys.executable, str(CHILD), str(data), mode],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def reopened(data: Path):
+    cat = Catalog(data, auto_maintain=False)
+    return cat, cat.get("c")
+
+
+@needs_fiu
+@pytest.mark.parametrize(
+    ("mode", "error"), [("sync", "SQLITE_IOERR_FSYNC"), ("write", "SQLITE_IOERR_WRITE")]
+)
+def test_an_io_error_refuses_the_write_and_turns_the_collection_read_only(tmp_path, mode, error):
+    """Under libfiu, one write meets EIO (a failed fsync, or failed writes): it is refused, and
+    so is every write after it although the disk is healthy again (no retrying and pretending),
+    while reads go on; a restart recovers the collection from its log with every acknowledged
+    write and nothing refused, and takes writes again."""
+    from tests.index.fiu_child import vector
+
+    out = run_under_faults(tmp_path, mode)
+    why = (
+        f"collection 'c' is read-only after an I/O error in {tmp_path / 'c'} ({error}: disk I/O "
+        "error): the write was not acknowledged; restart the service to recover the collection "
+        "from its log, then repeat the write"
+    )
+    assert out == {
+        "failed": f"refused: {why}", "after": f"refused: {why}", "delete": f"refused: {why}",
+        "search": "a5", "get": "a6", "failures": {"c": why},
+    }  # fmt: skip
+    cat, col = reopened(tmp_path)
+    assert (col.count, col.recovery_errors, cat.failures()) == (20, [], {})
+    assert col.get(["b0", "c0"]) == [None, None]
+    for i in range(20):
+        np.testing.assert_allclose(
+            col.get([f"a{i}"])[0].vector, unit(vector(f"a{i}"))[0], atol=1e-6
+        )
+    col.upsert(["d0"], vector("d0"))
+    assert col.count == 21
+    cat.close()
+
+
+@needs_fiu
+def test_random_fsync_failures_lose_nothing_acknowledged(tmp_path):
+    from tests.index.fiu_child import vector
+
+    out = run_under_faults(tmp_path, "random")
+    puts, later = out["puts"], out["later"]
+    first = next((i for i, p in enumerate(puts) if p != "ok"), None)
+    assert first is not None, "no fsync failed: the fault injection did not run"
+    assert all(p.startswith("refused: ") for p in puts[first:] + later)  # read-only from then on
+    cat, col = reopened(tmp_path)
+    assert col.count == 20 + first
+    for i in range(first):
+        np.testing.assert_allclose(
+            col.get([f"r{i}"])[0].vector, unit(vector(f"r{i}"))[0], atol=1e-6
+        )
+    cat.close()
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
