@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import embed, evaluate, job, keys, models, serve, train
+from cli import classifier, embed, evaluate, job, keys, models, serve, train
 
 app = typer.Typer(
     add_completion=False,
@@ -17,6 +17,7 @@ app.command()(embed.embed)
 app.command()(train.train)
 app.command("eval")(evaluate.eval_cmd)
 app.command()(serve.serve)
+app.command("fit-classifier")(classifier.fit_classifier)
 app.add_typer(keys.app, name="keys")
 app.add_typer(job.app, name="job")
 

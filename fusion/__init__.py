@@ -1,10 +1,20 @@
-"""Fusion over joint-space vectors: composed queries ("like this but in blue", negation) and
-zero-shot classification.
+"""Fusion over joint-space vectors: composed queries ("like this but in blue", negation), fused
+inputs (one vector from a text, an image and a sound), zero-shot classification, and trained
+fusion classifiers (fusion/classifier.py, small torch heads) kept by name (fusion/registry.py).
 
-Owns pure functions over arrays. Must not import FAISS, torch models or HTTP.
+Must not import FAISS, the encoders' models or HTTP.
 """
 
 from fusion.classify import DEFAULT_TEMPLATES, class_matrix, scores
-from fusion.compose import Term, compose, parse_modification
+from fusion.compose import PARTS, Term, compose, fuse, parse_modification
 
-__all__ = ["DEFAULT_TEMPLATES", "Term", "class_matrix", "compose", "parse_modification", "scores"]
+__all__ = [
+    "DEFAULT_TEMPLATES",
+    "PARTS",
+    "Term",
+    "class_matrix",
+    "compose",
+    "fuse",
+    "parse_modification",
+    "scores",
+]

@@ -47,6 +47,26 @@ def parse_modification(text: str, weight: float = DEFAULT_WEIGHT) -> list[Term]:
     return [Term(_LEAD.sub("", t), weight)]
 
 
+PARTS = ("text", "image", "audio")
+
+
+def fuse(parts: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
+    """One vector for an input made of parts: normalise(sum_p w_p * v_p), as float32 (d,). Parts
+    without a weight weigh 1; `weights` may only name parts that are there."""
+    weights = weights or {}
+    unknown = sorted(set(weights) - set(parts))
+    if unknown:
+        raise ValueError(f"weights name parts the input does not have: {', '.join(unknown)}")
+    total = sum(
+        float(weights.get(p, 1.0)) * np.asarray(v, dtype=np.float64).reshape(-1)
+        for p, v in parts.items()
+    )
+    norm = float(np.linalg.norm(total))
+    if not parts or norm == 0 or not np.isfinite(norm):
+        raise ValueError("the weighted parts cancel out: nothing is left to embed")
+    return (total / norm).astype(np.float32)
+
+
 def compose(
     query: np.ndarray,
     term_vectors: np.ndarray,

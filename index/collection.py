@@ -293,6 +293,14 @@ class Collection(Checks):
             self._filter_cache[key] = hit
         return hit
 
+    def labelled(self, key: str) -> tuple[np.ndarray, list]:
+        """(vectors, values) of the items whose metadata `key` (dotted for nested objects) holds
+        a string, number or boolean: training data for a classifier."""
+        from index.filters import _path
+
+        with self._lock.read():
+            return self.store.labelled(_path(key), self.dim)
+
     def index_field(self, key: str) -> None:
         """Index one metadata key (e.g. "category" or "dims.w") so that filters on it read an
         index instead of every item's metadata. Safe to call again."""

@@ -148,6 +148,28 @@ class MilvusCollection(Checks):
                 found[r["id"]] = Item(r["id"], vec, _meta(r.get("meta")))
         return [found.get(i) for i in ids]
 
+    @engine_call
+    def labelled(self, key: str) -> tuple[np.ndarray, list]:
+        """(vectors, values) of the items whose metadata `key` holds a string, number or
+        boolean: training data for a classifier."""
+        path = to_expr({key: {"$exists": True}})
+        it = self.client.query_iterator(
+            self.engine_name, batch_size=1000, filter=path, output_fields=["vector", "meta"]
+        )
+        vecs, values = [], []
+        try:
+            while rows := it.next():
+                for r in rows:
+                    value = _meta(r["meta"])
+                    for part in key.split("."):
+                        value = value.get(part) if isinstance(value, dict) else None
+                    if isinstance(value, (str, int, float, bool)):
+                        vecs.append(r["vector"])
+                        values.append(value)
+        finally:
+            it.close()
+        return np.asarray(vecs, np.float32).reshape(len(vecs), self.dim), values
+
     def _rows(self, ids: list[str], fields: list[str]) -> list[dict]:
         return self.client.query(
             self.engine_name, filter=ids_expr(ids), output_fields=fields, limit=len(ids)

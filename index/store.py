@@ -238,6 +238,17 @@ class ItemStore:
 
         return view, rows()
 
+    def labelled(self, path_sql: str, dim: int) -> tuple[np.ndarray, list]:
+        """Vectors of the items whose metadata holds a string, number or boolean at the JSON
+        path (an SQL literal from index/filters.py), with those values."""
+        q = (f"SELECT vector, json_extract(meta, {path_sql}), json_type(meta, {path_sql}) "
+             f"FROM items WHERE json_type(meta, {path_sql}) IN "
+             "('text', 'integer', 'real', 'true', 'false') ORDER BY label")  # fmt: skip
+        rows = self._r.execute(q).fetchall()
+        values = [bool(v) if t in ("true", "false") else v for _, v, t in rows]
+        vecs = np.frombuffer(b"".join(r[0] for r in rows), dtype="<f4").reshape(len(rows), dim)
+        return vecs.astype(np.float32), values
+
     def removed_since(self, lsn: int) -> np.ndarray:
         rows = self._r.execute("SELECT label FROM tombstones WHERE lsn > ?", (lsn,)).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64)

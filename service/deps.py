@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from fastapi import Depends, HTTPException, Request
+from PIL import Image
 
 from encoders import InputError
+from fusion import fuse
 from index import Collection
 from service import schemas as S
 from service.access import OPEN, Denied, Key
@@ -93,12 +96,46 @@ async def open_collection(eng: Engine, name: str) -> Collection:
     return await asyncio.to_thread(eng.catalog.get, name)
 
 
+@dataclass
+class Fused:
+    """A fused input: each part's vector, the fused vector, and what the parts cost."""
+
+    parts: dict[str, np.ndarray]
+    vector: np.ndarray
+    n_tokens: int = 0
+    image: Image.Image | None = None  # kept as the item's thumbnail
+    clip: Any = None  # kept as the item's playable media when there is no image
+
+
+async def embed_parts(eng: Engine, q: S._Parts, gone: asyncio.Event, what: str,
+                      truncate: bool = False) -> Fused:  # fmt: skip
+    """Each part through its tower (and its batcher), then fusion.fuse with the weights."""
+    vecs, out = {}, Fused({}, np.zeros(0, np.float32))
+    if q.text is not None:
+        res = await eng.embed_texts([q.text], truncate=truncate, cancel=gone)
+        vecs["text"], out.n_tokens = res.vectors[0], sum(res.n_tokens)
+    if q.image is not None:
+        out.image = eng.decode(decode_b64(q.image, f"{what} image"), f"{what} image")
+        vecs["image"] = (await eng.embed_images([out.image], cancel=gone))[0]
+    if q.audio is not None:
+        out.clip = await eng.decode_audio(decode_b64(q.audio, f"{what} audio"), f"{what} audio")
+        vecs["audio"] = (await eng.embed_audio([out.clip], cancel=gone)).vectors[0]
+    try:
+        out.parts, out.vector = vecs, fuse(vecs, q.weights)
+    except ValueError as e:
+        raise InputError(f"{what}: {e}") from None
+    return out
+
+
 async def embed_query(
-    eng: Engine, q: S.TextQuery | S.ImageQuery | S.AudioQuery | S.VectorQuery | S.IdQuery,
+    eng: Engine,
+    q: S.TextQuery | S.ImageQuery | S.AudioQuery | S.VectorQuery | S.IdQuery | S.MultiQuery,
     gone: asyncio.Event,
     col: Collection | None = None,
 ) -> tuple[np.ndarray, str | None]:  # fmt: skip
     """The query's vector, and the id to leave out of results for an id query."""
+    if isinstance(q, S.MultiQuery):
+        return (await embed_parts(eng, q, gone, "query")).vector, None
     if isinstance(q, S.TextQuery):
         return (await eng.embed_texts([q.text], cancel=gone)).vectors[0], None
     if isinstance(q, S.ImageQuery):

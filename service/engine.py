@@ -34,6 +34,8 @@ from encoders import (
 )
 from encoders.audio import sniff_audio
 from encoders.registry import models_with
+from fusion.classifier import Classifier
+from fusion.registry import Registry
 from index.backend import open_catalog
 from service.batcher import Batcher, Overloaded
 from service.settings import Settings, SettingsError
@@ -95,6 +97,10 @@ class Engine:
             search_device=settings.index_device,
         )  # fmt: skip
         self.media_dir = Path(settings.data_dir) / "media"
+        self.classifiers = Registry(Path(settings.data_dir) / "classifiers")
+        self.classifiers.interrupted()  # left 'training' by a process that stopped: failed
+        self.training: dict[str, asyncio.Task] = {}
+        self._loaded: dict[str, tuple[float, Classifier]] = {}
         self.batchers = {
             "text": self._batcher(self._texts),
             "image": self._batcher(self._images),
@@ -136,6 +142,14 @@ class Engine:
         for b in self.batchers.values():
             await b.stop()
         self.catalog.close()
+
+    def classifier(self, name: str) -> Classifier:
+        """The ready classifier `name` for the served model (reloaded when it was retrained)."""
+        stamp = self.classifiers.status(name).get("updated", 0.0)
+        hit = self._loaded.get(name)
+        if hit is None or hit[0] != stamp:
+            hit = self._loaded[name] = (stamp, self.classifiers.load(name, self.encoder.name))
+        return hit[1]
 
     # -- model calls, run in the batchers' worker threads -------------------------------------
     def _texts(self, texts: list[str]) -> list[tuple[np.ndarray, int, bool]]:

@@ -90,7 +90,40 @@ class AudioInput(Strict):
     )
 
 
-Item = Annotated[TextInput | ImageInput | AudioInput, Field(discriminator="type")]
+PartWeights = dict[Literal["text", "image", "audio"], Annotated[float, Field(ge=0, le=100)]]
+
+
+class _Parts(Strict):
+    """Several parts of one thing, fused into one vector: normalise(sum of weight x vector)."""
+
+    text: Text | SkipJsonSchema[None] = opt()
+    image: str | SkipJsonSchema[None] = opt(description="base64 or data: URL")
+    audio: str | SkipJsonSchema[None] = opt(description="base64 or data: URL of an audio clip")
+    weights: PartWeights | SkipJsonSchema[None] = opt(
+        description="Per-part weights (default 1 each)"
+    )
+
+    @model_validator(mode="after")
+    def _two_parts(self) -> _Parts:
+        given = [p for p in ("text", "image", "audio") if getattr(self, p) is not None]
+        if len(given) < 2:
+            raise ValueError("a fused input needs at least two of text, image, audio")
+        extra = sorted(set(self.weights or {}) - set(given))
+        if extra:
+            raise ValueError(f"weights name parts the input does not have: {', '.join(extra)}")
+        if self.weights and not any(self.weights.get(p, 1.0) > 0 for p in given):
+            raise ValueError("the weights leave nothing of the input: give a part a weight > 0")
+        return self
+
+    def parts(self) -> dict[str, str]:
+        return {p: getattr(self, p) for p in ("text", "image", "audio") if getattr(self, p)}
+
+
+class MultiInput(_Parts):
+    type: Literal["multi"]
+
+
+Item = Annotated[TextInput | ImageInput | AudioInput | MultiInput, Field(discriminator="type")]
 
 
 class EmbeddingsRequest(BaseModel):
@@ -130,6 +163,10 @@ class EmbedRequest(Strict):
     audios: list[str] = limited(
         "items", default_factory=list, description="base64 or data: URLs of audio clips"
     )
+    multi: list[MultiQuery] = limited(
+        "items", default_factory=list,
+        description="Inputs of several parts (text, image, audio, weights), each fused into one",
+    )  # fmt: skip
     truncate: bool = False
 
 
@@ -140,7 +177,7 @@ class Segment(BaseModel):
 
 
 class Embedding(BaseModel):
-    modality: Literal["text", "image", "audio"]
+    modality: Literal["text", "image", "audio", "multi"]
     vector: Vector = Field(description="For audio: the whole clip's pooled vector")
     truncated: bool = False
     n_tokens: int | None = None
@@ -198,10 +235,21 @@ def one_of(schema: dict) -> None:
         schema["oneOf"] = schema.pop("anyOf")
 
 
+FUSABLE = ("text", "image", "audio")
+
+
 def exactly_one(data: Any, kinds: tuple[str, ...], what: str) -> None:
-    """A readable refusal before the union is tried (its own errors name every member)."""
-    if isinstance(data, dict) and sum(data.get(k) is not None for k in kinds) != 1:
-        raise ValueError(f"{what} needs exactly one of {', '.join(kinds[:-1])} or {kinds[-1]}")
+    """A readable refusal before the union is tried (its own errors name every member). Several
+    of text, image and audio (and nothing else) make a fused input."""
+    if not isinstance(data, dict):
+        return
+    given = [k for k in kinds if data.get(k) is not None]
+    if len(given) == 1 or (len(given) > 1 and set(given) <= set(FUSABLE)):
+        return
+    raise ValueError(
+        f"{what} needs exactly one of {', '.join(kinds[:-1])} or {kinds[-1]}, or several of "
+        "text, image and audio to fuse"
+    )
 
 
 class _Item(Strict):
@@ -225,6 +273,10 @@ class VectorQuery(Strict):
     vector: Vector = limited("dim")
 
 
+class MultiQuery(_Parts):
+    pass
+
+
 # An item is one of the query kinds with an id and optional metadata.
 class TextItem(_Item, TextQuery):
     pass
@@ -242,8 +294,14 @@ class VectorItem(_Item, VectorQuery):
     pass
 
 
+class MultiItem(_Item, _Parts):
+    pass
+
+
 ITEM_KINDS = ("text", "image", "audio", "vector")
-ItemIn = Annotated[TextItem | ImageItem | AudioItem | VectorItem, Field(json_schema_extra=one_of)]
+ItemIn = Annotated[
+    TextItem | ImageItem | AudioItem | VectorItem | MultiItem, Field(json_schema_extra=one_of)
+]
 
 
 class UpsertRequest(Strict):
@@ -279,10 +337,12 @@ class IdQuery(Strict):
 
 QUERY_KINDS = ("text", "image", "audio", "vector", "id")
 Query = Annotated[
-    TextQuery | ImageQuery | AudioQuery | VectorQuery | IdQuery, Field(json_schema_extra=one_of)
+    TextQuery | ImageQuery | AudioQuery | VectorQuery | IdQuery | MultiQuery,
+    Field(json_schema_extra=one_of),
 ]
 ClassifyInput = Annotated[
-    TextQuery | ImageQuery | AudioQuery | VectorQuery, Field(json_schema_extra=one_of)
+    TextQuery | ImageQuery | AudioQuery | VectorQuery | MultiQuery,
+    Field(json_schema_extra=one_of),
 ]
 
 
@@ -326,10 +386,29 @@ class SearchResponse(BaseModel):
 # -- /classify ----------------------------------------------------------------------------------
 class ClassifyRequest(Strict):
     input: ClassifyInput = Field(description="Exactly one of text, image, audio or vector")
-    labels: list[Text] = limited("items", min_length=1)
+    labels: list[Text] | SkipJsonSchema[None] = opt(
+        limit="items", min_length=1, description="Zero-shot: the labels to score the input against"
+    )
     templates: (
         list[Annotated[str, Field(json_schema_extra={"pattern": TEMPLATE})]] | SkipJsonSchema[None]
     ) = opt(limit="items", min_length=1, description="Prompt templates, each with one {}")
+    classifier: str | SkipJsonSchema[None] = opt(
+        pattern=NAME_PATTERN,
+        description="A trained classifier (POST /classifiers) instead of labels",
+    )
+    abstain: float | SkipJsonSchema[None] = opt(
+        ge=0, le=1, description="With a classifier: abstain when the top probability is below this"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _labels_or_classifier(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if (data.get("labels") is None) == (data.get("classifier") is None):
+                raise ValueError("give either labels (zero-shot) or a classifier, not both or none")
+            if data.get("classifier") is None and "abstain" in data:
+                raise ValueError("abstain applies to a trained classifier")
+        return data
 
 
 class LabelScore(BaseModel):
@@ -340,6 +419,34 @@ class LabelScore(BaseModel):
 class ClassifyResponse(BaseModel):
     scores: list[LabelScore]
     activation: Literal["softmax", "sigmoid"]
+    classifier: str | None = Field(None, description="The trained classifier that scored it")
+    abstained: bool | None = Field(
+        None, description="With `abstain`: whether the top probability fell below it"
+    )
+
+
+class ClassifierCreate(Strict):
+    name: str = Field(pattern=NAME_PATTERN, description="1-64 letters, digits, '_', '-' or '.'")
+    collection: str = Field(pattern=NAME_PATTERN, description="The collection to learn from")
+    label_field: str = Field(
+        min_length=1, max_length=256, description="The metadata key holding each item's label"
+    )
+    fusion: Literal["early", "late", "attention"] = "late"
+    epochs: int = Field(200, ge=1, le=5000, description="Passes over the training split")
+
+
+class ClassifierStatus(BaseModel):
+    name: str
+    status: Literal["training", "ready", "failed"]
+    model: str | None = None
+    fusion: str | None = None
+    source: str | None = Field(None, description="What it learned from")
+    classes: list[str] | None = None
+    modalities: list[str] | None = None
+    metrics: dict[str, float] | None = Field(
+        None, description="Validation figures: accuracy, ECE before and after temperature scaling"
+    )
+    error: str | None = None
 
 
 # -- operations -----------------------------------------------------------------------------------

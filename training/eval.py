@@ -8,7 +8,8 @@ the same way. Suites:
   "a <colour> <item>" query, is the top image of the right colour and item (Recall@1), and of the
   right colour, and of the right item, each measured on its own;
 - tuxpaint, emoji: held-out captions, text-to-image and image-to-text Recall@1/5/10 against chance;
-- audio-speech, audio-sounds (models with an audio tower): training.audio_eval.
+- audio-speech, audio-sounds (models with an audio tower): training.audio_eval;
+- fusion-tuxpaint, fusion-fashion: trained fusion classifiers, training.fusion_eval.
 Knows nothing of FAISS or HTTP.
 """
 
@@ -32,7 +33,8 @@ from training.data import (
 )
 
 IMAGE_SUITES = ("fashion-zero-shot", "fashion-tinted", "fashion-composed", "tuxpaint", "emoji")
-SUITES = (*IMAGE_SUITES, "audio-speech", "audio-sounds")
+FUSION_SUITES = ("fusion-tuxpaint", "fusion-fashion")
+SUITES = (*IMAGE_SUITES, "audio-speech", "audio-sounds", *FUSION_SUITES)
 COMPOSED_TINTS = ["white", "red", "blue", "green", "yellow"]
 
 
@@ -159,6 +161,15 @@ def _audio(name: str) -> Callable[..., dict]:
     return run
 
 
+def _fusion(name: str) -> Callable[..., dict]:
+    def run(enc: Encoder, **kw) -> dict:
+        from training import fusion_eval
+
+        return getattr(fusion_eval, name)(enc, **kw)
+
+    return run
+
+
 RUNNERS: dict[str, Callable[..., dict]] = {
     "fashion-zero-shot": fashion_zero_shot,
     "fashion-tinted": fashion_tinted,
@@ -167,6 +178,8 @@ RUNNERS: dict[str, Callable[..., dict]] = {
     "emoji": emoji,
     "audio-speech": _audio("audio_speech"),
     "audio-sounds": _audio("audio_sounds"),
+    "fusion-tuxpaint": _fusion("fusion_tuxpaint"),
+    "fusion-fashion": _fusion("fusion_fashion"),
 }
 
 
@@ -191,7 +204,7 @@ def metric_rows(result: dict) -> list[tuple[str, str, float, float | None, float
 
 def default_suites(enc: Encoder) -> tuple[str, ...]:
     """Every suite the model's towers can run."""
-    return SUITES if AUDIO in enc.modalities else IMAGE_SUITES
+    return SUITES if AUDIO in enc.modalities else (*IMAGE_SUITES, *FUSION_SUITES)
 
 
 def evaluate(

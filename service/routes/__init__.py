@@ -1,13 +1,22 @@
 """One APIRouter per resource. Each module declares its routes with their operation ids, the
 errors they can send and their typed bodies; the app factory includes them all."""
 
-from service.routes import classify, collections, embeddings, operations, page, search
+from service.routes import (
+    classifiers,
+    classify,
+    collections,
+    embeddings,
+    operations,
+    page,
+    search,
+)
 
 ROUTERS = [
     embeddings.router,
     collections.router,
     search.router,
     classify.router,
+    classifiers.router,
     operations.router,
     page.router,
 ]

@@ -1,30 +1,41 @@
-"""Zero-shot classification of one input against labels."""
+"""Classification of one input: zero-shot against labels, or by a trained classifier."""
 
 from __future__ import annotations
 
 import asyncio
 
 import numpy as np
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException
 
-from encoders import InputError
+from encoders import AUDIO, IMAGE, TEXT, InputError
 from fusion import DEFAULT_TEMPLATES, class_matrix
 from fusion import scores as class_scores
+from fusion.registry import UnknownClassifier
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
-from service.deps import check_count, disconnect_watch, embed_query, get_engine, require
+from service.deps import (
+    check_count,
+    disconnect_watch,
+    embed_parts,
+    embed_query,
+    get_engine,
+    require,
+)
 from service.engine import Engine
 
 router = APIRouter(tags=["classification"], generate_unique_id_function=operation_id)
 
 
-@router.post("/classify", response_model=S.ClassifyResponse, responses=errors(*BATCHED))
+@router.post("/classify", response_model=S.ClassifyResponse, responses=errors(400, 404, *BATCHED))
 async def classify(
     req: S.ClassifyRequest, eng: Engine = Depends(get_engine), _=require("read"),
     gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.ClassifyResponse:  # fmt: skip
     """Zero-shot: softmax over the labels for CLIP-style models, independent sigmoids for
-    SigLIP-style ones, with the model's own temperature."""
+    SigLIP-style ones, with the model's own temperature. With `classifier`: that trained
+    classifier's labels, as calibrated probabilities that sum to 1."""
+    if req.classifier is not None:
+        return await _trained(req, eng, gone)
     templates = req.templates or DEFAULT_TEMPLATES
     if any(t.count("{}") != 1 for t in templates):
         raise InputError("each template needs exactly one {} where the label goes")
@@ -40,3 +51,59 @@ async def classify(
         scores=[S.LabelScore(label=req.labels[i], score=float(sc[i])) for i in order],
         activation="sigmoid" if enc.loss == "sigmoid" else "softmax",
     )
+
+
+def _modality(q: S.TextQuery | S.ImageQuery | S.AudioQuery | S.VectorQuery | S.MultiQuery) -> str:
+    if isinstance(q, S.TextQuery):
+        return TEXT
+    if isinstance(q, S.ImageQuery):
+        return IMAGE
+    return AUDIO if isinstance(q, S.AudioQuery) else "vector"
+
+
+async def _trained(req: S.ClassifyRequest, eng: Engine, gone: asyncio.Event) -> S.ClassifyResponse:
+    try:
+        clf = await asyncio.to_thread(eng.classifier, req.classifier)
+    except UnknownClassifier as e:
+        raise HTTPException(404, str(e)) from None
+    vectors = np.zeros((1, len(clf.modalities), clf.dim), np.float32)
+    present = np.zeros((1, len(clf.modalities)), bool)
+    for part, x in (await _parts(req, clf.modalities, eng, gone)).items():
+        slot = clf.modalities.index(part)
+        vectors[0, slot], present[0, slot] = _unit(x), True
+    p = clf.predict_proba(vectors, present)[0]
+    order = np.argsort(-p, kind="stable")
+    abstained = None if req.abstain is None else bool(p[order[0]] < req.abstain)
+    return S.ClassifyResponse(
+        scores=[S.LabelScore(label=clf.classes[i], score=float(p[i])) for i in order],
+        activation="softmax", classifier=req.classifier, abstained=abstained,
+    )  # fmt: skip
+
+
+async def _parts(
+    req: S.ClassifyRequest, modalities: tuple[str, ...], eng: Engine, gone: asyncio.Event
+) -> dict[str, np.ndarray]:
+    """The input's vector per part the classifier reads: a classifier trained on a collection
+    reads one `vector` (a fused input's fused vector); one trained on parts reads each part."""
+    q = req.input
+    if modalities == ("vector",):
+        return {"vector": (await embed_query(eng, q, gone))[0]}
+    given = list(q.parts()) if isinstance(q, S.MultiQuery) else [_modality(q)]
+    unread = [p for p in given if p not in modalities]
+    if unread:
+        kind = "a vector" if unread == ["vector"] else ", ".join(unread)
+        raise InputError(
+            f"classifier '{req.classifier}' reads {', '.join(modalities)}; the input has {kind}"
+        )
+    if isinstance(q, S.MultiQuery):
+        return (await embed_parts(eng, q, gone, "input")).parts
+    return {given[0]: (await embed_query(eng, q, gone))[0]}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Classifiers learn from unit vectors, as collections and the towers give them."""
+    x64 = np.asarray(x, np.float64)  # a float32 norm of large values overflows
+    norm = float(np.linalg.norm(x64))
+    if norm == 0:
+        raise InputError("the input vector is zero: it has no direction to classify")
+    return (x64 / norm).astype(np.float32)

@@ -12,9 +12,11 @@ from service import schemas as S
 from service.access import Key, check_scope
 from service.contract import BATCHED, errors, operation_id
 from service.deps import (
+    Fused,
     audit,
     check_count,
     disconnect_watch,
+    embed_parts,
     float32_vector,
     get_engine,
     media_urls,
@@ -85,15 +87,20 @@ async def upsert_items(
     req: S.UpsertRequest, request: Request, name: str = Name, eng: Engine = Depends(get_engine),
     _=require("write"), gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.UpsertResponse:  # fmt: skip
-    """Insert or replace items by id; each gives exactly one of text, image, audio or vector.
-    An audio item's vector is its clip's pooled vector."""
+    """Insert or replace items by id; each gives one of text, image, audio or vector, or several
+    of text, image and audio fused into one vector (with optional `weights`). An audio item's
+    vector is its clip's pooled vector."""
     col = await open_collection(eng, name)
     check_count(eng.settings, len(req.items), "items")
     vecs = np.zeros((len(req.items), col.dim), np.float32)
     texts, images, clips, model_made = [], [], [], True
+    fused: dict[int, Fused] = {}
     for i, it in enumerate(req.items):
         what = f"item '{it.id}'"
-        if isinstance(it, S.TextItem):
+        if isinstance(it, S.MultiItem):
+            fused[i] = await embed_parts(eng, it, gone, what, truncate=req.truncate)
+            vecs[i] = fused[i].vector
+        elif isinstance(it, S.TextItem):
             texts.append((i, it.text))
         elif isinstance(it, S.ImageItem):
             images.append((i, eng.decode(decode_b64(it.image, what), what)))
@@ -119,11 +126,17 @@ async def upsert_items(
         col.upsert, [it.id for it in req.items], vecs, [it.metadata for it in req.items],
         eng.encoder.name if model_made else None,
     )  # fmt: skip
+    for i, f in fused.items():  # a fused item's picture is its medium, else its sound
+        if f.image is not None:
+            images.append((i, f.image))
+        elif f.clip is not None:
+            clips.append((i, f.clip))
     for i, im in images:
         await asyncio.to_thread(eng.save_media, name, req.items[i].id, im)
     for i, clip in clips:
         await asyncio.to_thread(eng.save_audio_media, name, req.items[i].id, clip)
-    bare = [it.id for it in req.items if not isinstance(it, (S.ImageItem, S.AudioItem))]
+    with_media = {i for i, _ in images} | {i for i, _ in clips}
+    bare = [it.id for i, it in enumerate(req.items) if i not in with_media]
     await asyncio.to_thread(eng.delete_media, name, bare)  # a replaced item's old medium
     audit(request, name, len(req.items))
     return S.UpsertResponse(upserted=len(req.items), lsn=lsn)

@@ -21,7 +21,7 @@ from encoders.audio import sniff_audio
 from encoders.decode import ALLOWED_FORMATS, sniff_format
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
-from service.deps import check_count, disconnect_watch, get_engine, require
+from service.deps import check_count, disconnect_watch, embed_parts, get_engine, require
 from service.engine import Engine
 from service.http_util import decode_b64
 
@@ -35,7 +35,8 @@ async def create_embeddings(
     gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.EmbeddingsResponse:  # fmt: skip
     """OpenAI-compatible: `input` is a text or a list of texts, `{"type": "image"}` and
-    `{"type": "audio"}` items (an audio item's vector is its clip's pooled vector)."""
+    `{"type": "audio"}` items (an audio item's vector is its clip's pooled vector), and
+    `{"type": "multi"}` items: several of text, image and audio fused into one vector."""
     settings = eng.settings
     if req.model is not None and req.model not in {eng.encoder.name, settings.model}:
         raise HTTPException(
@@ -47,9 +48,11 @@ async def create_embeddings(
     check_count(settings, len(inputs), "inputs")
     if req.dimensions is not None and req.dimensions > eng.encoder.dim:
         raise InputError(f"dimensions {req.dimensions} is more than the model's {eng.encoder.dim}")
-    texts, images, clips = [], [], []
+    texts, images, clips, fused = [], [], [], {}
     for i, x in enumerate(inputs):
-        if isinstance(x, str):
+        if isinstance(x, S.MultiInput):
+            fused[i] = await embed_parts(eng, x, gone, f"input {i}", truncate=req.truncate)
+        elif isinstance(x, str):
             texts.append((i, x))
         elif isinstance(x, S.TextInput):
             texts.append((i, x.text))
@@ -59,11 +62,13 @@ async def create_embeddings(
         else:
             images.append((i, eng.decode(decode_b64(x.image, f"input {i}"), f"input {i}")))
     vecs = np.zeros((len(inputs), eng.encoder.dim), np.float32)
-    tokens = 0
+    tokens = sum(f.n_tokens for f in fused.values())
+    for i, f in fused.items():
+        vecs[i] = f.vector
     if texts:
         res = await eng.embed_texts([t for _, t in texts], truncate=req.truncate, cancel=gone)
         vecs[[i for i, _ in texts]] = res.vectors
-        tokens = sum(res.n_tokens)
+        tokens += sum(res.n_tokens)
     if images:
         vecs[[i for i, _ in images]] = await eng.embed_images([m for _, m in images], cancel=gone)
     if clips:
@@ -168,11 +173,13 @@ async def embed(
     request: Request, eng: Engine = Depends(get_engine), _=READ,
     gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.EmbedResponse:  # fmt: skip
-    """Native form: JSON `{"texts": [...], "images": [base64...], "audios": [base64...]}` or a
-    multipart upload with `texts` fields and `files` (each file an image or an audio clip, told
-    apart by its bytes). Texts come first in the answer, then images, then audio, each in order;
-    an audio embedding carries its windows (`segments`) beside the clip's pooled vector."""
+    """Native form: JSON `{"texts": [...], "images": [base64...], "audios": [base64...],
+    "multi": [{"text": ..., "image": ..., "weights": {...}}]}` or a multipart upload with `texts`
+    fields and `files` (each file an image or an audio clip, told apart by its bytes). Texts come
+    first in the answer, then images, then audio, then fused inputs, each in order; an audio
+    embedding carries its windows (`segments`) beside the clip's pooled vector."""
     settings = eng.settings
+    multi: list[S.MultiQuery] = []
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         texts, files, truncate = await read_multipart(request, settings.max_items)
         blobs = [(name, data, media_kind(name, data)) for name, data in files]
@@ -181,13 +188,13 @@ async def embed(
             req = S.EmbedRequest.model_validate_json(await request.body())
         except ValidationError as e:
             raise RequestValidationError(e.errors()) from None
-        texts, truncate = req.texts, req.truncate
+        texts, truncate, multi = req.texts, req.truncate, req.multi
         blobs = [(f"{kind} {i}", decode_b64(b, f"{kind} {i}"), kind)
                  for kind, given in (("image", req.images), ("audio", req.audios))
                  for i, b in enumerate(given)]  # fmt: skip
-    if not texts and not blobs:
-        raise InputError("nothing to embed: give texts, images or audios")
-    check_count(settings, len(texts) + len(blobs), "inputs")
+    if not texts and not blobs and not multi:
+        raise InputError("nothing to embed: give texts, images, audios or multi")
+    check_count(settings, len(texts) + len(blobs) + len(multi), "inputs")
     images, clips = [], []
     for name, data, kind in blobs:
         if kind == "image":
@@ -209,4 +216,7 @@ async def embed(
             segments = [S.Segment(start=a, end=b, vector=sv.tolist())
                         for (a, b), sv in zip(spans, seg, strict=True)]  # fmt: skip
             out.append(S.Embedding(modality="audio", vector=v.tolist(), segments=segments))
+    for i, q in enumerate(multi):
+        f = await embed_parts(eng, q, gone, f"multi {i}", truncate=truncate)
+        out.append(S.Embedding(modality="multi", vector=f.vector.tolist(), n_tokens=f.n_tokens))
     return S.EmbedResponse(model=settings.model, dim=eng.encoder.dim, embeddings=out)

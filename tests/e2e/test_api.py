@@ -110,7 +110,7 @@ def test_embed_json_multipart_and_truncation(client, png):
         client.post("/embed", json={}),
         422,
         "invalid_input",
-        "nothing to embed: give texts, images or audios",
+        "nothing to embed: give texts, images, audios or multi",
     )
 
 
@@ -210,7 +210,8 @@ def _crud_and_search(client, backend, spec, png):
     err(client.post("/collections/shop/search", json={"query": {"id": "nope"}}), 404, "not_found",
         "no item 'nope' in collection 'shop'")  # fmt: skip
     err(client.post("/collections/shop/search", json={"query": {"text": "a", "id": "t1"}}), 422,
-        "invalid_request", "a query needs exactly one of text, image, audio, vector or id")  # fmt: skip
+        "invalid_request", "a query needs exactly one of text, image, audio, vector or id, or "
+        "several of text, image and audio to fuse")  # fmt: skip
     err(client.put("/collections/shop/items", json={"items": [{"id": "x", "vector": [1.0]}]}), 422,
         "invalid_input", "item 'x': vector has 1 dimensions, collection 'shop' holds "
         "24-dimensional vectors")  # fmt: skip

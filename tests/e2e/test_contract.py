@@ -50,7 +50,9 @@ def test_every_route_is_declared(document):
     assert {op["operationId"] for op in ops.values()} == {
         "create_embeddings", "embed", "create_collection", "list_collections", "get_collection",
         "drop_collection", "upsert_items", "get_item", "delete_item", "search_collection",
-        "classify", "health", "metrics", "list_models", "list_models_openai", "page", "get_media",
+        "classify", "create_classifier", "list_classifiers", "get_classifier",
+        "delete_classifier", "health", "metrics", "list_models", "list_models_openai", "page",
+        "get_media",
     }  # fmt: skip
     for (method, path), op in ops.items():
         assert op["tags"], (method, path)
@@ -84,7 +86,7 @@ def test_limits_of_the_settings_are_in_the_schema(document):
     assert (vec["minItems"], vec["maxItems"]) == (256, 256)  # the house model's dimension
     query = schemas["SearchRequest"]["properties"]["query"]
     assert [s["$ref"].rsplit("/", 1)[1] for s in query["oneOf"]] == [
-        "TextQuery", "ImageQuery", "AudioQuery", "VectorQuery", "IdQuery"]  # fmt: skip
+        "TextQuery", "ImageQuery", "AudioQuery", "VectorQuery", "IdQuery", "MultiQuery"]  # fmt: skip
     audios = embed["application/json"]["schema"]["properties"]["audios"]
     assert audios["maxItems"] == 256
     assert schemas["CollectionCreate"]["properties"]["name"]["pattern"] == (

@@ -1,0 +1,51 @@
+"""`jointspace fit-classifier`: train a fusion classifier on labelled data with the served model,
+saved under the data directory for `POST /classify` with `"classifier": NAME`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import err, fail, friendly, out
+
+DATA_HELP = ("A folder with a subfolder per label, or a .jsonl/.csv/.parquet table with a label "
+             "column and text, image, audio columns.")  # fmt: skip
+
+
+@friendly
+def fit_classifier(
+    data: Annotated[Path, typer.Option(help=DATA_HELP)],
+    out_name: Annotated[str, typer.Option("--out", help="The classifier's name.")],
+    fusion: Annotated[str, typer.Option(help="early, late or attention.")] = "late",
+    model: Annotated[str, typer.Option(help="Model spec whose vectors it reads.")] = "house",
+    data_dir: Annotated[Path, typer.Option(help="The service's data directory.")] = Path("data"),
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = 200,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Fit a classifier over frozen embeddings (80% to train, 20% to calibrate and report)."""
+    from encoders import load_encoder
+    from fusion.classifier import KINDS, fit
+    from fusion.registry import Registry
+    from training.labelled import embed_examples, read_examples
+
+    if fusion not in KINDS[:3]:
+        fail(f"--fusion must be one of early, late, attention, not {fusion!r}")
+    registry = Registry(data_dir / "classifiers")
+    registry.check_name(out_name)
+    examples = read_examples(data)
+    enc = load_encoder(model)
+    err.print(f"embedding {len(examples)} examples with {enc.name}", highlight=False)
+    ex = embed_examples(examples, enc)
+    clf = fit(ex, fusion, seed=seed, epochs=epochs)
+    registry.save(out_name, clf, model=enc.name, fusion=fusion, source=str(data))
+    i = clf.info
+    figures = "no validation split (too few examples)"
+    if "validation_accuracy" in i:
+        figures = (f"validation accuracy {i['validation_accuracy']:.3f}, ECE "
+                   f"{i['ece_before']:.3f} -> {i['ece_after']:.3f} "
+                   f"(temperature {i['temperature']:.2f})")  # fmt: skip
+    out.print(f"classifier '{out_name}': {fusion} fusion of {', '.join(ex.modalities)}, "
+              f"{len(ex.classes)} labels, {i['train_examples']} training examples; {figures}",
+              markup=False, highlight=False, soft_wrap=True)  # fmt: skip

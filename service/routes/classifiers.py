@@ -1,0 +1,109 @@
+"""Trained classifiers: learn one from a collection's items and a metadata label (a background
+job), see its state and validation figures, list and delete them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+
+from fusion.classifier import ClassifierError, Examples, check_examples, fit
+from fusion.registry import UnknownClassifier
+from service import schemas as S
+from service.access import check_scope
+from service.contract import errors, operation_id
+from service.deps import audit, get_engine, open_collection, require
+from service.engine import Engine
+
+log = logging.getLogger("jointspace.classifiers")
+router = APIRouter(tags=["classifiers"], generate_unique_id_function=operation_id)
+Name = Path(pattern=S.NAME_PATTERN, description="The classifier's name")
+
+
+def _status(eng: Engine, name: str) -> S.ClassifierStatus:
+    try:
+        return S.ClassifierStatus(**eng.classifiers.status(name))
+    except UnknownClassifier as e:
+        raise HTTPException(404, str(e)) from None
+
+
+@router.post(
+    "/classifiers", status_code=202, response_model=S.ClassifierStatus,
+    responses=errors(400, 404, 409, 422, 503),
+)  # fmt: skip
+async def create_classifier(
+    req: S.ClassifierCreate, request: Request, eng: Engine = Depends(get_engine),
+    key=require("admin"),
+) -> S.ClassifierStatus:  # fmt: skip
+    """Train a classifier in the background on the collection's items, labelled by a metadata
+    field (80% to train, 20% to calibrate and report); poll GET /classifiers/{name}."""
+    check_scope(key, req.collection)
+    if req.name in eng.classifiers.names():
+        raise HTTPException(409, f"classifier '{req.name}' already exists: delete it first")
+    col = await open_collection(eng, req.collection)
+    if col.model is not None and col.model != eng.encoder.name:
+        raise ClassifierError(
+            f"collection '{req.collection}' holds vectors from '{col.model}', but the service "
+            f"serves '{eng.encoder.name}': a classifier must read the vectors it will be given"
+        )
+    vectors, values = await asyncio.to_thread(col.labelled, req.label_field)
+    classes = sorted({str(v) for v in values})
+    labels = [classes.index(str(v)) for v in values]
+    ex = Examples(vectors[:, None, :], np.ones((len(vectors), 1), bool), np.array(labels, int),
+                  classes, ("vector",))  # fmt: skip
+    if not len(vectors):
+        raise ClassifierError(
+            f"no item of collection '{req.collection}' has a label in '{req.label_field}'"
+        )
+    check_examples(ex)
+    status = eng.classifiers.set_status(
+        req.name, status="training", model=eng.encoder.name, fusion=req.fusion,
+        source=f"collection '{req.collection}', label field '{req.label_field}'", error=None,
+    )  # fmt: skip
+    eng.training[req.name] = asyncio.create_task(_train(eng, req, ex))
+    audit(request, req.collection, len(vectors))
+    return S.ClassifierStatus(**status)
+
+
+async def _train(eng: Engine, req: S.ClassifierCreate, ex: Examples) -> None:
+    try:
+        clf = await asyncio.to_thread(fit, ex, req.fusion, epochs=req.epochs)
+        source = f"collection '{req.collection}', label field '{req.label_field}'"
+        await asyncio.to_thread(eng.classifiers.save, req.name, clf, eng.encoder.name,
+                                req.fusion, source)  # fmt: skip
+    except Exception as e:  # the job's outcome is its status; the service goes on
+        log.exception("training classifier '%s' failed", req.name)
+        eng.classifiers.set_status(req.name, status="failed", error=f"{type(e).__name__}: {e}")
+    finally:
+        eng.training.pop(req.name, None)
+
+
+@router.get("/classifiers", response_model=list[S.ClassifierStatus])
+async def list_classifiers(
+    eng: Engine = Depends(get_engine), _=require("read")
+) -> list[S.ClassifierStatus]:
+    return [_status(eng, n) for n in eng.classifiers.names()]
+
+
+@router.get("/classifiers/{name}", response_model=S.ClassifierStatus, responses=errors(404, 422))
+async def get_classifier(
+    name: str = Name, eng: Engine = Depends(get_engine), _=require("read")
+) -> S.ClassifierStatus:
+    """training, ready (with the validation figures) or failed (with why)."""
+    return _status(eng, name)
+
+
+@router.delete(
+    "/classifiers/{name}", response_model=S.ClassifierStatus, responses=errors(404, 409, 422)
+)
+async def delete_classifier(
+    request: Request, name: str = Name, eng: Engine = Depends(get_engine), _=require("admin")
+) -> S.ClassifierStatus:
+    status = _status(eng, name)
+    if name in eng.training:
+        raise HTTPException(409, f"classifier '{name}' is training: wait for it to finish")
+    await asyncio.to_thread(eng.classifiers.delete, name)
+    audit(request, name, 0)
+    return status

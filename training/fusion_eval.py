@@ -1,0 +1,125 @@
+"""The fusion suites of `jointspace eval`:
+
+- fusion-tuxpaint: the Tux Paint stamps labelled by their category (the stamp's top folder, 16 of
+  them), with the picture, the caption and (for a model with an audio tower) the sound effect as
+  parts. Classifiers learn on the stamps of the training split and are scored on the held-out
+  stamps (the split the house model never trained on): zero-shot on the picture, a linear probe
+  per part, and early / late / attention fusion of every part; the fusions again with the picture
+  or the caption removed at test time; and the expected calibration error of the fusions on the
+  held-out stamps before and after temperature scaling.
+- fusion-fashion: a linear probe on 16 labelled Fashion-MNIST training images per class against
+  zero-shot, on the test split.
+
+Imports the encoders, fusion and the training data, nothing of FAISS or HTTP.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from encoders.base import AUDIO, Encoder
+from encoders.decode import decode_image
+from fusion.classifier import Examples, ece, fit, softmax
+from training.audio_data import RATE, stamps
+from training.data import EVAL_TEMPLATES, FASHION_CLASSES, fashion_mnist, in_split
+from training.eval import _images, class_vectors
+
+FUSIONS = ("early", "late", "attention")
+EPOCHS = 200
+WORDS = {"naturalforces": "natural forces"}  # category folder -> words for zero-shot prompts
+
+
+def stamp_examples(enc: Encoder) -> tuple[Examples, np.ndarray]:
+    """Every stamp as an example (parts: text, image and, with an audio tower, audio) and a mask
+    of the held-out ones."""
+    from encoders.audio import decode_audio
+
+    every = stamps()
+    parts = ("text", "image", "audio") if AUDIO in enc.modalities else ("text", "image")
+    classes = sorted({s.key.split("/")[0] for s in every})
+    vectors = np.zeros((len(every), len(parts), enc.dim), np.float32)
+    present = np.zeros((len(every), len(parts)), bool)
+    vectors[:, 0] = enc.embed_text([s.caption for s in every])
+    vectors[:, 1] = enc.embed_images([decode_image(s.png) for s in every])
+    present[:, :2] = True
+    if "audio" in parts:
+        with_sound = [i for i, s in enumerate(every) if s.sound]
+        clips = [decode_audio(every[i].sound, RATE, name=every[i].key) for i in with_sound]
+        vectors[with_sound, 2] = enc.embed_audio(clips)
+        present[with_sound, 2] = True
+    labels = np.array([classes.index(s.key.split("/")[0]) for s in every])
+    held_out = np.array([in_split(s.key, "test") for s in every])
+    return Examples(vectors, present, labels, classes, parts), held_out
+
+
+def accuracy(clf, ex: Examples) -> float:
+    return float((clf.predict_proba(ex.vectors, ex.present).argmax(1) == ex.labels).mean())
+
+
+def probe_accuracy(train: Examples, test: Examples, seed: int) -> float:
+    """A linear probe on one part, over the categories that part has training examples of (a
+    test example of another category counts as wrong)."""
+    seen = np.unique(train.labels)
+    remap = {int(c): i for i, c in enumerate(seen)}
+    sub = Examples(train.vectors, train.present, np.array([remap[int(y)] for y in train.labels]),
+                   [train.classes[c] for c in seen], train.modalities)  # fmt: skip
+    probe = fit(sub, "linear", seed=seed, epochs=EPOCHS)
+    pred = seen[probe.predict_proba(test.vectors, test.present).argmax(1)]
+    return float((pred == test.labels).mean())
+
+
+def without(ex: Examples, part: str) -> Examples:
+    present = ex.present.copy()
+    present[:, ex.modalities.index(part)] = False
+    keep = present.any(axis=1)
+    return Examples(ex.vectors[keep], present[keep], ex.labels[keep], ex.classes, ex.modalities)
+
+
+def fusion_tuxpaint(enc: Encoder, seed: int = 0, **_) -> dict:
+    ex, held_out = stamp_examples(enc)
+    train, test = ex.subset(np.flatnonzero(~held_out)), ex.subset(np.flatnonzero(held_out))
+    out: dict = {"n_train": len(train.labels), "n_test": len(test.labels),
+                 "n_classes": len(ex.classes), "parts": ", ".join(ex.modalities)}  # fmt: skip
+    words = [WORDS.get(c, c) for c in ex.classes]
+    zs = test.vectors[:, 1] @ class_vectors(enc, words, EVAL_TEMPLATES).T
+    out["zero_shot_image_top1"] = float((zs.argmax(1) == test.labels).mean())
+    for part in ex.modalities:
+        out[f"probe_{part}_top1"] = probe_accuracy(train.only(part), test.only(part), seed)
+    best_single = max(out[f"probe_{p}_top1"] for p in ex.modalities)
+    for kind in FUSIONS:
+        clf = fit(train, kind, seed=seed, epochs=EPOCHS)
+        out[f"{kind}_top1"] = accuracy(clf, test)
+        out[f"{kind}_no_image_top1"] = accuracy(clf, without(test, "image"))
+        out[f"{kind}_no_text_top1"] = accuracy(clf, without(test, "text"))
+        logits = clf.logits(test.vectors, test.present)
+        out[f"{kind}_ece_before"] = ece(softmax(logits), test.labels)
+        out[f"{kind}_ece_after"] = ece(softmax(logits / clf.temperature), test.labels)
+        out[f"baseline:{kind}_top1"] = best_single  # the best single part, probed
+    counts = np.bincount(test.labels, minlength=len(ex.classes))
+    out["chance@1"] = float(counts.max() / counts.sum())  # always the most common category
+    return out
+
+
+def fusion_fashion(enc: Encoder, limit: int | None = None, seed: int = 0, **_) -> dict:
+    grey, labels = fashion_mnist("train")
+    rng = np.random.default_rng(seed)
+    pick = np.concatenate(
+        [rng.choice(np.flatnonzero(labels == c), 16, replace=False) for c in range(10)]
+    )
+    train_v = enc.embed_images(_images(grey[pick]))
+    ex = Examples(train_v[:, None], np.ones((len(pick), 1), bool), labels[pick],
+                  list(FASHION_CLASSES), ("image",))  # fmt: skip
+    probe = fit(ex, "linear", seed=seed, epochs=EPOCHS, val_fraction=0.0, calibrate=False)
+    test_grey, test_labels = fashion_mnist("test")
+    test_grey, test_labels = test_grey[: limit or 2000], test_labels[: limit or 2000]
+    test_v = enc.embed_images(_images(test_grey))
+    p = probe.predict_proba(test_v[:, None], np.ones((len(test_v), 1), bool))
+    zs = test_v @ class_vectors(enc, FASHION_CLASSES, EVAL_TEMPLATES).T
+    zero_shot = float((zs.argmax(1) == test_labels).mean())
+    return {
+        "probe_16_per_class_top1": float((p.argmax(1) == test_labels).mean()),
+        "baseline:probe_16_per_class_top1": zero_shot,
+        "zero_shot_top1": zero_shot,
+        "n_test": len(test_labels),
+        "chance@1": 0.1,
+    }
