@@ -26,13 +26,19 @@ RANGE_OPS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 MAX_DEPTH = 32
 
 
-def _path(key: str) -> str:
-    """The key as an SQL string literal holding a JSON path, e.g. '$."dims"."w"'."""
+def key_parts(key: str) -> list[str]:
+    """A filter key's dotted parts; CollectionError for a key no backend accepts."""
     if not isinstance(key, str) or not key or key.startswith("$"):
         raise CollectionError(f"bad filter key {key!r}")
     parts = key.split(".")
     if any(not p for p in parts):
         raise CollectionError(f"bad filter key {key!r}")
+    return parts
+
+
+def _path(key: str) -> str:
+    """The key as an SQL string literal holding a JSON path, e.g. '$."dims"."w"'."""
+    parts = key_parts(key)
     path = "$" + "".join("." + json.dumps(p) for p in parts)
     return "'" + path.replace("'", "''") + "'"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from index.catalog import NAME_RE
+from index.catalog import NAME_RE, Catalog
 from index.checks import MAX_ID_CHARS
 from index.collection import new_config
 from index.errors import (
@@ -72,14 +72,7 @@ class MilvusCatalog:
         self._open: dict[str, MilvusCollection] = {}
         self.client = connect(uri, token, timeout)
 
-    @staticmethod
-    def _check_name(name: str) -> str:
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise CollectionError(
-                f"bad collection name {name!r}: use 1-64 letters, digits, '_', '-' or '.', "
-                "starting with a letter or digit"
-            )
-        return name
+    _check_name = staticmethod(Catalog._check_name)  # the same names and message as FAISS
 
     @engine_call
     def names(self) -> list[str]:

@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 from index.errors import CollectionError
-from index.filters import MAX_DEPTH, RANGE_OPS
+from index.filters import MAX_DEPTH, RANGE_OPS, key_parts
 
 FIELD = "meta"
 _CONSTANTS = {True: "$true", False: "$false"}
@@ -69,12 +69,7 @@ def string_literal(text: str, what: str = "filter on") -> str:
 
 
 def _path(key: str) -> str:
-    if not isinstance(key, str) or not key or key.startswith("$"):
-        raise CollectionError(f"bad filter key {key!r}")
-    parts = key.split(".")
-    if any(not p for p in parts):
-        raise CollectionError(f"bad filter key {key!r}")
-    return FIELD + "".join(f"[{string_literal(p)}]" for p in parts)
+    return FIELD + "".join(f"[{string_literal(p)}]" for p in key_parts(key))
 
 
 def _literal(value: Any) -> str:
