@@ -218,17 +218,19 @@ def sample_texts() -> list[str]:
 
 @pytest.fixture
 def held_elsewhere():
-    """`with held_elsewhere(root) as pid:` another process holds the data directory `root`."""
+    """`with held_elsewhere(root) as pid:` another process holds the data directory `root`;
+    `held_elsewhere(path, opener="pymilvus.MilvusClient")` holds a milvus-lite database."""
     return _held_elsewhere
 
 
 @contextlib.contextmanager
-def _held_elsewhere(root):
-    """Another process holding the data directory `root` (a Catalog open on it); yields its pid.
-    The kernel lets go of its lock when it is killed on the way out."""
+def _held_elsewhere(root, opener: str = "index.Catalog"):
+    """Another process holding `root` open with `opener` (module.name, called with the path);
+    yields its pid. The kernel lets go of its lock when it is killed on the way out."""
+    module, name = opener.rsplit(".", 1)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from index import Catalog; "
-         f"Catalog({str(root)!r}); print('held', flush=True); time.sleep(60)"],
+        [sys.executable, "-c", f"import time; from {module} import {name}; "
+         f"{name}({str(root)!r}); print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

@@ -49,28 +49,28 @@ async def create_classifier(
             f"serves '{eng.encoder.name}': a classifier must read the vectors it will be given"
         )
     vectors, values = await asyncio.to_thread(col.labelled, req.label_field)
-    classes = sorted({str(v) for v in values})
-    labels = [classes.index(str(v)) for v in values]
-    ex = Examples(vectors[:, None, :], np.ones((len(vectors), 1), bool), np.array(labels, int),
-                  classes, ("vector",))  # fmt: skip
     if not len(vectors):
         raise ClassifierError(
             f"no item of collection '{req.collection}' has a label in '{req.label_field}'"
         )
+    classes = sorted({str(v) for v in values})
+    labels = [classes.index(str(v)) for v in values]
+    ex = Examples(vectors[:, None, :], np.ones((len(vectors), 1), bool), np.array(labels, int),
+                  classes, ("vector",))  # fmt: skip
     check_examples(ex)
+    source = f"collection '{req.collection}', label field '{req.label_field}'"
     status = eng.classifiers.set_status(
-        req.name, status="training", model=eng.encoder.name, fusion=req.fusion,
-        source=f"collection '{req.collection}', label field '{req.label_field}'", error=None,
+        req.name, status="training", model=eng.encoder.name, fusion=req.fusion, source=source,
+        error=None,
     )  # fmt: skip
-    eng.training[req.name] = asyncio.create_task(_train(eng, req, ex))
+    eng.training[req.name] = asyncio.create_task(_train(eng, req, ex, source))
     audit(request, req.collection, len(vectors))
     return S.ClassifierStatus(**status)
 
 
-async def _train(eng: Engine, req: S.ClassifierCreate, ex: Examples) -> None:
+async def _train(eng: Engine, req: S.ClassifierCreate, ex: Examples, source: str) -> None:
     try:
         clf = await asyncio.to_thread(fit, ex, req.fusion, epochs=req.epochs)
-        source = f"collection '{req.collection}', label field '{req.label_field}'"
         await asyncio.to_thread(eng.classifiers.save, req.name, clf, eng.encoder.name,
                                 req.fusion, source)  # fmt: skip
     except Exception as e:  # the job's outcome is its status; the service goes on

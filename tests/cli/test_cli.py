@@ -273,20 +273,11 @@ def test_serve_refuses_an_unreachable_milvus(tmp_path):
     )
 
 
-def test_serve_refuses_a_milvus_lite_database_another_process_holds(tmp_path):
+def test_serve_refuses_a_milvus_lite_database_another_process_holds(tmp_path, held_elsewhere):
     db = tmp_path / "m.db"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from pymilvus import MilvusClient; "
-         f"MilvusClient({str(db)!r}); print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_elsewhere(db, opener="pymilvus.MilvusClient"):
         one_line_error(
             run("serve", "--index-backend", f"milvus:{db}", "--data-dir", str(tmp_path)),
             f"{db} is in use by another process: one process at a time opens a milvus-lite "
             "database; stop it, send the items through its API, or use a Milvus server",
         )
-    finally:
-        holder.kill()
-        holder.wait()
