@@ -11,6 +11,7 @@ from rich.table import Table
 
 from cli.common import fail, friendly, out
 from encoders import load_encoder
+from training.eval import SUITES
 
 
 @friendly
@@ -18,10 +19,7 @@ def eval_cmd(
     model: Annotated[str, typer.Option(help="Model spec to evaluate.")] = "house",
     suite: Annotated[
         list[str] | None,
-        typer.Option(
-            help="fashion-zero-shot, fashion-tinted, fashion-composed, tuxpaint, emoji, "
-            "audio-speech, audio-sounds (default: all the model's towers can run)."
-        ),
+        typer.Option(help=f"{', '.join(SUITES)} (default: all the model's towers can run)."),
     ] = None,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Fashion-MNIST test images to use.")

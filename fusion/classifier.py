@@ -238,15 +238,25 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
 def ece(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """Expected calibration error: the bin-weighted gap between confidence and accuracy."""
-    conf = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == labels
-    edges = np.linspace(0, 1, bins + 1)
+    return _binned_gap(probs.max(axis=1), probs.argmax(axis=1) == labels, bins)
+
+
+def _binned_gap(conf: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
     total = 0.0
-    for lo, hi in itertools.pairwise(edges):
+    for lo, hi in itertools.pairwise(np.linspace(0, 1, bins + 1)):
         inside = (conf > lo) & (conf <= hi)
         if inside.any():
             total += inside.mean() * abs(conf[inside].mean() - correct[inside].mean())
     return float(total)
+
+
+def ece_floor(probs: np.ndarray, samples: int = 500, seed: int = 0) -> float:
+    """The ECE a perfectly calibrated classifier with these confidences would still show on this
+    many examples (each prediction right with probability its confidence; the mean of `samples`
+    draws): below it, a measured ECE is noise, not miscalibration."""
+    conf = probs.max(axis=1)
+    rng = np.random.default_rng(seed)
+    return float(np.mean([_binned_gap(conf, rng.random(len(conf)) < conf) for _ in range(samples)]))
 
 
 def fit(

@@ -220,6 +220,47 @@ def test_a_request_past_its_queue_wait_budget_gets_429_not_500(tmp_path, tiny_cl
 
 
 @pytest.mark.skipif(NO_CHROMIUM, reason="Debian chromium-driver is not installed")
+def test_page_classifies_a_dropped_image_with_a_trained_classifier(live, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    colours = {"red": (220, 20, 20), "blue": (20, 20, 220), "green": (20, 200, 20)}
+    httpx.post(f"{live}/collections", json={"name": "kinds"}).raise_for_status()
+    items = [{"id": f"{n}-{i}", "image": png(c), "metadata": {"colour": n}}
+             for n, c in colours.items() for i in range(5)]  # fmt: skip
+    httpx.put(f"{live}/collections/kinds/items", json={"items": items}, timeout=60)
+    body = {"name": "colours", "collection": "kinds", "label_field": "colour", "fusion": "late"}
+    assert httpx.post(f"{live}/classifiers", json=body).status_code == 202
+    for _ in range(600):
+        state = httpx.get(f"{live}/classifiers/colours").json()["status"]
+        if state != "training":
+            break
+        time.sleep(0.1)
+    assert state == "ready"
+    picture = tmp_path / "red.png"
+    picture.write_bytes(base64.b64decode(png(colours["red"])))
+
+    driver = chromium(tmp_path)
+    try:
+        driver.get(live + "/")
+        wait = WebDriverWait(driver, 30)
+        wait.until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "#classifier option[value='colours']")
+        )
+        Select(driver.find_element(By.ID, "classifier")).select_by_value("colours")
+        driver.find_element(By.ID, "file").send_keys(str(picture))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#preview img"))
+        driver.find_element(By.ID, "classify").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#labels span")) == 3)
+        labels = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#labels span")]
+        assert labels[0].startswith("red ") and labels[0].endswith("%")
+        assert sorted(t.split()[0] for t in labels) == ["blue", "green", "red"]
+        assert driver.find_element(By.ID, "status").text == "classified by colours"
+    finally:
+        driver.quit()
+
+
+@pytest.mark.skipif(NO_CHROMIUM, reason="Debian chromium-driver is not installed")
 def test_page_with_keys_loads_signed_thumbnails_and_escapes_user_strings(tmp_path, tiny_clip_dir):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -12,6 +12,7 @@ from fusion.classifier import (
     ClassifierError,
     Examples,
     ece,
+    ece_floor,
     fit,
     fit_temperature,
     softmax,
@@ -75,6 +76,18 @@ def test_ece_of_a_calibrated_toy_is_zero_and_of_a_wrong_sure_one_is_one():
     y = np.array([0, 1])
     assert ece(np.array([[1.0, 0.0], [0.0, 1.0]]), y) == 0.0
     assert ece(np.array([[0.0, 1.0], [1.0, 0.0]]), y) == 1.0
+
+
+def test_the_ece_floor_is_what_a_calibrated_model_shows_on_that_many_examples():
+    """Certain predictions are always right when calibrated: no floor. At confidence 0.5 over
+    n examples in one bin the gap is |mean of n coin flips - 0.5|, whose mean shrinks as
+    1/sqrt(n) (about 0.4/sqrt(n))."""
+    sure = np.tile([[1.0, 0.0]], (50, 1))
+    assert ece_floor(sure) == 0.0
+    half = np.tile([[0.5, 0.5]], (100, 1))
+    small, large = ece_floor(half), ece_floor(np.tile(half, (16, 1)))
+    assert 0.03 < small < 0.05 and 0.008 < large < 0.012
+    assert ece_floor(half) == small  # seeded
 
 
 @pytest.mark.parametrize(
