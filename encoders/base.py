@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -133,6 +134,9 @@ class Encoder(ABC):
     #: the trained temperature (exponentiated) and bias that turn similarities into logits
     logit_scale: float = 100.0
     logit_bias: float = 0.0
+    #: the folder the model was loaded from, where decoders trained on its vectors live
+    #: (`captioner/`); None for models loaded from a hub
+    model_dir: Path | None = None
     text_batch_size: int = 64
     image_batch_size: int = 32
     audio_batch_size: int = 32

@@ -189,7 +189,7 @@ class HouseEncoder(Encoder):
     def __init__(self, path: str | Path | None = None, device: str | None = None) -> None:
         where = Path(path).expanduser() if path else default_house_dir()
         cfg, image, text = load_house_parts(where)
-        self.cfg = cfg
+        self.cfg, self.model_dir = cfg, where
         self.device = resolve_device(device)
         self.dtype = torch.float32  # a few MFLOPs per input: bf16 buys nothing here
         self.image_tower = image.to(self.device).eval()

@@ -85,6 +85,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         "items": {"maxItems": settings.max_items},
         "text": {"maxLength": settings.max_text_chars},
         "dim": {"minItems": dim, "maxItems": dim},
+        "captions": {"maxItems": min(settings.max_items, settings.caption_queue)},
+        "caption_tokens": {"maximum": settings.max_caption_tokens},
+        "caption_beams": {"maximum": settings.max_caption_beams},
     })  # fmt: skip
     if app.state.keyring.enabled:
         doc.setdefault("components", {})["securitySchemes"] = {

@@ -36,6 +36,14 @@ from encoders.audio import sniff_audio
 from encoders.registry import models_with
 from fusion.classifier import Classifier
 from fusion.registry import Registry
+from generation.captioner import (
+    MODELS_WITH_CAPTIONER,
+    Captioner,
+    NoCaptioner,
+    captioner_dir,
+    load_captioner,
+    read_config,
+)
 from index.backend import open_catalog
 from service.batcher import Batcher, Overloaded
 from service.settings import Settings, SettingsError
@@ -113,6 +121,13 @@ class Engine:
                     f"audio_window_s ({settings.audio_window_s:g}) is longer than model "
                     f"'{self.encoder.name}' takes ({longest:g} s)"
                 )
+        self.captioner_dir = captioner_dir(self.encoder)
+        self._captioner: Captioner | None = None
+        if self.captioner_dir is not None:
+            self.batchers["caption"] = Batcher(
+                self._captions, max_batch=settings.caption_batch, max_wait_ms=settings.max_wait_ms,
+                queue_size=settings.caption_queue, max_queue_wait_ms=settings.max_queue_wait_ms,
+            )  # fmt: skip
         self.audio_limits = AudioLimits(
             max_seconds=settings.max_audio_seconds, max_channels=settings.max_audio_channels,
             min_rate=settings.min_audio_rate, max_rate=settings.max_audio_rate,
@@ -163,6 +178,30 @@ class Engine:
         res = self.encoder.encode_audio(clips, self.settings.audio_window_s)
         return list(zip(res.vectors, res.segments, res.segment_vectors, strict=True))
 
+    @property
+    def captioner_prefix(self) -> int:
+        """Prefix positions one caption's vector becomes (from the captioner's config)."""
+        return int(read_config(self.captioner_dir)["prefix"]) if self.captioner_dir else 0
+
+    def captioner(self) -> Captioner:
+        """The model's captioner, loaded on first use (its language model takes seconds)."""
+        if self._captioner is None:
+            self._captioner = load_captioner(self.captioner_dir)
+        return self._captioner
+
+    def _captions(self, jobs: list[tuple[np.ndarray, int, int]]) -> list[tuple[str, int]]:
+        """Jobs (vector, max_tokens, beams); those with the same options decode together."""
+        out: list[tuple[str, int]] = [("", 0)] * len(jobs)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (_, tokens, beams) in enumerate(jobs):
+            groups.setdefault((tokens, beams), []).append(i)
+        cap = self.captioner()
+        for (tokens, beams), idx in groups.items():
+            vecs = np.stack([jobs[i][0] for i in idx])
+            for i, res in zip(idx, cap.caption_counted(vecs, tokens, beams), strict=True):
+                out[i] = res
+        return out
+
     # -- async API ------------------------------------------------------------------------------
     def check_texts(self, texts: list[str]) -> None:
         limit = self.settings.max_text_chars
@@ -196,6 +235,18 @@ class Engine:
         self.require(IMAGE)
         out = await self._wait(self.batchers["image"].submit(images, _arrived(cancel)), cancel)
         return np.stack(out)
+
+    async def caption(
+        self, vectors: np.ndarray, max_tokens: int, beams: int, cancel: asyncio.Event | None = None
+    ) -> list[tuple[str, int]]:
+        """(caption, tokens) per vector, through the captions' batcher."""
+        if "caption" not in self.batchers:
+            raise NoCaptioner(
+                f"model '{self.encoder.name}' has no captioner; models with one: "
+                f"{MODELS_WITH_CAPTIONER}"
+            )
+        jobs = [(v, max_tokens, beams) for v in vectors]
+        return await self._wait(self.batchers["caption"].submit(jobs, _arrived(cancel)), cancel)
 
     def require(self, modality: str) -> None:
         """The encoder's UnsupportedModality, with the model specs that have `modality` added."""

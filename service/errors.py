@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from encoders import InputError, JointspaceError, UnsupportedModality
+from generation.captioner import NoCaptioner
 from index import (
     CollectionError,
     CollectionExists,
@@ -49,6 +50,7 @@ TYPES = {
 LIBRARY = {
     InputError: (422, "invalid_input"),
     UnsupportedModality: (422, "unsupported_modality"),
+    NoCaptioner: (422, "no_captioner"),
     CollectionNotFound: (404, "not_found"),
     CollectionExists: (409, "conflict"),
     CollectionError: (400, "invalid_request"),

@@ -449,6 +449,36 @@ class ClassifierStatus(BaseModel):
     error: str | None = None
 
 
+# -- captions -------------------------------------------------------------------------------------
+class CaptionRequest(Strict):
+    input: Annotated[
+        list[Item], Field(min_length=1, json_schema_extra={"x-limit": "captions"})
+    ] = Field(description="Items as in /v1/embeddings: image, audio or multi (a text is refused)")
+    max_tokens: StrictInt = limited(
+        "caption_tokens", default=30, ge=1, description="Most tokens written per caption"
+    )
+    beams: StrictInt = limited(
+        "caption_beams", default=1, ge=1, description="Beam width (1: greedy decoding)"
+    )
+
+
+class CaptionData(BaseModel):
+    index: int
+    caption: str
+
+
+class CaptionUsage(BaseModel):
+    prompt_tokens: int = Field(description="Prefix positions the vectors became")
+    completion_tokens: int = Field(description="Tokens written")
+    total_tokens: int
+
+
+class CaptionResponse(BaseModel):
+    model: str
+    data: list[CaptionData]
+    usage: CaptionUsage
+
+
 # -- operations -----------------------------------------------------------------------------------
 class ModelInfo(BaseModel):
     id: str

@@ -49,6 +49,12 @@ class Settings(BaseModel, extra="forbid"):
         1000.0, gt=0, le=600_000,
         description="Queue-wait budget: a request that would wait longer gets 429.",
     )  # fmt: skip
+    caption_batch: int = Field(16, ge=1, le=256, description="Captions decoded together.")
+    caption_queue: int = Field(
+        64, ge=1, description="Queued captions: more waiting than this get 429."
+    )
+    max_caption_tokens: int = Field(64, ge=1, le=256, description="Largest max_tokens accepted.")
+    max_caption_beams: int = Field(4, ge=1, le=16, description="Largest beams accepted.")
     min_free_bytes: str = Field(
         "256MiB", description="Free-space floor of the data directory (bytes, 256MiB, or 5%): "
         "below it writes are refused with 507, so there is always room to roll back and snapshot.",

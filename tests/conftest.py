@@ -239,3 +239,55 @@ def _held_elsewhere(root, opener: str = "index.Catalog"):
     finally:
         holder.kill()
         holder.wait()
+
+
+# -- a tiny causal language model for the captioner -----------------------------------------------
+LM_VOCAB = ["<pad>", "<unk>", "<eos>", ".", "a", "an", "red", "blue", "green", "boot", "dress",
+         "bag", "cat", "horse", "kettle", "electric", "sound", "of"]  # fmt: skip
+
+
+def tiny_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(
+        models.WordLevel(vocab={w: i for i, w in enumerate(LM_VOCAB)}, unk_token="<unk>")
+    )
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
+                                   eos_token="<eos>")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory) -> str:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    # initializer_range 0.5: random features strong enough for a prefix to steer the model
+    cfg = LlamaConfig(vocab_size=len(LM_VOCAB), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=64, eos_token_id=2, pad_token_id=0,
+                      bos_token_id=None, tie_word_embeddings=True,
+                      initializer_range=0.5)  # fmt: skip
+    d = tmp_path_factory.mktemp("tiny_lm")
+    LlamaForCausalLM(cfg).save_pretrained(d)
+    tiny_tokenizer().save_pretrained(d)
+    return str(d)
+
+
+@pytest.fixture(scope="session")
+def captioned_dir(tmp_path_factory, tiny_lm_dir):
+    """The shipped house model copied with a random captioner over the tiny language model."""
+    import shutil
+
+    from encoders.house import default_house_dir
+    from generation.captioner import Captioner, Mapper
+    from generation.lm import load_language_model
+
+    d = tmp_path_factory.mktemp("house") / "house"
+    shutil.copytree(default_house_dir(), d, ignore=shutil.ignore_patterns("captioner", "*.md"))
+    lm, tok = load_language_model(tiny_lm_dir)
+    torch.manual_seed(0)
+    Captioner(Mapper(256, 32, prefix=4, hidden=64), lm, tok, 256, tiny_lm_dir).save(d / "captioner")
+    return d

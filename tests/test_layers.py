@@ -14,6 +14,7 @@ FORBIDDEN = {
     "encoders": {"index", "fusion", "training", "service", "cli", "faiss", "fastapi", "uvicorn"},
     "index": {"encoders", "fusion", "training", "service", "cli", "torch", "fastapi", "uvicorn"},
     "fusion": {"index", "training", "service", "cli", "faiss", "fastapi", "uvicorn"},
+    "generation": {"index", "fusion", "training", "service", "cli", "faiss", "fastapi", "uvicorn"},
     "training": {"index", "service", "cli", "faiss", "fastapi", "uvicorn"},
     "jobs": {"fusion", "training", "service", "cli", "fastapi", "uvicorn", "typer", "ray"},
     "service": {"cli", "typer"},

@@ -34,7 +34,7 @@ from training.data import (
 
 IMAGE_SUITES = ("fashion-zero-shot", "fashion-tinted", "fashion-composed", "tuxpaint", "emoji")
 FUSION_SUITES = ("fusion-tuxpaint", "fusion-fashion")
-SUITES = (*IMAGE_SUITES, "audio-speech", "audio-sounds", *FUSION_SUITES)
+SUITES = (*IMAGE_SUITES, "audio-speech", "audio-sounds", *FUSION_SUITES, "captioning")
 COMPOSED_TINTS = ["white", "red", "blue", "green", "yellow"]
 
 
@@ -170,6 +170,16 @@ def _fusion(name: str) -> Callable[..., dict]:
     return run
 
 
+def captioning(enc: Encoder, **kw) -> dict:
+    from generation.captioner import captioner_dir, load_captioner
+    from training.caption_eval import captioning as run
+
+    folder = captioner_dir(enc)
+    if folder is None:
+        raise ValueError(f"model '{enc.name}' has no captioner for the captioning suite")
+    return run(enc, load_captioner(folder), **kw)
+
+
 RUNNERS: dict[str, Callable[..., dict]] = {
     "fashion-zero-shot": fashion_zero_shot,
     "fashion-tinted": fashion_tinted,
@@ -180,13 +190,14 @@ RUNNERS: dict[str, Callable[..., dict]] = {
     "audio-sounds": _audio("audio_sounds"),
     "fusion-tuxpaint": _fusion("fusion_tuxpaint"),
     "fusion-fashion": _fusion("fusion_fashion"),
+    "captioning": captioning,
 }
 
 
 def metric_rows(result: dict) -> list[tuple[str, str, float, float | None, float | None]]:
     """(suite, metric, value, chance or None, baseline or None) for every float metric of an
-    `evaluate` result. A metric's chance is `chance_image@k` for image metrics where a suite gives
-    one, else `chance@k`; its baseline is the suite's `baseline:<metric>`."""
+    `evaluate` result. A metric's chance is the suite's `chance_<tag>@k` where the metric's name
+    has that tag (image, item, colour), else `chance@k`; its baseline is `baseline:<metric>`."""
     rows = []
     for suite, metrics in result["suites"].items():
         for key, val in metrics.items():
@@ -196,15 +207,20 @@ def metric_rows(result: dict) -> list[tuple[str, str, float, float | None, float
             chance = None
             if k:
                 chance = metrics.get(f"chance@{k}")
-                if "image" in key and f"chance_image@{k}" in metrics:
-                    chance = metrics[f"chance_image@{k}"]
+                for tag in ("image", "item", "colour"):
+                    if tag in key and f"chance_{tag}@{k}" in metrics:
+                        chance = metrics[f"chance_{tag}@{k}"]
             rows.append((suite, key, val, chance, metrics.get(f"baseline:{key}")))
     return rows
 
 
 def default_suites(enc: Encoder) -> tuple[str, ...]:
-    """Every suite the model's towers can run."""
-    return SUITES if AUDIO in enc.modalities else (*IMAGE_SUITES, *FUSION_SUITES)
+    """Every suite the model's towers (and decoders) can run."""
+    from generation.captioner import captioner_dir
+
+    audio = ("audio-speech", "audio-sounds") if AUDIO in enc.modalities else ()
+    decoders = ("captioning",) if captioner_dir(enc) else ()
+    return (*IMAGE_SUITES, *audio, *FUSION_SUITES, *decoders)
 
 
 def evaluate(

@@ -2,6 +2,7 @@
 errors they can send and their typed bodies; the app factory includes them all."""
 
 from service.routes import (
+    captions,
     classifiers,
     classify,
     collections,
@@ -17,6 +18,7 @@ ROUTERS = [
     search.router,
     classify.router,
     classifiers.router,
+    captions.router,
     operations.router,
     page.router,
 ]

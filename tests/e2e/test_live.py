@@ -261,6 +261,32 @@ def test_page_classifies_a_dropped_image_with_a_trained_classifier(live, tmp_pat
 
 
 @pytest.mark.skipif(NO_CHROMIUM, reason="Debian chromium-driver is not installed")
+def test_page_captions_a_dropped_image(tmp_path, captioned_dir):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    s = Settings.load({}, model=f"house:{captioned_dir}", data_dir=tmp_path / "data", demo=False,
+                      max_wait_ms=2)  # fmt: skip
+    picture = tmp_path / "red.png"
+    picture.write_bytes(base64.b64decode(png((220, 20, 20))))
+    with running(s) as url:
+        item = {"type": "image", "image": png((220, 20, 20))}
+        want = httpx.post(f"{url}/caption", json={"input": [item]}, timeout=60).json()
+        driver = chromium(tmp_path)
+        try:
+            driver.get(url + "/")
+            wait = WebDriverWait(driver, 30)
+            driver.find_element(By.ID, "file").send_keys(str(picture))
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#preview img"))
+            driver.find_element(By.ID, "caption").click()
+            wait.until(lambda d: d.find_elements(By.ID, "caption-text"))
+            assert driver.find_element(By.ID, "caption-text").text == want["data"][0]["caption"]
+            assert driver.find_element(By.ID, "status").text == f"caption by {want['model']}"
+        finally:
+            driver.quit()
+
+
+@pytest.mark.skipif(NO_CHROMIUM, reason="Debian chromium-driver is not installed")
 def test_page_with_keys_loads_signed_thumbnails_and_escapes_user_strings(tmp_path, tiny_clip_dir):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -1,0 +1,77 @@
+"""Captions: `POST /caption` writes a sentence for each image, sound or fused input, by the
+served model's captioner (generation/captioner.py) through its own batcher."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException
+
+from encoders import InputError
+from generation.captioner import MODELS_WITH_CAPTIONER, NoCaptioner
+from service import schemas as S
+from service.contract import BATCHED, errors, operation_id
+from service.deps import check_count, disconnect_watch, embed_parts, get_engine, require
+from service.engine import Engine
+from service.http_util import decode_b64
+
+router = APIRouter(tags=["captions"], generate_unique_id_function=operation_id)
+
+
+@router.post("/caption", response_model=S.CaptionResponse, responses=errors(*BATCHED))
+async def create_caption(
+    req: S.CaptionRequest, eng: Engine = Depends(get_engine), _=require("read"),
+    gone: asyncio.Event = Depends(disconnect_watch),
+) -> S.CaptionResponse:  # fmt: skip
+    """One caption per item, written by a small language model from the item's joint-space
+    vector (an audio item's vector is its clip's pooled vector; a multi item's is its fusion)."""
+    s = eng.settings
+    if "caption" not in eng.batchers:
+        raise NoCaptioner(
+            f"model '{eng.encoder.name}' has no captioner; models with one: {MODELS_WITH_CAPTIONER}"
+        )
+    check_count(s, len(req.input), "inputs")
+    if len(req.input) > s.caption_queue:
+        raise InputError(f"{len(req.input)} inputs in one request, over the caption queue of "
+                         f"{s.caption_queue}")  # fmt: skip
+    if req.max_tokens > s.max_caption_tokens:
+        raise InputError(f"max_tokens {req.max_tokens} is over the limit of {s.max_caption_tokens}")
+    if req.beams > s.max_caption_beams:
+        raise InputError(f"beams {req.beams} is over the limit of {s.max_caption_beams}")
+    for i, x in enumerate(req.input):
+        if isinstance(x, S.TextInput):
+            raise InputError(f"input {i} is a text: there is nothing to caption")
+    vecs = await _vectors(req.input, eng, gone)
+    out = await eng.caption(vecs, req.max_tokens, req.beams, cancel=gone)
+    written = sum(n for _, n in out)
+    prefix = eng.captioner_prefix * len(out)
+    return S.CaptionResponse(
+        model=s.model,
+        data=[S.CaptionData(index=i, caption=text) for i, (text, _) in enumerate(out)],
+        usage=S.CaptionUsage(
+            prompt_tokens=prefix, completion_tokens=written, total_tokens=prefix + written
+        ),
+    )
+
+
+async def _vectors(items: list, eng: Engine, gone: asyncio.Event) -> np.ndarray:
+    """Each item's joint-space vector, media batched per modality."""
+    vecs = np.zeros((len(items), eng.encoder.dim), np.float32)
+    images, clips = [], []
+    for i, x in enumerate(items):
+        what = f"input {i}"
+        if isinstance(x, S.MultiInput):
+            vecs[i] = (await embed_parts(eng, x, gone, what)).vector
+        elif isinstance(x, S.AudioInput):
+            clips.append((i, await eng.decode_audio(decode_b64(x.audio, what), what)))
+        elif isinstance(x, S.ImageInput):
+            images.append((i, eng.decode(decode_b64(x.image, what), what)))
+        else:
+            raise HTTPException(422, f"{what}: unknown item type")
+    if images:
+        vecs[[i for i, _ in images]] = await eng.embed_images([m for _, m in images], cancel=gone)
+    if clips:
+        res = await eng.embed_audio([c for _, c in clips], cancel=gone)
+        vecs[[i for i, _ in clips]] = res.vectors
+    return vecs

@@ -1,0 +1,143 @@
+"""The captioning suite of `jointspace eval`: the model's captioner on held-out data, in one run.
+
+- BLEU-4 and CIDEr (pycocoevalcap's scorers; captions lower-cased and split into words) of the
+  captions of held-out pictures (tinted Fashion-MNIST test images, Tux Paint stamps and emoji of
+  the test split) against their reference captions (for a garment: every wording of its item in
+  its colour), beside the retrieval baseline: the training caption nearest to the picture in the
+  joint space.
+- On tinted Fashion-MNIST test images: the share of captions that name the right item (any of
+  its synonyms, and no other item) and the right colour, beside chance (1/10, 1/9).
+- The same scores for held-out Tux Paint sounds through the audio tower (reported, no target).
+
+Imports the encoders, generation and the training data, nothing of the service or the index.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from encoders.base import AUDIO, Encoder
+from generation.captioner import Captioner
+from training.caption_data import SOURCES, build, fashion_pairs, sentence
+from training.data import COLOURS, FASHION_SYNONYMS, NotoEmoji, in_split
+
+MAX_TOKENS = 20
+
+
+def words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", text.lower()))
+
+
+def scores(refs: list[list[str]], hyps: list[str]) -> dict:
+    """BLEU-4 and CIDEr of hypotheses against their references."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+
+    gts = {i: [words(r) for r in rs] for i, rs in enumerate(refs)}
+    res = {i: [words(h) or "empty"] for i, h in enumerate(hyps)}
+    bleu = Bleu(4).compute_score(gts, res, verbose=0)[0][3]
+    cider = Cider().compute_score(gts, res)[0]
+    return {"bleu4": float(bleu), "cider": float(cider)}
+
+
+def named_items(caption: str) -> set[int]:
+    """The Fashion-MNIST items a caption names: longest wordings first, so that 't-shirt' is not
+    also read as 'shirt'."""
+    text, found = f" {words(caption)} ", set()
+    names = sorted(
+        ((n, i) for i, ns in enumerate(FASHION_SYNONYMS) for n in ns), key=lambda x: -len(x[0])
+    )
+    for name, item in names:
+        if f" {name} " in text:
+            found.add(item)
+            text = text.replace(f" {name} ", " ")
+    return found
+
+
+def named_colour(caption: str) -> set[str]:
+    found = set(words(caption).split())
+    return {c for c in COLOURS if c in found}
+
+
+def train_captions(seed: int = 0) -> list[str]:
+    """Every caption the captioner trains on, without rendering a picture: each item wording in
+    each colour, and the stamps' and emoji names of the training split."""
+    from training.audio_data import stamps
+
+    out = {sentence(f"{c} {n}") for c in COLOURS for ns in FASHION_SYNONYMS for n in ns}
+    out |= {
+        sentence(s.caption) for s in stamps() if in_split(s.key, "train") and sentence(s.caption)
+    }
+    out |= {sentence(p) for p in _emoji_names("train")}
+    return sorted(out)
+
+
+def _emoji_names(split: str) -> list[str]:
+    import unicodedata
+
+    return [unicodedata.name(ch).lower() for ch in NotoEmoji(split).chars]
+
+
+def captioning(enc: Encoder, captioner: Captioner, limit: int | None = None, seed: int = 0) -> dict:
+    n = limit or 1000
+    held = build(enc, "test", n_fashion=n, seed=seed + 1, sources=SOURCES)
+    bank = train_captions(seed)
+    bank_v = enc.embed_text(bank)
+    refs = [_references(c, s) for c, s in zip(held.captions, held.sources, strict=True)]
+    hyps = captioner.caption(held.images, max_tokens=MAX_TOKENS)
+    nearest = [bank[i] for i in (held.images @ bank_v.T).argmax(1)]
+    out: dict = {"n_pictures": len(hyps), "n_train_captions": len(bank)}
+    for key, val in scores(refs, hyps).items():
+        out[key] = val
+        out[f"baseline:{key}"] = scores(refs, nearest)[key]
+    _, _, labels, colours = fashion_pairs("test", n, seed + 1)
+    fash = [h for h, s in zip(hyps, held.sources, strict=True) if s == "fashion"]
+    base = [h for h, s in zip(nearest, held.sources, strict=True) if s == "fashion"]
+    for name, caps in (("", fash), ("baseline:", base)):
+        out[f"{name}fashion_item_top1"] = float(
+            np.mean([named_items(c) == {int(y)} for c, y in zip(caps, labels, strict=True)])
+        )
+        out[f"{name}fashion_colour_top1"] = float(
+            np.mean([named_colour(c) == {k} for c, k in zip(caps, colours, strict=True)])
+        )
+    out["chance_item@1"], out["chance_colour@1"] = 0.1, 1 / len(COLOURS)
+    if AUDIO in enc.modalities:
+        out |= _sounds(enc, captioner, bank, bank_v)
+    out["examples"] = [
+        f"{c} -> {h}"
+        for c, h in list(zip(held.captions, hyps, strict=True))[:: max(1, len(hyps) // 12)]
+    ]
+    return out
+
+
+def _references(caption: str, source: str) -> list[str]:
+    """A garment's references are every wording of its item in its colour."""
+    if source != "fashion":
+        return [caption]
+    return [
+        sentence(f"{colour} {name}")
+        for colour in named_colour(caption)
+        for item in named_items(caption)
+        for name in FASHION_SYNONYMS[item]
+    ] or [caption]
+
+
+def _sounds(enc: Encoder, captioner: Captioner, bank: list[str], bank_v: np.ndarray) -> dict:
+    from encoders.audio import decode_audio
+    from training.audio_data import RATE, stamps
+
+    held = [s for s in stamps() if s.sound and in_split(s.key, "test") and sentence(s.caption)]
+    if not held:
+        return {}
+    vecs = enc.embed_audio([decode_audio(s.sound, RATE, name=s.key) for s in held])
+    refs = [[sentence(s.caption)] for s in held]
+    hyps = captioner.caption(vecs, max_tokens=MAX_TOKENS)
+    nearest = [bank[i] for i in (vecs @ bank_v.T).argmax(1)]
+    out = {"n_sounds": len(held)}
+    for key, val in scores(refs, hyps).items():
+        out[f"sounds_{key}"] = val
+        out[f"baseline:sounds_{key}"] = scores(refs, nearest)[key]
+    out["sound_examples"] = [f"{r[0]} -> {h}" for r, h in zip(refs, hyps, strict=True)]
+    return out
