@@ -95,6 +95,7 @@ bench: install
 	$(BIN)/python bench/overload.py
 	$(BIN)/python bench/audio.py
 	$(BIN)/python bench/jobs.py
+	$(BIN)/python bench/captioning.py
 	$(BIN)/python bench/contract.py --max-time 240
 	$(BIN)/python bench/crashloop.py --cycles 20
 

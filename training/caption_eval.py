@@ -26,20 +26,29 @@ from training.data import COLOURS, FASHION_SYNONYMS, NotoEmoji, in_split
 MAX_TOKENS = 20
 
 
+def in_chunks(captioner: Captioner, vectors: np.ndarray, size: int = 64) -> list[str]:
+    """Greedy captions, decoded `size` at a time (bounded memory)."""
+    out: list[str] = []
+    for at in range(0, len(vectors), size):
+        out += captioner.caption(vectors[at : at + size], max_tokens=MAX_TOKENS)
+    return out
+
+
 def words(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", text.lower()))
 
 
 def scores(refs: list[list[str]], hyps: list[str]) -> dict:
-    """BLEU-4 and CIDEr of hypotheses against their references."""
+    """BLEU-1, BLEU-4 and CIDEr of hypotheses against their references (BLEU-4 needs four-word
+    captions: most garment captions have three or four words)."""
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
 
     gts = {i: [words(r) for r in rs] for i, rs in enumerate(refs)}
     res = {i: [words(h) or "empty"] for i, h in enumerate(hyps)}
-    bleu = Bleu(4).compute_score(gts, res, verbose=0)[0][3]
+    bleu = Bleu(4).compute_score(gts, res, verbose=0)[0]
     cider = Cider().compute_score(gts, res)[0]
-    return {"bleu4": float(bleu), "cider": float(cider)}
+    return {"bleu1": float(bleu[0]), "bleu4": float(bleu[3]), "cider": float(cider)}
 
 
 def named_items(caption: str) -> set[int]:
@@ -86,9 +95,10 @@ def captioning(enc: Encoder, captioner: Captioner, limit: int | None = None, see
     bank = train_captions(seed)
     bank_v = enc.embed_text(bank)
     refs = [_references(c, s) for c, s in zip(held.captions, held.sources, strict=True)]
-    hyps = captioner.caption(held.images, max_tokens=MAX_TOKENS)
+    hyps = in_chunks(captioner, held.images)
     nearest = [bank[i] for i in (held.images @ bank_v.T).argmax(1)]
-    out: dict = {"n_pictures": len(hyps), "n_train_captions": len(bank)}
+    out: dict = {"n_pictures": len(hyps), "n_fashion": held.sources.count("fashion"),
+                 "n_train_captions": len(bank)}  # fmt: skip
     for key, val in scores(refs, hyps).items():
         out[key] = val
         out[f"baseline:{key}"] = scores(refs, nearest)[key]
@@ -133,7 +143,7 @@ def _sounds(enc: Encoder, captioner: Captioner, bank: list[str], bank_v: np.ndar
         return {}
     vecs = enc.embed_audio([decode_audio(s.sound, RATE, name=s.key) for s in held])
     refs = [[sentence(s.caption)] for s in held]
-    hyps = captioner.caption(vecs, max_tokens=MAX_TOKENS)
+    hyps = in_chunks(captioner, vecs)
     nearest = [bank[i] for i in (vecs @ bank_v.T).argmax(1)]
     out = {"n_sounds": len(held)}
     for key, val in scores(refs, hyps).items():

@@ -155,6 +155,7 @@ class CaptionTrainer:
         info = {"steps": self.step, "train_seconds": round(self.seconds, 1),
                 "final_loss": float(np.mean(self.losses[-50:])) if self.losses else None,
                 "noise_std": self.noise, "examples": len(self.data.captions),
+                "sources": {s: self.data.sources.count(s) for s in sorted(set(self.data.sources))},
                 "config": asdict(self.cfg)}  # fmt: skip
         return Captioner(
             self.mapper, self.lm, self.tok, self.data.images.shape[1], self.lm_name, info

@@ -106,4 +106,9 @@ def test_cli_trains_the_audio_target(tmp_path):
     assert res.stderr == "error: --data and --chunk-size apply to --target house only\n"
     res = runner.invoke(app, ["train", "--target", "video"])
     assert res.exit_code == 2
-    assert res.stderr == "error: --target must be 'house' or 'audio', not 'video'\n"
+    assert res.stderr == "error: --target must be 'house', 'audio' or 'captioner', not 'video'\n"
+    res = runner.invoke(app, ["train", "--target", "captioner", "--loss", "clip"])
+    assert res.exit_code == 2
+    assert (
+        res.stderr == "error: --target captioner takes --out, --steps, --batch-size, --lr, --seed\n"
+    )

