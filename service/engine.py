@@ -123,7 +123,10 @@ class Engine:
                 )
         self.captioner_dir = captioner_dir(self.encoder)
         self._captioner: Captioner | None = None
+        #: prefix positions one caption's vector becomes (from the captioner's config)
+        self.caption_prefix = 0
         if self.captioner_dir is not None:
+            self.caption_prefix = int(read_config(self.captioner_dir)["prefix"])
             self.batchers["caption"] = Batcher(
                 self._captions, max_batch=settings.caption_batch, max_wait_ms=settings.max_wait_ms,
                 queue_size=settings.caption_queue, max_queue_wait_ms=settings.max_queue_wait_ms,
@@ -177,11 +180,6 @@ class Engine:
     def _audio(self, clips: list[Waveform]) -> list[tuple]:
         res = self.encoder.encode_audio(clips, self.settings.audio_window_s)
         return list(zip(res.vectors, res.segments, res.segment_vectors, strict=True))
-
-    @property
-    def captioner_prefix(self) -> int:
-        """Prefix positions one caption's vector becomes (from the captioner's config)."""
-        return int(read_config(self.captioner_dir)["prefix"]) if self.captioner_dir else 0
 
     def captioner(self) -> Captioner:
         """The model's captioner, loaded on first use (its language model takes seconds)."""
@@ -240,13 +238,16 @@ class Engine:
         self, vectors: np.ndarray, max_tokens: int, beams: int, cancel: asyncio.Event | None = None
     ) -> list[tuple[str, int]]:
         """(caption, tokens) per vector, through the captions' batcher."""
-        if "caption" not in self.batchers:
+        self.require_captioner()
+        jobs = [(v, max_tokens, beams) for v in vectors]
+        return await self._wait(self.batchers["caption"].submit(jobs, _arrived(cancel)), cancel)
+
+    def require_captioner(self) -> None:
+        if self.captioner_dir is None:
             raise NoCaptioner(
                 f"model '{self.encoder.name}' has no captioner; models with one: "
                 f"{MODELS_WITH_CAPTIONER}"
             )
-        jobs = [(v, max_tokens, beams) for v in vectors]
-        return await self._wait(self.batchers["caption"].submit(jobs, _arrived(cancel)), cancel)
 
     def require(self, modality: str) -> None:
         """The encoder's UnsupportedModality, with the model specs that have `modality` added."""

@@ -451,9 +451,9 @@ class ClassifierStatus(BaseModel):
 
 # -- captions -------------------------------------------------------------------------------------
 class CaptionRequest(Strict):
-    input: Annotated[
-        list[Item], Field(min_length=1, json_schema_extra={"x-limit": "captions"})
-    ] = Field(description="Items as in /v1/embeddings: image, audio or multi (a text is refused)")
+    input: Annotated[list[Item], Field(min_length=1, json_schema_extra={"x-limit": "captions"})] = (
+        Field(description="Items as in /v1/embeddings: image, audio or multi (a text is refused)")
+    )
     max_tokens: StrictInt = limited(
         "caption_tokens", default=30, ge=1, description="Most tokens written per caption"
     )

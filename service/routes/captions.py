@@ -9,7 +9,6 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException
 
 from encoders import InputError
-from generation.captioner import MODELS_WITH_CAPTIONER, NoCaptioner
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
 from service.deps import check_count, disconnect_watch, embed_parts, get_engine, require
@@ -27,10 +26,7 @@ async def create_caption(
     """One caption per item, written by a small language model from the item's joint-space
     vector (an audio item's vector is its clip's pooled vector; a multi item's is its fusion)."""
     s = eng.settings
-    if "caption" not in eng.batchers:
-        raise NoCaptioner(
-            f"model '{eng.encoder.name}' has no captioner; models with one: {MODELS_WITH_CAPTIONER}"
-        )
+    eng.require_captioner()  # before any media is decoded
     check_count(s, len(req.input), "inputs")
     if len(req.input) > s.caption_queue:
         raise InputError(f"{len(req.input)} inputs in one request, over the caption queue of "
@@ -45,7 +41,7 @@ async def create_caption(
     vecs = await _vectors(req.input, eng, gone)
     out = await eng.caption(vecs, req.max_tokens, req.beams, cancel=gone)
     written = sum(n for _, n in out)
-    prefix = eng.captioner_prefix * len(out)
+    prefix = eng.caption_prefix * len(out)
     return S.CaptionResponse(
         model=s.model,
         data=[S.CaptionData(index=i, caption=text) for i, (text, _) in enumerate(out)],
