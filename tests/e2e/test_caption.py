@@ -17,7 +17,8 @@ from generation.captioner import has_captioner
 
 @pytest.fixture
 def cap(make_client, captioned_dir):
-    with make_client(f"house:{captioned_dir}") as c:
+    """A generous queue-wait budget: the first caption loads the language model."""
+    with make_client(f"house:{captioned_dir}", max_queue_wait_ms=60_000) as c:
         yield c
 
 
