@@ -105,7 +105,7 @@ def test_the_shipped_captioner_names_a_tinted_garment(make_client):
         Image.fromarray(tint(grey[i], colour)).save(buf, "PNG")
         items.append({"type": "image", "image": base64.b64encode(buf.getvalue()).decode()})
         want.append(({int(labels[i])}, {colour}))
-    with make_client("house") as c:
+    with make_client("house", max_queue_wait_ms=120_000) as c:
         r = c.post("/caption", json={"input": items})
     assert r.status_code == 200, r.text
     got = [(named_items(d["caption"]), named_colour(d["caption"])) for d in r.json()["data"]]
