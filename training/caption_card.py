@@ -69,9 +69,10 @@ the right colour; chance is 1/10 and 1/9.
 
 Where it falls short: the learned captioner beats retrieval on BLEU-4 but not on CIDEr, and it
 names a garment's item no better than the nearest training caption does: both are bounded by
-what the house image vector holds (its zero-shot top-1 on Fashion-MNIST test images is 0.899). Sounds caption badly, far below retrieval: the noise that stands
-in for the picture-to-caption gap does not cover the larger gap between a sound's vector and its
-caption, so a sound's vector lands where the mapper has learned little.
+what the house image vector holds (its zero-shot top-1 on Fashion-MNIST test images is 0.899).
+Sounds caption badly, far below retrieval: the noise that stands in for the picture-to-caption
+gap does not cover the larger gap between a sound's vector and its caption, so a sound's vector
+lands where the mapper has learned little.
 
 Examples (reference -> caption):
 
