@@ -35,11 +35,17 @@ def train(
     ] = None,
     chunk_size: Annotated[int | None, typer.Option(help="Chunked sigmoid loss block size.")] = None,
     eval_every: Annotated[int | None, typer.Option(min=1)] = None,
+    text_share: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="captioner: share conditioned on noisy text vectors."),
+    ] = None,
 ) -> None:
     """Train the house towers; resumes from the run directory's checkpoint when there is one."""
     from training.data import MissingData
     from training.trainer import TrainConfig, Trainer
 
+    if text_share is not None and target != "captioner":
+        fail(ValueError("--text-share applies to --target captioner only"))
     if target == "audio":
         if data or chunk_size:
             fail(ValueError("--data and --chunk-size apply to --target house only"))
@@ -47,8 +53,10 @@ def train(
                            seed=seed, eval_every=eval_every)  # fmt: skip
     if target == "captioner":
         if data or chunk_size or loss or eval_every or config:
-            fail(ValueError("--target captioner takes --out, --steps, --batch-size, --lr, --seed"))
-        return train_captioner(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+            fail(ValueError("--target captioner takes --out, --steps, --batch-size, --lr, --seed, "
+                            "--text-share"))  # fmt: skip
+        return train_captioner(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                               text_share=text_share)  # fmt: skip
     if target != "house":
         fail(ValueError(f"--target must be 'house', 'audio' or 'captioner', not {target!r}"))
     try:

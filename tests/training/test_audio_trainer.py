@@ -107,6 +107,9 @@ def test_cli_trains_the_audio_target(tmp_path):
     res = runner.invoke(app, ["train", "--target", "video"])
     assert res.exit_code == 2
     assert res.stderr == "error: --target must be 'house', 'audio' or 'captioner', not 'video'\n"
+    res = runner.invoke(app, ["train", "--target", "audio", "--text-share", "0.5"])
+    assert res.exit_code == 2
+    assert res.stderr == "error: --text-share applies to --target captioner only\n"
     res = runner.invoke(app, ["train", "--target", "captioner", "--loss", "clip"])
     assert res.exit_code == 2
     assert (
