@@ -77,7 +77,8 @@ house-audio: install data
 	$(BIN)/python -m training.audio_card models/house/audio
 
 # Retrains the captioner's mapper on the shipped house model's vectors and refreshes
-# models/house/captioner (weights, eval, card).
+# models/house/captioner (weights, eval, card); ablation.json there, the pictures-only comparison
+# the card quotes, is kept as it is.
 house-captioner: install data
 	$(BIN)/jointspace train --target captioner --out runs/captioner
 	mkdir -p models/house/captioner
