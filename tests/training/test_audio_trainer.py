@@ -112,6 +112,6 @@ def test_cli_trains_the_audio_target(tmp_path):
     assert res.stderr == "error: --text-share applies to --target captioner only\n"
     res = runner.invoke(app, ["train", "--target", "captioner", "--loss", "clip"])
     assert res.exit_code == 2
-    assert (
-        res.stderr == "error: --target captioner takes --out, --steps, --batch-size, --lr, --seed\n"
+    assert res.stderr == (
+        "error: --target captioner takes --out, --steps, --batch-size, --lr, --seed, --text-share\n"
     )
