@@ -53,6 +53,18 @@ def png(colour) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+COLOURS = {"red": (220, 20, 20), "blue": (20, 20, 220), "green": (20, 200, 20)}
+
+
+def squares_collection(url: str, name: str, per_colour: int) -> None:
+    """A collection of plain red, blue and green squares, their colour in metadata."""
+    httpx.post(f"{url}/collections", json={"name": name}).raise_for_status()
+    items = [{"id": f"{n}-{i}", "image": png(c), "metadata": {"colour": n}}
+             for n, c in COLOURS.items() for i in range(per_colour)]  # fmt: skip
+    httpx.put(f"{url}/collections/{name}/items", json={"items": items},
+              timeout=60).raise_for_status()  # fmt: skip
+
+
 def chromium(tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -77,13 +89,7 @@ def test_web_page_in_headless_chromium(live, tmp_path):
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    colours = {"red": (220, 20, 20), "blue": (20, 20, 220), "green": (20, 200, 20)}
-    httpx.post(f"{live}/collections", json={"name": "page"}).raise_for_status()
-    items = [{"id": f"{n}-{i}", "image": png(c), "metadata": {"colour": n}}
-             for n, c in colours.items() for i in range(3)]  # fmt: skip
-    httpx.put(
-        f"{live}/collections/page/items", json={"items": items}, timeout=60
-    ).raise_for_status()
+    squares_collection(live, "page", 3)
 
     driver = chromium(tmp_path)
     try:
@@ -224,11 +230,7 @@ def test_page_classifies_a_dropped_image_with_a_trained_classifier(live, tmp_pat
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    colours = {"red": (220, 20, 20), "blue": (20, 20, 220), "green": (20, 200, 20)}
-    httpx.post(f"{live}/collections", json={"name": "kinds"}).raise_for_status()
-    items = [{"id": f"{n}-{i}", "image": png(c), "metadata": {"colour": n}}
-             for n, c in colours.items() for i in range(5)]  # fmt: skip
-    httpx.put(f"{live}/collections/kinds/items", json={"items": items}, timeout=60)
+    squares_collection(live, "kinds", 5)
     body = {"name": "colours", "collection": "kinds", "label_field": "colour", "fusion": "late"}
     assert httpx.post(f"{live}/classifiers", json=body).status_code == 202
     for _ in range(600):
@@ -238,7 +240,7 @@ def test_page_classifies_a_dropped_image_with_a_trained_classifier(live, tmp_pat
         time.sleep(0.1)
     assert state == "ready"
     picture = tmp_path / "red.png"
-    picture.write_bytes(base64.b64decode(png(colours["red"])))
+    picture.write_bytes(base64.b64decode(png(COLOURS["red"])))
 
     driver = chromium(tmp_path)
     try:
