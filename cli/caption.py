@@ -24,20 +24,11 @@ def caption(
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: auto).")] = None,
 ) -> None:
     """Print one JSON line per file: {"file", "caption"}, in the order given."""
-    from generation.captioner import (
-        MODELS_WITH_CAPTIONER,
-        NoCaptioner,
-        captioner_dir,
-        load_captioner,
-    )
+    from generation.captioner import load_captioner, require_captioner
 
     kinds = [_kind(f) for f in files]  # every file checked before the models load
     enc = load_encoder(model, device=device)
-    folder = captioner_dir(enc)
-    if folder is None:
-        raise NoCaptioner(
-            f"model '{enc.name}' has no captioner; models with one: {MODELS_WITH_CAPTIONER}"
-        )
+    folder = require_captioner(enc)
     if "audio" in kinds:
         enc.require(AUDIO)
     images = [decode_image(f) for f, k in zip(files, kinds, strict=True) if k == "image"]

