@@ -127,6 +127,39 @@ async def embed_parts(eng: Engine, q: S._Parts, gone: asyncio.Event, what: str,
     return out
 
 
+async def embed_items(eng: Engine, inputs: list, gone: asyncio.Event,
+                      truncate: bool = False) -> tuple[np.ndarray, int]:  # fmt: skip
+    """The vectors (n, dim) of /v1/embeddings-style inputs (texts, image, audio and multi items;
+    media batched per modality, each error naming its input) and the text tokens they cost."""
+    texts, images, clips, fused = [], [], [], {}
+    for i, x in enumerate(inputs):
+        what = f"input {i}"
+        if isinstance(x, S.MultiInput):
+            fused[i] = await embed_parts(eng, x, gone, what, truncate=truncate)
+        elif isinstance(x, str):
+            texts.append((i, x))
+        elif isinstance(x, S.TextInput):
+            texts.append((i, x.text))
+        elif isinstance(x, S.AudioInput):
+            clips.append((i, await eng.decode_audio(decode_b64(x.audio, what), what)))
+        else:
+            images.append((i, eng.decode(decode_b64(x.image, what), what)))
+    vecs = np.zeros((len(inputs), eng.encoder.dim), np.float32)
+    tokens = sum(f.n_tokens for f in fused.values())
+    for i, f in fused.items():
+        vecs[i] = f.vector
+    if texts:
+        res = await eng.embed_texts([t for _, t in texts], truncate=truncate, cancel=gone)
+        vecs[[i for i, _ in texts]] = res.vectors
+        tokens += sum(res.n_tokens)
+    if images:
+        vecs[[i for i, _ in images]] = await eng.embed_images([m for _, m in images], cancel=gone)
+    if clips:
+        res = await eng.embed_audio([c for _, c in clips], cancel=gone)
+        vecs[[i for i, _ in clips]] = res.vectors
+    return vecs, tokens
+
+
 async def embed_query(
     eng: Engine,
     q: S.TextQuery | S.ImageQuery | S.AudioQuery | S.VectorQuery | S.IdQuery | S.MultiQuery,

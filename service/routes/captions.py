@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 
 from encoders import InputError
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
-from service.deps import check_count, disconnect_watch, embed_parts, get_engine, require
+from service.deps import check_count, disconnect_watch, embed_items, get_engine, require
 from service.engine import Engine
-from service.http_util import decode_b64
 
 router = APIRouter(tags=["captions"], generate_unique_id_function=operation_id)
 
@@ -38,7 +36,7 @@ async def create_caption(
     for i, x in enumerate(req.input):
         if isinstance(x, S.TextInput):
             raise InputError(f"input {i} is a text: there is nothing to caption")
-    vecs = await _vectors(req.input, eng, gone)
+    vecs, _ = await embed_items(eng, req.input, gone)
     out = await eng.caption(vecs, req.max_tokens, req.beams, cancel=gone)
     written = sum(n for _, n in out)
     prefix = eng.caption_prefix * len(out)
@@ -49,25 +47,3 @@ async def create_caption(
             prompt_tokens=prefix, completion_tokens=written, total_tokens=prefix + written
         ),
     )
-
-
-async def _vectors(items: list, eng: Engine, gone: asyncio.Event) -> np.ndarray:
-    """Each item's joint-space vector, media batched per modality."""
-    vecs = np.zeros((len(items), eng.encoder.dim), np.float32)
-    images, clips = [], []
-    for i, x in enumerate(items):
-        what = f"input {i}"
-        if isinstance(x, S.MultiInput):
-            vecs[i] = (await embed_parts(eng, x, gone, what)).vector
-        elif isinstance(x, S.AudioInput):
-            clips.append((i, await eng.decode_audio(decode_b64(x.audio, what), what)))
-        elif isinstance(x, S.ImageInput):
-            images.append((i, eng.decode(decode_b64(x.image, what), what)))
-        else:
-            raise HTTPException(422, f"{what}: unknown item type")
-    if images:
-        vecs[[i for i, _ in images]] = await eng.embed_images([m for _, m in images], cancel=gone)
-    if clips:
-        res = await eng.embed_audio([c for _, c in clips], cancel=gone)
-        vecs[[i for i, _ in clips]] = res.vectors
-    return vecs

@@ -21,7 +21,14 @@ from encoders.audio import sniff_audio
 from encoders.decode import ALLOWED_FORMATS, sniff_format
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
-from service.deps import check_count, disconnect_watch, embed_parts, get_engine, require
+from service.deps import (
+    check_count,
+    disconnect_watch,
+    embed_items,
+    embed_parts,
+    get_engine,
+    require,
+)
 from service.engine import Engine
 from service.http_util import decode_b64
 
@@ -48,32 +55,7 @@ async def create_embeddings(
     check_count(settings, len(inputs), "inputs")
     if req.dimensions is not None and req.dimensions > eng.encoder.dim:
         raise InputError(f"dimensions {req.dimensions} is more than the model's {eng.encoder.dim}")
-    texts, images, clips, fused = [], [], [], {}
-    for i, x in enumerate(inputs):
-        if isinstance(x, S.MultiInput):
-            fused[i] = await embed_parts(eng, x, gone, f"input {i}", truncate=req.truncate)
-        elif isinstance(x, str):
-            texts.append((i, x))
-        elif isinstance(x, S.TextInput):
-            texts.append((i, x.text))
-        elif isinstance(x, S.AudioInput):
-            what = f"input {i}"
-            clips.append((i, await eng.decode_audio(decode_b64(x.audio, what), what)))
-        else:
-            images.append((i, eng.decode(decode_b64(x.image, f"input {i}"), f"input {i}")))
-    vecs = np.zeros((len(inputs), eng.encoder.dim), np.float32)
-    tokens = sum(f.n_tokens for f in fused.values())
-    for i, f in fused.items():
-        vecs[i] = f.vector
-    if texts:
-        res = await eng.embed_texts([t for _, t in texts], truncate=req.truncate, cancel=gone)
-        vecs[[i for i, _ in texts]] = res.vectors
-        tokens += sum(res.n_tokens)
-    if images:
-        vecs[[i for i, _ in images]] = await eng.embed_images([m for _, m in images], cancel=gone)
-    if clips:
-        res = await eng.embed_audio([c for _, c in clips], cancel=gone)
-        vecs[[i for i, _ in clips]] = res.vectors
+    vecs, tokens = await embed_items(eng, inputs, gone, truncate=req.truncate)
     if req.dimensions is not None:
         vecs = vecs[:, : req.dimensions]
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True).clip(1e-12)
