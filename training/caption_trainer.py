@@ -25,12 +25,13 @@ from torch import nn
 
 from generation.captioner import Captioner, Mapper
 from training.caption_data import Captions
+from training.trainer import lr_at, save_checkpoint
 
 
 @dataclass
 class CaptionConfig:
     out: str = "runs/captioner"
-    steps: int = 900
+    steps: int = 700  # what models/house/captioner was trained for
     batch_size: int = 32
     lr: float = 1e-3
     warmup: int = 50
@@ -84,14 +85,8 @@ def conditioning(c: Captions, idx: np.ndarray, cfg: CaptionConfig, noise: float,
 class CaptionTrainer:
     def __init__(self, cfg: CaptionConfig, data: Captions, lm: nn.Module, tok, lm_name: str,
                  log: Callable[[str], None] = print) -> None:  # fmt: skip
-        self.cfg, self.data, self.lm, self.tok, self.lm_name, self.log = (
-            cfg,
-            data,
-            lm,
-            tok,
-            lm_name,
-            log,
-        )
+        self.cfg, self.data, self.lm, self.tok = cfg, data, lm, tok
+        self.lm_name, self.log = lm_name, log
         torch.manual_seed(cfg.seed)
         self.mapper = Mapper(data.images.shape[1], lm.get_input_embeddings().embedding_dim,
                              cfg.prefix, cfg.hidden)  # fmt: skip
@@ -117,19 +112,10 @@ class CaptionTrainer:
 
     def save_checkpoint(self) -> None:
         self.ckpt.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.ckpt.with_suffix(".tmp")
-        torch.save({"mapper": self.mapper.state_dict(), "opt": self.opt.state_dict(),
-                    "gen": self.gen.get_state(), "step": self.step, "losses": self.losses,
-                    "seconds": self.seconds}, tmp)  # fmt: skip
-        tmp.replace(self.ckpt)
-
-    def lr_at(self, step: int) -> float:
-        """Linear warm-up, then cosine decay to a tenth."""
-        cfg = self.cfg
-        if step < cfg.warmup:
-            return cfg.lr * (step + 1) / cfg.warmup
-        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+        state = {"mapper": self.mapper.state_dict(), "opt": self.opt.state_dict(),
+                 "gen": self.gen.get_state(), "step": self.step, "losses": self.losses,
+                 "seconds": self.seconds}  # fmt: skip
+        save_checkpoint(state, self.ckpt)
 
     def train_step(self) -> float:
         start = time.perf_counter()
@@ -140,7 +126,7 @@ class CaptionTrainer:
         ids, mask = tokenize(self.tok, [self.data.captions[i] for i in idx])
         v = conditioning(self.data, idx, self.cfg, self.noise, self.gen)
         for group in self.opt.param_groups:
-            group["lr"] = self.lr_at(self.step)
+            group["lr"] = lr_at(self.step, self.cfg, floor=0.1)  # cosine decay to a tenth
         loss = caption_loss(self.mapper, self.lm, v, ids, mask)
         self.opt.zero_grad()
         loss.backward()

@@ -162,11 +162,13 @@ def make_optimizer(modules: list[nn.Module], lr: float, weight_decay: float) -> 
     )
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: TrainConfig, floor: float = 0.0) -> float:
+    """Linear warm-up over cfg.warmup steps, then cosine decay to `floor` x cfg.lr at cfg.steps
+    (any config with lr, warmup and steps)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return 0.5 * cfg.lr * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
 def train_step(model: nn.Module, loss_fn, opt, inputs: tuple, grad_clip: float, device) -> float:
