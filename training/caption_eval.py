@@ -20,7 +20,7 @@ import numpy as np
 
 from encoders.base import AUDIO, Encoder
 from generation.captioner import Captioner
-from training.caption_data import SOURCES, build, fashion_pairs, sentence
+from training.caption_data import SOURCES, build, sentence
 from training.data import COLOURS, FASHION_SYNONYMS, NotoEmoji, in_split
 
 MAX_TOKENS = 20
@@ -49,6 +49,10 @@ def scores(refs: list[list[str]], hyps: list[str]) -> dict:
     bleu = Bleu(4).compute_score(gts, res, verbose=0)[0]
     cider = Cider().compute_score(gts, res)[0]
     return {"bleu1": float(bleu[0]), "bleu4": float(bleu[3]), "cider": float(cider)}
+
+
+def prefixed(prefix: str, metrics: dict) -> dict:
+    return {prefix + k: v for k, v in metrics.items()}
 
 
 def named_items(caption: str) -> set[int]:
@@ -99,18 +103,16 @@ def captioning(enc: Encoder, captioner: Captioner, limit: int | None = None, see
     nearest = [bank[i] for i in (held.images @ bank_v.T).argmax(1)]
     out: dict = {"n_pictures": len(hyps), "n_fashion": held.sources.count("fashion"),
                  "n_train_captions": len(bank)}  # fmt: skip
-    for key, val in scores(refs, hyps).items():
-        out[key] = val
-        out[f"baseline:{key}"] = scores(refs, nearest)[key]
-    _, _, labels, colours = fashion_pairs("test", n, seed + 1)
-    fash = [h for h, s in zip(hyps, held.sources, strict=True) if s == "fashion"]
-    base = [h for h, s in zip(nearest, held.sources, strict=True) if s == "fashion"]
-    for name, caps in (("", fash), ("baseline:", base)):
+    out |= scores(refs, hyps) | prefixed("baseline:", scores(refs, nearest))
+    garments = [i for i, s in enumerate(held.sources) if s == "fashion"]
+    truth = [held.captions[i] for i in garments]  # made from the item's label and its tint
+    for name, caps in (("", hyps), ("baseline:", nearest)):
+        said = [caps[i] for i in garments]
         out[f"{name}fashion_item_top1"] = float(
-            np.mean([named_items(c) == {int(y)} for c, y in zip(caps, labels, strict=True)])
+            np.mean([named_items(c) == named_items(t) for c, t in zip(said, truth, strict=True)])
         )
         out[f"{name}fashion_colour_top1"] = float(
-            np.mean([named_colour(c) == {k} for c, k in zip(caps, colours, strict=True)])
+            np.mean([named_colour(c) == named_colour(t) for c, t in zip(said, truth, strict=True)])
         )
     out["chance_item@1"], out["chance_colour@1"] = 0.1, 1 / len(COLOURS)
     if AUDIO in enc.modalities:
@@ -146,8 +148,7 @@ def _sounds(enc: Encoder, captioner: Captioner, bank: list[str], bank_v: np.ndar
     hyps = in_chunks(captioner, vecs)
     nearest = [bank[i] for i in (vecs @ bank_v.T).argmax(1)]
     out = {"n_sounds": len(held)}
-    for key, val in scores(refs, hyps).items():
-        out[f"sounds_{key}"] = val
-        out[f"baseline:sounds_{key}"] = scores(refs, nearest)[key]
+    out |= prefixed("sounds_", scores(refs, hyps))
+    out |= prefixed("baseline:sounds_", scores(refs, nearest))
     out["sound_examples"] = [f"{r[0]} -> {h}" for r, h in zip(refs, hyps, strict=True)]
     return out
