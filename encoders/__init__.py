@@ -1,9 +1,9 @@
-"""Encoder towers that map text, images and audio into one L2-normalised space (the interface names
-video too; no backend embeds it yet).
+"""Encoder towers that map text, images and audio into one L2-normalised space; a video is its
+sampled frames through the image tower, pooled per segment.
 
 Owns: the `Encoder` interface, the open_clip, transformers and house backends, model-spec parsing,
-and safe decoding of untrusted image and audio bytes. Must not import FAISS, FastAPI, or anything
-from index/, fusion/, training/, service/ or cli/.
+and safe decoding of untrusted image, audio and video bytes. Must not import FAISS, FastAPI, or
+anything from index/, fusion/, training/, service/ or cli/.
 """
 
 from encoders.audio import AudioLimits, Waveform, decode_audio
@@ -17,6 +17,7 @@ from encoders.errors import (
     UnsupportedModality,
 )
 from encoders.registry import ModelSpec, load_encoder, parse_spec
+from encoders.video import Video, VideoEmbedding, VideoLimits, decode_video
 
 __all__ = [
     "AUDIO",
@@ -34,9 +35,13 @@ __all__ = [
     "ModelSpecError",
     "TextEmbeddings",
     "UnsupportedModality",
+    "Video",
+    "VideoEmbedding",
+    "VideoLimits",
     "Waveform",
     "decode_audio",
     "decode_image",
+    "decode_video",
     "load_encoder",
     "parse_spec",
 ]

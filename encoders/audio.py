@@ -29,8 +29,10 @@ FORMATS: dict[str, tuple[str, frozenset[str]]] = {
     "FLAC": ("flac", frozenset({"flac"})),
     "Ogg": ("ogg", frozenset({"vorbis", "opus", "flac"})),
     "MP3": ("mp3", frozenset({"mp3", "mp3float"})),
-    "M4A": ("mp4", frozenset({"aac", "alac"})),
+    "M4A": ("mp4", frozenset({"aac", "alac", "mp3", "opus"})),
     "AAC": ("aac", frozenset({"aac"})),
+    # only as the audio track of a video (decode_audio's `kind`): not sniffed as audio
+    "WebM": ("matroska", frozenset({"vorbis", "opus", "aac", "flac"})),
 }
 ALLOWED = "WAV, FLAC, Ogg (Vorbis, Opus), MP3, M4A/AAC"
 
@@ -83,8 +85,10 @@ def decode_audio(
     *,
     limits: AudioLimits = AudioLimits(),
     name: str | None = None,
+    kind: str | None = None,
 ) -> Waveform:
-    """Decode one clip from bytes or a path into mono float32 at `rate` Hz.
+    """Decode one clip from bytes or a path into mono float32 at `rate` Hz. `kind` names the
+    container when the caller has already sniffed it (the audio track of a video: M4A or WebM).
 
     Raises InputError, with a one-line message naming the input, for anything that is not a sane
     clip of an allowed format within the limits.
@@ -97,7 +101,7 @@ def decode_audio(
         raise InputError(f"{name}: empty file")
     if len(data) > limits.max_bytes:
         raise InputError(f"{name}: {len(data)} bytes is over the limit of {limits.max_bytes} bytes")
-    kind = sniff_audio(data[:16])
+    kind = kind or sniff_audio(data[:16])
     if kind is None:
         raise InputError(f"{name}: not a supported audio format (allowed: {ALLOWED})")
     if kind == "WAV":

@@ -1,10 +1,11 @@
 """The one interface every encoder backend implements, and the helpers they share.
 
-Owns: the `Encoder` contract (name, dim, modalities, embed_text, embed_images, embed_audio; room
-for video), input validation common to all backends, batching, cutting long audio into windows and
-pooling them, device and dtype choice, and L2 normalisation into float32 numpy. A backend only
-turns one batch of inputs into raw feature tensors. Must not import FAISS, FastAPI or anything
-from index/, service/ or jobs/.
+Owns: the `Encoder` contract (name, dim, modalities, embed_text, embed_images, embed_audio,
+encode_video: a video's frames through the image tower, pooled per segment), input validation
+common to all backends, batching, cutting long audio into windows and pooling them, device and
+dtype choice, and L2 normalisation into float32 numpy. A backend only turns one batch of inputs
+into raw feature tensors. Must not import FAISS, FastAPI or anything from index/, service/ or
+jobs/.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from PIL import Image
 from encoders.audio import Waveform, windows
 from encoders.decode import to_rgb
 from encoders.errors import InputError, ModelLoadError, UnsupportedModality
+from encoders.video import Video, VideoEmbedding, mean_pool, segments
 
 TEXT = "text"
 IMAGE = "image"
@@ -247,9 +249,27 @@ class Encoder(ABC):
         """(n, dim) float32, L2-normalised: one pooled vector per clip."""
         return self.encode_audio(clips, window).vectors
 
-    def embed_video(self, clips: Sequence) -> np.ndarray:
-        self.require(VIDEO)
-        raise NotImplementedError  # pragma: no cover - backends with a video tower override
+    def encode_video(
+        self, videos: Sequence[Video], interval: float | None = 4.0, *, shots: bool = False,
+        start: float = 0.0, end: float | None = None,
+    ) -> list[VideoEmbedding]:  # fmt: skip
+        """Each decoded video's sampled frames through the image tower (batched across videos),
+        cut into segments (`encoders.video.segments`) and mean-pooled: per video a whole vector
+        and a vector per segment, all in the image space."""
+        self.require(IMAGE)
+        for i, v in enumerate(videos):
+            if not isinstance(v, Video):
+                raise InputError(
+                    f"video {i} is {type(v).__name__}, not a decoded video (use "
+                    "encoders.decode_video)"
+                )
+        spans = [segments(v, interval, shots=shots, start=start, end=end) for v in videos]
+        frames = self.embed_images([f for v in videos for f in v.frames])
+        out, at = [], 0
+        for v, s in zip(videos, spans, strict=True):
+            out.append(mean_pool(frames[at : at + len(v.frames)], s))
+            at += len(v.frames)
+        return out
 
     def info(self) -> dict:
         return {

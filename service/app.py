@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         eng = engine or await asyncio.to_thread(Engine, settings)
         eng.observe(metrics.batch, shed, metrics.wait)
+        eng.on_video = metrics.video
         await eng.start()
         app.state.engine = eng
         if settings.demo:

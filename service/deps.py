@@ -129,9 +129,10 @@ async def embed_parts(eng: Engine, q: S._Parts, gone: asyncio.Event, what: str,
 
 async def embed_items(eng: Engine, inputs: list, gone: asyncio.Event,
                       truncate: bool = False) -> tuple[np.ndarray, int]:  # fmt: skip
-    """The vectors (n, dim) of /v1/embeddings-style inputs (texts, image, audio and multi items;
-    media batched per modality, each error naming its input) and the text tokens they cost."""
-    texts, images, clips, fused = [], [], [], {}
+    """The vectors (n, dim) of /v1/embeddings-style inputs (texts, image, audio, video and multi
+    items; media batched per modality, each error naming its input) and the text tokens they
+    cost. A video's vector is its whole-video vector."""
+    texts, images, clips, videos, fused = [], [], [], [], {}
     for i, x in enumerate(inputs):
         what = f"input {i}"
         if isinstance(x, S.MultiInput):
@@ -142,6 +143,8 @@ async def embed_items(eng: Engine, inputs: list, gone: asyncio.Event,
             texts.append((i, x.text))
         elif isinstance(x, S.AudioInput):
             clips.append((i, await eng.decode_audio(decode_b64(x.audio, what), what)))
+        elif isinstance(x, S.VideoInput):
+            videos.append((i, await eng.decode_video(decode_b64(x.video, what), what)))
         else:
             images.append((i, eng.decode(decode_b64(x.image, what), what)))
     vecs = np.zeros((len(inputs), eng.encoder.dim), np.float32)
@@ -157,6 +160,9 @@ async def embed_items(eng: Engine, inputs: list, gone: asyncio.Event,
     if clips:
         res = await eng.embed_audio([c for _, c in clips], cancel=gone)
         vecs[[i for i, _ in clips]] = res.vectors
+    if videos:
+        res = await eng.embed_videos([v for _, v in videos], cancel=gone)
+        vecs[[i for i, _ in videos]] = np.stack([r.vector for r in res])
     return vecs, tokens
 
 

@@ -2,8 +2,10 @@
 
 Runs without the web stack (tests and the CLI drive it directly); the FastAPI app only translates
 HTTP to these calls. Owns input limits that are not about HTTP (text length, image pixels, audio
-duration, channels and rates) and the media files kept beside the collections for the web page
-(image thumbnails, and the audio of audio items for playback). Audio is decoded off the event loop.
+duration, channels and rates, video duration, frames and pixels) and the media files kept beside
+the collections for the web page (image thumbnails, the audio of audio items and the video of video
+items for playback). Audio and video are decoded off the event loop, video in a bounded number of
+workers; a video's frames go through the image batcher.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import io
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +30,18 @@ from encoders import (
     Encoder,
     InputError,
     UnsupportedModality,
+    Video,
+    VideoEmbedding,
+    VideoLimits,
     Waveform,
     decode_audio,
     decode_image,
+    decode_video,
     load_encoder,
 )
 from encoders.audio import sniff_audio
 from encoders.registry import models_with
+from encoders.video import mean_pool, segments, sniff_video
 from fusion.classifier import Classifier
 from fusion.registry import Registry
 from generation.captioner import (
@@ -94,7 +102,35 @@ class Clip:
         return sniff_audio(self.data[:16])
 
 
+@dataclass(frozen=True)
+class VideoClip:
+    """A decoded video and the bytes it came as (kept as playable media)."""
+
+    video: Video
+    data: bytes
+
+    @property
+    def kind(self) -> str:
+        """The container, as the decoder sniffed it (MP4, WebM, GIF)."""
+        return sniff_video(self.data[:16])
+
+
+@dataclass(frozen=True)
+class Cut:
+    """How a video is cut into segments: `interval` seconds, or at shot boundaries, within
+    [start, end) seconds (end None: to the end)."""
+
+    interval: float | None = None
+    shots: bool = False
+    start: float = 0.0
+    end: float | None = None
+
+
 class Engine:
+    #: called with (what, amount) as videos wait for and pass through the decode workers:
+    #: "waiting" and "decoding" +1/-1, "frames" and "seconds" decoded (set by the app's metrics)
+    on_video: Callable[[str, float], None] = staticmethod(lambda what, n: None)
+
     def __init__(self, settings: Settings, encoder: Encoder | None = None) -> None:
         self.settings = settings
         self.encoder = encoder or load_encoder(settings.model, device=settings.device)
@@ -135,6 +171,11 @@ class Engine:
             min_rate=settings.min_audio_rate, max_rate=settings.max_audio_rate,
             max_bytes=settings.max_audio_bytes,
         )  # fmt: skip
+        self.video_limits = VideoLimits(
+            max_seconds=settings.max_video_seconds, max_frames=settings.max_video_frames,
+            max_pixels=settings.max_video_pixels, max_bytes=settings.max_video_bytes,
+        )  # fmt: skip
+        self._video_slots = asyncio.Semaphore(settings.video_workers)
 
     def _batcher(self, fn) -> Batcher:
         s = self.settings
@@ -268,6 +309,55 @@ class Engine:
         waves = [c.wave for c in clips]
         out = await self._wait(self.batchers["audio"].submit(waves, _arrived(cancel)), cancel)
         return AudioResult(np.stack([r[0] for r in out]), [r[1] for r in out], [r[2] for r in out])
+
+    def read_video(self, data: bytes, name: str, shots: bool = False) -> VideoClip:
+        """Decode one video within the service's video limits, sampling `video_fps` frames a
+        second (and the first frame of every shot with `shots`)."""
+        self.require(IMAGE)
+        video = decode_video(
+            data, fps=self.settings.video_fps, side=256, shots=shots, limits=self.video_limits,
+            name=name,
+        )  # fmt: skip
+        return VideoClip(video, data)
+
+    async def decode_video(self, data: bytes, name: str, shots: bool = False) -> VideoClip:
+        """`read_video` in one of `video_workers` threads. A request that goes away stops
+        waiting, but its slot is held until its thread ends, so no more than `video_workers`
+        videos are ever being decoded."""
+        self.require(IMAGE)
+        self.on_video("waiting", 1)
+        try:
+            await self._video_slots.acquire()
+        finally:
+            self.on_video("waiting", -1)
+        self.on_video("decoding", 1)
+        work = asyncio.ensure_future(asyncio.to_thread(self.read_video, data, name, shots))
+
+        def free(_: asyncio.Future) -> None:
+            self.on_video("decoding", -1)
+            self._video_slots.release()
+
+        work.add_done_callback(free)
+        clip = await asyncio.shield(work)
+        self.on_video("frames", len(clip.video.frames))
+        self.on_video("seconds", clip.video.duration)
+        return clip
+
+    async def embed_videos(
+        self, clips: list[VideoClip], cut: Cut = Cut(), cancel: asyncio.Event | None = None
+    ) -> list[VideoEmbedding]:
+        """Per video its whole vector and its segments' vectors: the sampled frames of all the
+        videos through the image batcher together, then mean pooling per segment."""
+        interval = cut.interval or self.settings.video_interval_s
+        spans = [segments(c.video, interval, shots=cut.shots, start=cut.start, end=cut.end)
+                 for c in clips]  # fmt: skip
+        frames = [f for c in clips for f in c.video.frames]
+        vecs = await self.embed_images(frames, cancel=cancel)
+        out, at = [], 0
+        for c, s in zip(clips, spans, strict=True):
+            out.append(mean_pool(vecs[at : at + len(c.video.frames)], s))
+            at += len(c.video.frames)
+        return out
 
     async def _wait(self, fut: asyncio.Future, cancel: asyncio.Event | None):
         """Wait for a batch result; give up (cancelling the job) if `cancel` is set first."""

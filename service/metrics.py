@@ -1,6 +1,7 @@
 """Prometheus metrics of the service: requests by route template and status, latency, batch sizes
-and times per modality, queue depth, and requests refused by load shedding. Route templates (not
-paths) label everything, so no collection or item name reaches a label."""
+and times per modality, queue depth, video decoding (waiting, in progress, frames, seconds), and
+requests refused by load shedding. Route templates (not paths) label everything, so no collection
+or item name reaches a label."""
 
 from __future__ import annotations
 
@@ -48,6 +49,17 @@ class Metrics:
             "Writes refused: reason floor or full (507), io_error (503)",
             ["reason"], registry=self.registry,
         )  # fmt: skip
+        self.videos = Gauge(
+            "jointspace_videos", "Videos waiting for a decode worker, and being decoded",
+            ["state"], registry=self.registry,
+        )  # fmt: skip
+        self.video_frames = Counter(
+            "jointspace_video_frames_total", "Frames sampled from decoded videos",
+            registry=self.registry,
+        )  # fmt: skip
+        self.video_seconds = Counter(
+            "jointspace_video_seconds_total", "Seconds of video decoded", registry=self.registry
+        )
         self.by_key = Counter(
             "jointspace_key_requests_total", "Authorized requests by key name", ["key"],
             registry=self.registry,
@@ -56,6 +68,16 @@ class Metrics:
             "jointspace_auth_refused_total", "Requests refused by authorization (401/403/429)",
             ["route", "status"], registry=self.registry,
         )  # fmt: skip
+
+    def video(self, what: str, n: float) -> None:
+        """The engine's video progress: videos waiting for and in the decode workers, frames
+        sampled and seconds decoded."""
+        if what in ("waiting", "decoding"):
+            self.videos.labels(what).inc(n)
+        elif what == "frames":
+            self.video_frames.inc(n)
+        else:
+            self.video_seconds.inc(n)
 
     def wait(self, modality: str, seconds: float) -> None:
         self.wait_seconds.labels(modality).observe(seconds)

@@ -90,6 +90,14 @@ class AudioInput(Strict):
     )
 
 
+class VideoInput(Strict):
+    type: Literal["video"]
+    video: str = Field(
+        description="data:video/...;base64,... or bare base64 of MP4, WebM or GIF; the vector is "
+        "the whole video's (its sampled frames' mean, in the image space)"
+    )
+
+
 PartWeights = dict[Literal["text", "image", "audio"], Annotated[float, Field(ge=0, le=100)]]
 
 
@@ -123,7 +131,9 @@ class MultiInput(_Parts):
     type: Literal["multi"]
 
 
-Item = Annotated[TextInput | ImageInput | AudioInput | MultiInput, Field(discriminator="type")]
+Item = Annotated[
+    TextInput | ImageInput | AudioInput | VideoInput | MultiInput, Field(discriminator="type")
+]
 
 
 class EmbeddingsRequest(BaseModel):
@@ -157,6 +167,25 @@ class EmbeddingsResponse(BaseModel):
 
 
 # -- /embed (native) -----------------------------------------------------------------------------
+class VideoSegments(Strict):
+    """Vertex-style segment options: fixed intervals, or shots, within [start, end)."""
+
+    interval: float | SkipJsonSchema[None] = opt(
+        gt=0, le=600, description="Seconds per segment (default: the service's video_interval_s)"
+    )
+    shots: StrictBool = Field(False, description="Cut at shot boundaries instead of intervals")
+    start: float = Field(0.0, ge=0, description="Seconds into the video where segments start")
+    end: float | SkipJsonSchema[None] = opt(gt=0, description="Where they end (default: the end)")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> VideoSegments:
+        if self.shots and self.interval is not None:
+            raise ValueError("give interval or shots, not both")
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"end ({self.end:g}) must be after start ({self.start:g})")
+        return self
+
+
 class EmbedRequest(Strict):
     texts: list[Text] = limited("items", default_factory=list)
     images: list[str] = limited("items", default_factory=list, description="base64 or data: URLs")
@@ -167,6 +196,12 @@ class EmbedRequest(Strict):
         "items", default_factory=list,
         description="Inputs of several parts (text, image, audio, weights), each fused into one",
     )  # fmt: skip
+    videos: list[str] = limited(
+        "items", default_factory=list, description="base64 or data: URLs of videos"
+    )
+    segments: VideoSegments | SkipJsonSchema[None] = opt(
+        description="How videos are cut into segments (default: every video_interval_s seconds)"
+    )
     truncate: bool = False
 
 
@@ -177,12 +212,12 @@ class Segment(BaseModel):
 
 
 class Embedding(BaseModel):
-    modality: Literal["text", "image", "audio", "multi"]
-    vector: Vector = Field(description="For audio: the whole clip's pooled vector")
+    modality: Literal["text", "image", "audio", "video", "multi"]
+    vector: Vector = Field(description="For audio and video: the whole clip's pooled vector")
     truncated: bool = False
     n_tokens: int | None = None
     segments: list[Segment] | None = Field(
-        None, description="Audio: the clip's windows, each with its own vector"
+        None, description="Audio: the clip's windows; video: its segments; each with its own vector"
     )
 
 

@@ -73,6 +73,15 @@ class Settings(BaseModel, extra="forbid"):
         description="Long audio is embedded in windows of this many seconds (default: the "
         "model's, 10 s for the house model).",
     )  # fmt: skip
+    max_video_seconds: float = Field(600.0, gt=0, description="Longest video accepted.")
+    max_video_frames: int = Field(1200, ge=1, description="Most frames sampled from one video.")
+    max_video_pixels: int = Field(3840 * 2160, ge=1, description="Largest frame (pixels).")
+    max_video_bytes: int = Field(16 * 1024 * 1024, ge=1, description="Largest compressed video.")
+    video_fps: float = Field(1.0, gt=0, le=30, description="Frames sampled per second of video.")
+    video_interval_s: float = Field(
+        4.0, gt=0, le=600, description="Default segment length of a video, seconds."
+    )
+    video_workers: int = Field(2, ge=1, le=64, description="Videos decoded at once.")
     request_timeout_s: float = Field(60.0, gt=0)
     api_keys: list[str] = Field(default_factory=list, description="Bearer tokens with full access.")
     read_only_keys: list[str] = Field(default_factory=list, description="Tokens that cannot write.")

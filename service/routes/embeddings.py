@@ -19,6 +19,8 @@ from encoders import InputError
 from encoders.audio import ALLOWED as ALLOWED_AUDIO
 from encoders.audio import sniff_audio
 from encoders.decode import ALLOWED_FORMATS, sniff_format
+from encoders.video import ALLOWED as ALLOWED_VIDEO
+from encoders.video import has_video_stream, sniff_video
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
 from service.deps import (
@@ -29,7 +31,7 @@ from service.deps import (
     get_engine,
     require,
 )
-from service.engine import Engine
+from service.engine import Cut, Engine
 from service.http_util import decode_b64
 
 router = APIRouter(tags=["embeddings"], generate_unique_id_function=operation_id)
@@ -41,9 +43,10 @@ async def create_embeddings(
     req: S.EmbeddingsRequest, eng: Engine = Depends(get_engine), _=READ,
     gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.EmbeddingsResponse:  # fmt: skip
-    """OpenAI-compatible: `input` is a text or a list of texts, `{"type": "image"}` and
-    `{"type": "audio"}` items (an audio item's vector is its clip's pooled vector), and
-    `{"type": "multi"}` items: several of text, image and audio fused into one vector."""
+    """OpenAI-compatible: `input` is a text or a list of texts, `{"type": "image"}`,
+    `{"type": "audio"}` and `{"type": "video"}` items (an audio or video item's vector is the
+    whole clip's pooled vector), and `{"type": "multi"}` items: several of text, image and audio
+    fused into one vector."""
     settings = eng.settings
     if req.model is not None and req.model not in {eng.encoder.name, settings.model}:
         raise HTTPException(
@@ -86,8 +89,13 @@ MULTIPART = {
         },
         "files": {"anyOf": [FORM_FILE, {"type": "array", "items": FORM_FILE}]},
         "truncate": {"type": "boolean"},
+        "interval": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+        "shots": {"type": "boolean"},
+        "start": {"type": "number", "minimum": 0},
+        "end": {"type": "number", "exclusiveMinimum": 0},
     },
 }
+VIDEO_FIELDS = ("interval", "shots", "start", "end")
 EMBED_BODY = {
     "requestBody": {
         "required": True,
@@ -100,15 +108,18 @@ EMBED_BODY = {
 
 
 def media_kind(name: str, data: bytes) -> str:
-    """An uploaded file is an image or an audio clip by its first bytes (never by its name or
-    content type); anything else is refused naming both allow-lists."""
+    """An uploaded file is an image, an audio clip or a video by its bytes (never by its name or
+    content type: a GIF is an image, an MP4 with a video stream a video, one without it audio);
+    anything else is refused naming the three allow-lists."""
     if sniff_format(data[:16]):
         return "image"
+    if sniff_video(data[:16]) and (sniff_audio(data[:16]) is None or has_video_stream(data)):
+        return "video"
     if sniff_audio(data[:16]):
         return "audio"
     raise InputError(
-        f"{name}: neither a supported image ({', '.join(ALLOWED_FORMATS)}) nor a supported audio "
-        f"format ({ALLOWED_AUDIO})"
+        f"{name}: not a supported image ({', '.join(ALLOWED_FORMATS)}), audio ({ALLOWED_AUDIO}) "
+        f"or video format ({ALLOWED_VIDEO})"
     )
 
 
@@ -119,13 +130,16 @@ def _json_not_text(v: str) -> bool:
         return False
 
 
-async def read_multipart(request: Request, max_items: int) -> tuple[list[str], list, bool]:
-    """(texts, [(name, bytes)], truncate) of a multipart upload, its field types checked."""
+async def read_multipart(
+    request: Request, max_items: int
+) -> tuple[list[str], list, bool, S.VideoSegments | None]:
+    """(texts, [(name, bytes)], truncate, video segments) of a multipart upload, its field types
+    checked."""
     try:
-        form = await request.form(max_files=max_items, max_fields=max_items + 1)
+        form = await request.form(max_files=max_items, max_fields=max_items + 5)
     except StarletteHTTPException as e:  # too many parts, or not multipart at all
         raise InputError(f"multipart body: {e.detail}") from None
-    unknown = sorted(set(form.keys()) - {"texts", "files", "truncate"})
+    unknown = sorted(set(form.keys()) - {"texts", "files", "truncate", *VIDEO_FIELDS})
     if unknown:
         raise InputError(f"unknown form field(s): {', '.join(unknown)}")
     texts = []
@@ -141,10 +155,43 @@ async def read_multipart(request: Request, max_items: int) -> tuple[list[str], l
         if not isinstance(f, UploadFile):
             raise InputError(f"files {i}: a file upload, not a text field")
         blobs.append((f.filename or f"file {i}", await f.read()))
-    flags = form.getlist("truncate")
+    return texts, blobs, _flag(form, "truncate"), _video_segments(form)
+
+
+def _flag(form, field: str) -> bool:
+    flags = form.getlist(field)
     if len(flags) > 1 or any(f not in ("true", "false") for f in flags):
-        raise InputError("truncate: give it once, as true or false")
-    return texts, blobs, flags == ["true"]
+        raise InputError(f"{field}: give it once, as true or false")
+    return flags == ["true"]
+
+
+def _video_segments(form) -> S.VideoSegments | None:
+    """The segment fields of a multipart upload, checked as the JSON form's `segments`."""
+    given: dict[str, Any] = {}
+    for field in ("interval", "start", "end"):
+        values = form.getlist(field)
+        if len(values) > 1 or any(not isinstance(v, str) for v in values):
+            raise InputError(f"{field}: give it once, as a number of seconds")
+        if values:
+            try:
+                given[field] = float(values[0])
+            except ValueError:
+                raise InputError(f"{field}: {values[0][:40]!r} is not a number") from None
+    if _flag(form, "shots"):
+        given["shots"] = True
+    if not given:
+        return None
+    try:
+        return S.VideoSegments(**given)
+    except ValidationError as e:
+        raise InputError("; ".join(err["msg"].removeprefix("Value error, ")
+                                   for err in e.errors())) from None  # fmt: skip
+
+
+def cut_of(segs: S.VideoSegments | None) -> Cut:
+    if segs is None:
+        return Cut()
+    return Cut(interval=segs.interval, shots=segs.shots, start=segs.start, end=segs.end)
 
 
 @router.post(
@@ -156,33 +203,40 @@ async def embed(
     gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.EmbedResponse:  # fmt: skip
     """Native form: JSON `{"texts": [...], "images": [base64...], "audios": [base64...],
-    "multi": [{"text": ..., "image": ..., "weights": {...}}]}` or a multipart upload with `texts`
-    fields and `files` (each file an image or an audio clip, told apart by its bytes). Texts come
-    first in the answer, then images, then audio, then fused inputs, each in order; an audio
-    embedding carries its windows (`segments`) beside the clip's pooled vector."""
+    "videos": [base64...], "segments": {"interval": 4}, "multi": [{"text": ..., "image": ...,
+    "weights": {...}}]}` or a multipart upload with `texts` fields and `files` (each file an
+    image, an audio clip or a video, told apart by its bytes) and the segment options as fields.
+    Texts come first in the answer, then images, audio, videos and fused inputs, each in order; an
+    audio embedding carries its windows (`segments`) beside the clip's pooled vector, a video
+    embedding its segments (every `interval` seconds, or at shot boundaries with `shots`) beside
+    the whole video's vector."""
     settings = eng.settings
     multi: list[S.MultiQuery] = []
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        texts, files, truncate = await read_multipart(request, settings.max_items)
+        texts, files, truncate, segs = await read_multipart(request, settings.max_items)
         blobs = [(name, data, media_kind(name, data)) for name, data in files]
     else:
         try:
             req = S.EmbedRequest.model_validate_json(await request.body())
         except ValidationError as e:
             raise RequestValidationError(e.errors()) from None
-        texts, truncate, multi = req.texts, req.truncate, req.multi
+        texts, truncate, multi, segs = req.texts, req.truncate, req.multi, req.segments
         blobs = [(f"{kind} {i}", decode_b64(b, f"{kind} {i}"), kind)
-                 for kind, given in (("image", req.images), ("audio", req.audios))
+                 for kind, given in (("image", req.images), ("audio", req.audios),
+                                     ("video", req.videos))
                  for i, b in enumerate(given)]  # fmt: skip
     if not texts and not blobs and not multi:
-        raise InputError("nothing to embed: give texts, images, audios or multi")
+        raise InputError("nothing to embed: give texts, images, audios, videos or multi")
     check_count(settings, len(texts) + len(blobs) + len(multi), "inputs")
-    images, clips = [], []
+    cut = cut_of(segs)
+    images, clips, videos = [], [], []
     for name, data, kind in blobs:
         if kind == "image":
             images.append(eng.decode(data, name))
-        else:
+        elif kind == "audio":
             clips.append(await eng.decode_audio(data, name))
+        else:
+            videos.append(await eng.decode_video(data, name, shots=cut.shots))
     out: list[S.Embedding] = []
     if texts:
         res = await eng.embed_texts(texts, truncate=truncate, cancel=gone)
@@ -195,10 +249,18 @@ async def embed(
     if clips:
         res = await eng.embed_audio(clips, cancel=gone)
         for v, spans, seg in zip(res.vectors, res.segments, res.segment_vectors, strict=True):
-            segments = [S.Segment(start=a, end=b, vector=sv.tolist())
-                        for (a, b), sv in zip(spans, seg, strict=True)]  # fmt: skip
-            out.append(S.Embedding(modality="audio", vector=v.tolist(), segments=segments))
+            out.append(_with_segments("audio", v, spans, seg))
+    if videos:
+        for r in await eng.embed_videos(videos, cut, cancel=gone):
+            spans = [(s.start, s.end) for s in r.segments]
+            out.append(_with_segments("video", r.vector, spans, r.segment_vectors))
     for i, q in enumerate(multi):
         f = await embed_parts(eng, q, gone, f"multi {i}", truncate=truncate)
         out.append(S.Embedding(modality="multi", vector=f.vector.tolist(), n_tokens=f.n_tokens))
     return S.EmbedResponse(model=settings.model, dim=eng.encoder.dim, embeddings=out)
+
+
+def _with_segments(modality: str, vector: np.ndarray, spans: list, vectors) -> S.Embedding:
+    segments = [S.Segment(start=a, end=b, vector=sv.tolist())
+                for (a, b), sv in zip(spans, vectors, strict=True)]  # fmt: skip
+    return S.Embedding(modality=modality, vector=vector.tolist(), segments=segments)
