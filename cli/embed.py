@@ -1,8 +1,9 @@
 """`jointspace embed`: vectors of texts, images and audio files, to the terminal, .npy or
-.parquet."""
+.parquet; and of videos, one JSON line per segment (or those rows in .npy or .parquet)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +14,8 @@ from rich.table import Table
 
 from cli.common import err, friendly, out, progress
 from encoders import DEFAULT_MAX_PIXELS, AudioLimits, decode_audio, decode_image, load_encoder
-from encoders.base import AUDIO, batches, check_texts
+from encoders.base import AUDIO, IMAGE, batches, check_texts
+from encoders.video import VideoLimits, decode_video
 
 
 @friendly
@@ -27,6 +29,22 @@ def embed(
         list[Path] | None,
         typer.Option(help="An audio file: WAV, FLAC, Ogg, MP3, M4A (repeatable)."),
     ] = None,
+    video: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A video file: MP4, WebM, GIF (repeatable); prints a JSON line per "
+            "segment and one for the whole video."
+        ),
+    ] = None,
+    interval: Annotated[
+        float | None, typer.Option(min=0.1, help="Video segment length, seconds (default 4).")
+    ] = None,
+    shots: Annotated[
+        bool, typer.Option(help="Cut videos at shot boundaries instead of intervals.")
+    ] = False,
+    fps: Annotated[
+        float, typer.Option(min=0.01, max=30, help="Video frames sampled a second.")
+    ] = 1.0,
     window: Annotated[
         float | None,
         typer.Option(min=0.1, help="Audio window in seconds (default: the model's, 10 s)."),
@@ -41,7 +59,16 @@ def embed(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")] = None,
 ) -> None:
     """Embed texts, images and audio; texts come first in the output, then images, then audio
-    (one pooled vector per clip), each group in the order given."""
+    (one pooled vector per clip), each group in the order given. Videos are embedded alone, as
+    segments with their times."""
+    if video:
+        if text or image or audio:
+            raise typer.BadParameter("--video is embedded alone: give it without --text, "
+                                     "--image or --audio")  # fmt: skip
+        if shots and interval is not None:
+            raise typer.BadParameter("give --interval or --shots, not both")
+        embed_videos(model, video, interval, shots, fps, max_seconds, out_path, device)
+        return
     texts, paths, sounds = list(text or []), list(image or []), list(audio or [])
     if not texts and not paths and not sounds:
         raise typer.BadParameter("give at least one --text, --image or --audio")
@@ -95,6 +122,43 @@ def embed(
         print_similarity(ids, texts, paths + sounds, matrix)
     if out_path is None and not similarity:
         np.savetxt(sys.stdout, matrix, fmt="%.6f")
+
+
+def embed_videos(
+    model: str, paths: list[Path], interval: float | None, shots: bool, fps: float,
+    max_seconds: float, out_path: Path | None, device: str | None,
+) -> None:  # fmt: skip
+    """Each video decoded and checked before the model loads, then per video a JSON line per
+    segment and one for the whole video (`"whole": true`), or those rows written to --out with
+    ids `FILE#t=START,END`."""
+    if out_path is not None and out_path.suffix not in (".npy", ".parquet"):
+        raise typer.BadParameter(f"--out must end in .npy or .parquet, not '{out_path.suffix}'")
+    limits = VideoLimits(max_seconds=max_seconds)
+    for p in paths:  # a bad file fails before the model loads; decoded again one at a time
+        decode_video(p, fps=fps, shots=shots, limits=limits)
+    enc = load_encoder(model, device=device)
+    enc.require(IMAGE)
+    ids, rows = [], []
+    with progress(len(paths)) as bar:
+        task = bar.add_task("embedding videos", total=len(paths))
+        for p in paths:
+            v = decode_video(p, fps=fps, shots=shots, limits=limits)
+            res = enc.encode_video([v], interval or 4.0, shots=shots)[0]
+            spans = [(s.start, s.end, vec, False)
+                     for s, vec in zip(res.segments, res.segment_vectors, strict=True)]  # fmt: skip
+            for a, b, vec, whole in [*spans, (0.0, round(v.duration, 3), res.vector, True)]:
+                ids.append(f"{p}#t={a:g},{b:g}")
+                rows.append(vec)
+                if out_path is None:
+                    line = {"file": str(p), "start": a, "end": b, "whole": whole,
+                            "vector": [round(float(x), 6) for x in vec]}  # fmt: skip
+                    out.print(json.dumps(line), markup=False, soft_wrap=True, highlight=False)
+            bar.advance(task)
+    if out_path is not None:
+        matrix = np.stack(rows)
+        write_vectors(out_path, ids, ["video"] * len(ids), matrix, [False] * len(ids))
+        err.print(f"wrote {matrix.shape[0]} x {matrix.shape[1]} vectors to {out_path}",
+                  markup=False)  # fmt: skip
 
 
 def write_vectors(
