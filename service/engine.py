@@ -399,6 +399,10 @@ class Engine:
         """The clip's bytes as they came (already decoded once, so known to be sane)."""
         return self._put_media(collection, item_id, AUDIO_SUFFIX[clip.kind], clip.data)
 
+    def save_video_media(self, collection: str, item_id: str, clip: VideoClip) -> str:
+        """The video's bytes as they came (already decoded once, so known to be sane)."""
+        return self._put_media(collection, item_id, VIDEO_SUFFIX[clip.kind], clip.data)
+
     def _put_media(self, collection: str, item_id: str, suffix: str, data: bytes) -> str:
         d = self.media_dir / collection
         d.mkdir(parents=True, exist_ok=True)
@@ -443,9 +447,13 @@ MEDIA_TYPES = {
     ".mp3": "audio/mpeg",
     ".m4a": "audio/mp4",
     ".aac": "audio/aac",
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".gif": "image/gif",
 }
 AUDIO_SUFFIX = {"WAV": ".wav", "FLAC": ".flac", "Ogg": ".ogg", "MP3": ".mp3", "M4A": ".m4a",
                 "AAC": ".aac"}  # fmt: skip
+VIDEO_SUFFIX = {"MP4": ".mp4", "WebM": ".webm", "GIF": ".gif"}
 
 
 def media_stem(item_id: str) -> str:

@@ -333,9 +333,20 @@ class MultiItem(_Item, _Parts):
     pass
 
 
-ITEM_KINDS = ("text", "image", "audio", "vector")
+class VideoItem(_Item):
+    """Stored as one item per segment (id `ID@N`, metadata with `video_id`, `start`, `end`,
+    `segment`) plus the whole video under `ID` (with `segments`: how many)."""
+
+    video: str = Field(description="base64 or data: URL of an MP4, WebM or GIF video")
+    segments: VideoSegments | SkipJsonSchema[None] = opt(
+        description="How the video is cut (default: every video_interval_s seconds)"
+    )
+
+
+ITEM_KINDS = ("text", "image", "audio", "video", "vector")
 ItemIn = Annotated[
-    TextItem | ImageItem | AudioItem | VectorItem | MultiItem, Field(json_schema_extra=one_of)
+    TextItem | ImageItem | AudioItem | VideoItem | VectorItem | MultiItem,
+    Field(json_schema_extra=one_of),
 ]
 
 
@@ -397,6 +408,11 @@ class SearchRequest(Strict):
         pattern=NONBLANK,
     )
     exact_rerank: bool = False
+    group_by: str | SkipJsonSchema[None] = opt(
+        min_length=1, max_length=256,
+        description="A metadata field: the best hit per value (`video_id`: the best segment per "
+        "video); hits without the field are each their own group",
+    )  # fmt: skip
 
     @model_validator(mode="before")
     @classmethod

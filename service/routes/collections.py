@@ -25,6 +25,8 @@ from service.deps import (
 )
 from service.engine import Engine
 from service.http_util import decode_b64
+from service.routes.embeddings import cut_of
+from service.videos import check_video_item, stale_segments, video_rows
 
 router = APIRouter(tags=["collections"], generate_unique_id_function=operation_id)
 Name = Path(pattern=S.NAME_PATTERN, description="The collection's name")
@@ -87,13 +89,16 @@ async def upsert_items(
     req: S.UpsertRequest, request: Request, name: str = Name, eng: Engine = Depends(get_engine),
     _=require("write"), gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.UpsertResponse:  # fmt: skip
-    """Insert or replace items by id; each gives one of text, image, audio or vector, or several
-    of text, image and audio fused into one vector (with optional `weights`). An audio item's
-    vector is its clip's pooled vector."""
+    """Insert or replace items by id; each gives one of text, image, audio, video or vector, or
+    several of text, image and audio fused into one vector (with optional `weights`). An audio
+    item's vector is its clip's pooled vector. A video item is stored as one item per segment
+    (`ID@0`, `ID@1`, ...; metadata `video_id`, `start`, `end`, `segment` beside the given
+    metadata) and the whole video under its id (with `segments`, how many); replacing or deleting
+    it replaces or deletes its segments."""
     col = await open_collection(eng, name)
     check_count(eng.settings, len(req.items), "items")
     vecs = np.zeros((len(req.items), col.dim), np.float32)
-    texts, images, clips, model_made = [], [], [], True
+    texts, images, clips, videos, model_made = [], [], [], [], True
     fused: dict[int, Fused] = {}
     for i, it in enumerate(req.items):
         what = f"item '{it.id}'"
@@ -106,13 +111,13 @@ async def upsert_items(
             images.append((i, eng.decode(decode_b64(it.image, what), what)))
         elif isinstance(it, S.AudioItem):
             clips.append((i, await eng.decode_audio(decode_b64(it.audio, what), what)))
+        elif isinstance(it, S.VideoItem):
+            check_video_item(it.id, it.metadata, what)
+            cut = cut_of(it.segments)
+            videos.append((i, await eng.decode_video(decode_b64(it.video, what), what, cut.shots),
+                           cut))  # fmt: skip
         else:
-            if len(it.vector) != col.dim:
-                raise InputError(
-                    f"item '{it.id}': vector has {len(it.vector)} dimensions, collection "
-                    f"'{name}' holds {col.dim}-dimensional vectors"
-                )
-            vecs[i] = float32_vector(it.vector, f"item '{it.id}': vector")
+            vecs[i] = given_vector(it, col)
             model_made = False
     if texts:
         res = await eng.embed_texts([t for _, t in texts], truncate=req.truncate, cancel=gone)
@@ -122,24 +127,60 @@ async def upsert_items(
     if clips:
         res = await eng.embed_audio([c for _, c in clips], cancel=gone)
         vecs[[i for i, _ in clips]] = res.vectors
+    rows = {}
+    for i, clip, cut in videos:
+        emb = (await eng.embed_videos([clip], cut, cancel=gone))[0]
+        it = req.items[i]
+        rows[i] = video_rows(it.id, it.metadata, clip.video.frames, clip.video.duration, emb)
+    ids = [it.id for it in req.items]
+    old = await asyncio.to_thread(col.get, ids)
+    stale = stale_segments(old, {req.items[i].id: len(r.ids) - 1 for i, r in rows.items()})
+    keep = [i for i in range(len(req.items)) if i not in rows]
     lsn = await asyncio.to_thread(
-        col.upsert, [it.id for it in req.items], vecs, [it.metadata for it in req.items],
+        col.upsert, [ids[i] for i in keep] + [x for r in rows.values() for x in r.ids],
+        np.concatenate([vecs[keep], *[np.stack(r.vectors) for r in rows.values()]]),
+        [req.items[i].metadata for i in keep] + [m for r in rows.values() for m in r.metadata],
         eng.encoder.name if model_made else None,
     )  # fmt: skip
+    if stale:
+        await asyncio.to_thread(col.delete, stale)
+        lsn = getattr(col, "lsn", lsn)  # the delete's position (Milvus keeps none)
+    await save_item_media(eng, name, req.items, images, clips, fused, videos, rows, stale)
+    audit(request, name, len(req.items))
+    return S.UpsertResponse(upserted=len(req.items), lsn=lsn)
+
+
+def given_vector(it: S.VectorItem, col) -> np.ndarray:
+    if len(it.vector) != col.dim:
+        raise InputError(
+            f"item '{it.id}': vector has {len(it.vector)} dimensions, collection "
+            f"'{col.name}' holds {col.dim}-dimensional vectors"
+        )
+    return float32_vector(it.vector, f"item '{it.id}': vector")
+
+
+async def save_item_media(
+    eng: Engine, name: str, items: list, images: list, clips: list, fused: dict, videos: list,
+    rows: dict, stale: list[str],
+) -> None:  # fmt: skip
+    """Each item's medium: its picture, its sound, a video's bytes and its segments'
+    thumbnails; the old media of items that now have none, and of dropped segments, go."""
     for i, f in fused.items():  # a fused item's picture is its medium, else its sound
         if f.image is not None:
             images.append((i, f.image))
         elif f.clip is not None:
             clips.append((i, f.clip))
     for i, im in images:
-        await asyncio.to_thread(eng.save_media, name, req.items[i].id, im)
+        await asyncio.to_thread(eng.save_media, name, items[i].id, im)
     for i, clip in clips:
-        await asyncio.to_thread(eng.save_audio_media, name, req.items[i].id, clip)
-    with_media = {i for i, _ in images} | {i for i, _ in clips}
-    bare = [it.id for i, it in enumerate(req.items) if i not in with_media]
-    await asyncio.to_thread(eng.delete_media, name, bare)  # a replaced item's old medium
-    audit(request, name, len(req.items))
-    return S.UpsertResponse(upserted=len(req.items), lsn=lsn)
+        await asyncio.to_thread(eng.save_audio_media, name, items[i].id, clip)
+    for i, clip, _ in videos:
+        await asyncio.to_thread(eng.save_video_media, name, items[i].id, clip)
+        for sid, thumb in rows[i].thumbs:
+            await asyncio.to_thread(eng.save_media, name, sid, thumb)
+    with_media = {i for i, _ in images} | {i for i, _ in clips} | set(rows)
+    bare = [it.id for i, it in enumerate(items) if i not in with_media]
+    await asyncio.to_thread(eng.delete_media, name, bare + stale)  # a replaced item's old medium
 
 
 @router.get(
@@ -170,9 +211,13 @@ async def delete_item(
     request: Request, name: str = Name, item_id: str = ItemPath,
     eng: Engine = Depends(get_engine), _=require("write"),
 ) -> S.ItemsDeleted:  # fmt: skip
+    """Delete one item; deleting a video deletes its segments too (`deleted` counts them)."""
     col = await open_collection(eng, name)
-    if await asyncio.to_thread(col.delete, [item_id]) == 0:
+    item = (await asyncio.to_thread(col.get, [item_id]))[0]
+    ids = [item_id, *stale_segments([item], {})]
+    deleted = await asyncio.to_thread(col.delete, ids)
+    if deleted == 0:
         raise HTTPException(404, f"no item '{item_id}' in collection '{name}'")
-    await asyncio.to_thread(eng.delete_media, name, [item_id])
-    audit(request, name, 1)
-    return S.ItemsDeleted(deleted=1)
+    await asyncio.to_thread(eng.delete_media, name, ids)
+    audit(request, name, deleted)
+    return S.ItemsDeleted(deleted=deleted)

@@ -21,6 +21,7 @@ from service.deps import (
 )
 from service.engine import Engine
 from service.routes.collections import Name
+from service.videos import grouped_search
 
 router = APIRouter(tags=["search"], generate_unique_id_function=operation_id)
 
@@ -34,7 +35,9 @@ async def search_collection(
     _=require("read"), gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.SearchResponse:  # fmt: skip
     """Query by text, image, vector or an item's id; optionally moved by weighted text terms
-    or a modification phrase ("in blue instead of red"). An id query leaves that item out."""
+    or a modification phrase ("in blue instead of red"). An id query leaves that item out.
+    `group_by` keeps the best hit per value of a metadata field (`video_id`: the best moment of
+    each video)."""
     col = await open_collection(eng, name)
     q, exclude = await embed_query(eng, req.query, gone, col)
     terms = list(req.terms)
@@ -48,9 +51,14 @@ async def search_collection(
             q = compose(q, tv, [t.weight for t in terms])
         except ValueError as e:
             raise InputError(str(e)) from None
-    k = req.k + (1 if exclude else 0)
-    found = await asyncio.to_thread(col.search, q, k, req.filter, exact_rerank=req.exact_rerank)
+    if req.group_by:
+        found = await asyncio.to_thread(grouped_search, col, q, req.k, req.filter, req.group_by,
+                                        exclude, req.exact_rerank)  # fmt: skip
+    else:
+        k = req.k + (1 if exclude else 0)
+        found = (await asyncio.to_thread(col.search, q, k, req.filter,
+                                         exact_rerank=req.exact_rerank))[0]  # fmt: skip
     url = media_urls(request, name)
     hits = [S.Hit(id=h.id, score=h.score, metadata=h.metadata, media=url(h.id))
-            for h in found[0] if h.id != exclude][: req.k]  # fmt: skip
+            for h in found if h.id != exclude][: req.k]  # fmt: skip
     return S.SearchResponse(hits=hits, terms=terms)

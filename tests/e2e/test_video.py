@@ -146,3 +146,89 @@ def test_video_decoding_shows_in_the_metrics(client):
     assert 'jointspace_batch_size_bucket{le="8.0",modality="image"} 1.0' in text
     seconds = [ln for ln in text.splitlines() if ln.startswith("jointspace_video_seconds_total")]
     assert seconds == ["jointspace_video_seconds_total 8.0"]
+
+
+def count(client, name: str) -> int:
+    return client.get(f"/collections/{name}").json()["count"]
+
+
+def test_video_items_are_stored_as_segments(client):
+    assert client.post("/collections", json={"name": "clips"}).status_code == 201
+    mp4 = clip()
+    r = client.put("/collections/clips/items", json={"items": [
+        {"id": "dress", "video": url(mp4), "metadata": {"shop": "a"},
+         "segments": {"interval": 2}},
+        {"id": "note", "text": "a red dress"}]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["upserted"] == 2
+    assert count(client, "clips") == 5  # the whole video, its 3 segments, the note
+    seg = client.get("/collections/clips/items/dress@1", params={"include_vector": True}).json()
+    assert seg["metadata"] == {"shop": "a", "video_id": "dress", "start": 2.0, "end": 4.0,
+                               "segment": 1}  # fmt: skip
+    want = embedded(client, mp4, interval=2.0)
+    np.testing.assert_allclose(seg["vector"], want.segment_vectors[1], atol=1e-5)
+    whole = client.get("/collections/clips/items/dress", params={"include_vector": True}).json()
+    assert whole["metadata"] == {"shop": "a", "video_id": "dress", "start": 0.0, "end": 6.0,
+                                 "segments": 3}  # fmt: skip
+    np.testing.assert_allclose(whole["vector"], want.vector, atol=1e-5)
+    media = client.get(whole["media"])
+    assert media.headers["content-type"] == "video/mp4" and media.content == mp4
+    thumb = client.get(seg["media"])
+    assert thumb.headers["content-type"] == "image/png"
+
+    # a query for a moment: that segment first
+    r = client.post("/collections/clips/search", json={"query": {"vector": seg["vector"]}, "k": 1})
+    assert r.json()["hits"][0]["id"] == "dress@1"
+
+
+def test_search_groups_segments_by_video(client):
+    client.post("/collections", json={"name": "g"})
+    items = [{"id": f"v{i}", "video": url(clip(colours)), "segments": {"interval": 1}}
+             for i, colours in enumerate([(RED, GREEN), (RED, BLUE), (GREEN, BLUE)])]  # fmt: skip
+    assert client.put("/collections/g/items", json={"items": items}).status_code == 200
+    q = client.get("/collections/g/items/v0@0", params={"include_vector": True}).json()["vector"]
+    body = {"query": {"vector": q}, "k": 3, "filter": {"segment": {"$exists": True}}}
+    plain = client.post("/collections/g/search", json=body).json()["hits"]
+    assert len({h["metadata"]["video_id"] for h in plain}) < 3  # a video's segments crowd in
+    grouped = client.post("/collections/g/search", json={**body, "group_by": "video_id"})
+    hits = grouped.json()["hits"]
+    assert sorted(h["metadata"]["video_id"] for h in hits) == ["v0", "v1", "v2"]
+    assert hits[0]["id"] == "v0@0" and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_replacing_or_deleting_a_video_takes_its_segments(client):
+    client.post("/collections", json={"name": "r"})
+    put = lambda items: client.put("/collections/r/items", json={"items": items})  # noqa: E731
+    assert put([{"id": "v", "video": url(clip()), "segments": {"interval": 2}}]).status_code == 200
+    old_thumb = client.get("/collections/r/items/v@2").json()["media"]
+    assert put([{"id": "v", "video": url(clip()), "segments": {"interval": 4}}]).status_code == 200
+    assert count(client, "r") == 3
+    assert client.get("/collections/r/items/v@2").status_code == 404
+    assert client.get(old_thumb).status_code == 404
+    assert put([{"id": "v", "text": "no longer a video"}]).status_code == 200
+    assert count(client, "r") == 1
+    assert client.get("/collections/r/items/v").json()["media"] is None
+
+    assert put([{"id": "w", "video": url(clip())}]).status_code == 200
+    assert count(client, "r") == 4
+    r = client.delete("/collections/r/items/w")
+    assert r.status_code == 200 and r.json() == {"deleted": 3}
+    assert count(client, "r") == 1
+
+
+def test_video_item_refusals(client, make_client, tiny_clap_dir):
+    client.post("/collections", json={"name": "bad"})
+    r = client.put("/collections/bad/items", json={"items": [
+        {"id": "v", "video": url(clip()), "metadata": {"start": 3, "end": 4}}]})  # fmt: skip
+    err(r, 422, "invalid_input", "item 'v': metadata key(s) end, start are set by the service on "
+        "video items; rename them")  # fmt: skip
+    r = client.put("/collections/bad/items", json={"items": [{"id": "x" * 507,
+                                                              "video": url(clip())}]})  # fmt: skip
+    err(r, 422, "invalid_input", f"item '{'x' * 507}': a video's id has at most 506 characters "
+        "(its segments' ids add '@' and an index)")  # fmt: skip
+    r = client.put("/collections/bad/items", json={"items": [{"id": "v", "video": url(b"RIFF")}]})
+    err(r, 422, "invalid_input", "item 'v': not a supported video format (allowed: "
+        f"{ALLOWED_VIDEO.split('(allowed: ')[-1]})")  # fmt: skip
+    assert count(client, "bad") == 0
