@@ -110,7 +110,7 @@ def test_embed_json_multipart_and_truncation(client, png):
         client.post("/embed", json={}),
         422,
         "invalid_input",
-        "nothing to embed: give texts, images, audios or multi",
+        "nothing to embed: give texts, images, audios, videos or multi",
     )
 
 

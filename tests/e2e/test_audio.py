@@ -81,8 +81,9 @@ def test_embed_multipart_tells_audio_from_images_by_bytes(clap, sound):
     assert r.status_code == 200, r.text
     assert [e["modality"] for e in r.json()["embeddings"]] == ["text", "audio", "audio"]
     r = clap.post("/embed", files=[("files", ("x.wav", b"just some text", "audio/wav"))])
-    err(r, 422, "invalid_input", "x.wav: neither a supported image (JPEG, PNG, WEBP, GIF, BMP) nor "
-        f"a supported audio format ({ALLOWED})")  # fmt: skip
+    err(r, 422, "invalid_input", "x.wav: not a supported image (JPEG, PNG, WEBP, GIF, BMP), audio "
+        f"({ALLOWED}) or video format (MP4/MOV (H.264, HEVC, MPEG-4, AV1, VP9), WebM/Matroska "
+        "(VP8, VP9, AV1, H.264), GIF)")  # fmt: skip
 
 
 def test_audio_items_search_classify_and_media(clap, sound):
