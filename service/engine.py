@@ -42,6 +42,7 @@ from encoders import (
 from encoders.audio import sniff_audio
 from encoders.registry import models_with
 from encoders.video import mean_pool, segments, sniff_video
+from encoders.video import pool as pool_video
 from fusion.classifier import Classifier
 from fusion.registry import Registry
 from generation.captioner import (
@@ -124,6 +125,7 @@ class Cut:
     shots: bool = False
     start: float = 0.0
     end: float | None = None
+    pooling: str | None = None  # None: the service's video_pooling
 
 
 class Engine:
@@ -347,7 +349,9 @@ class Engine:
         self, clips: list[VideoClip], cut: Cut = Cut(), cancel: asyncio.Event | None = None
     ) -> list[VideoEmbedding]:
         """Per video its whole vector and its segments' vectors: the sampled frames of all the
-        videos through the image batcher together, then mean pooling per segment."""
+        videos through the image batcher together, then pooling per segment (by the mean, or by
+        the temporal head)."""
+        head = self.encoder.pooling_head(self.pooling(cut.pooling))
         interval = cut.interval or self.settings.video_interval_s
         spans = [segments(c.video, interval, shots=cut.shots, start=cut.start, end=cut.end)
                  for c in clips]  # fmt: skip
@@ -355,9 +359,19 @@ class Engine:
         vecs = await self.embed_images(frames, cancel=cancel)
         out, at = [], 0
         for c, s in zip(clips, spans, strict=True):
-            out.append(mean_pool(vecs[at : at + len(c.video.frames)], s))
+            part = vecs[at : at + len(c.video.frames)]
+            out.append(await asyncio.to_thread(pool_video, part, s, head) if head else
+                       mean_pool(part, s))  # fmt: skip
             at += len(c.video.frames)
         return out
+
+    def pooling(self, asked: str | None) -> str:
+        """The pooling a request gets: what it asked for, else the setting, where "auto" is the
+        temporal head when the model has one."""
+        chosen = asked or self.settings.video_pooling
+        if chosen == "auto":
+            return "temporal" if self.encoder.temporal_head is not None else "mean"
+        return chosen
 
     async def _wait(self, fut: asyncio.Future, cancel: asyncio.Event | None):
         """Wait for a batch result; give up (cancelling the job) if `cancel` is set first."""

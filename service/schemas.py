@@ -176,6 +176,10 @@ class VideoSegments(Strict):
     shots: StrictBool = Field(False, description="Cut at shot boundaries instead of intervals")
     start: float = Field(0.0, ge=0, description="Seconds into the video where segments start")
     end: float | SkipJsonSchema[None] = opt(gt=0, description="Where they end (default: the end)")
+    pooling: Literal["mean", "temporal"] | SkipJsonSchema[None] = opt(
+        description="Frames to a vector by their mean or by the model's temporal head (default: "
+        "the service's video_pooling)"
+    )
 
     @model_validator(mode="after")
     def _one_way(self) -> VideoSegments:

@@ -81,6 +81,10 @@ class Settings(BaseModel, extra="forbid"):
     video_interval_s: float = Field(
         4.0, gt=0, le=600, description="Default segment length of a video, seconds."
     )
+    video_pooling: Literal["auto", "mean", "temporal"] = Field(
+        "auto", description="How frames become a segment's vector: their mean, or the model's "
+        "temporal head (auto: the head when the model has one).",
+    )  # fmt: skip
     video_workers: int = Field(2, ge=1, le=64, description="Videos decoded at once.")
     request_timeout_s: float = Field(60.0, gt=0)
     api_keys: list[str] = Field(default_factory=list, description="Bearer tokens with full access.")

@@ -9,7 +9,8 @@ the same way. Suites:
   right colour, and of the right item, each measured on its own;
 - tuxpaint, emoji: held-out captions, text-to-image and image-to-text Recall@1/5/10 against chance;
 - audio-speech, audio-sounds (models with an audio tower): training.audio_eval;
-- fusion-tuxpaint, fusion-fashion: trained fusion classifiers, training.fusion_eval.
+- fusion-tuxpaint, fusion-fashion: trained fusion classifiers, training.fusion_eval;
+- video-order, video-moments (models with an image tower): training.video_eval.
 Knows nothing of FAISS or HTTP.
 """
 
@@ -34,7 +35,9 @@ from training.data import (
 
 IMAGE_SUITES = ("fashion-zero-shot", "fashion-tinted", "fashion-composed", "tuxpaint", "emoji")
 FUSION_SUITES = ("fusion-tuxpaint", "fusion-fashion")
-SUITES = (*IMAGE_SUITES, "audio-speech", "audio-sounds", *FUSION_SUITES, "captioning")
+VIDEO_SUITES = ("video-order", "video-moments")
+SUITES = (*IMAGE_SUITES, "audio-speech", "audio-sounds", *FUSION_SUITES, *VIDEO_SUITES,
+          "captioning")  # fmt: skip
 COMPOSED_TINTS = ["white", "red", "blue", "green", "yellow"]
 
 
@@ -170,6 +173,15 @@ def _fusion(name: str) -> Callable[..., dict]:
     return run
 
 
+def _video(name: str) -> Callable[..., dict]:
+    def run(enc: Encoder, **kw) -> dict:
+        from training import video_eval
+
+        return getattr(video_eval, name)(enc, **kw)
+
+    return run
+
+
 def captioning(enc: Encoder, **kw) -> dict:
     from generation.captioner import captioner_dir, load_captioner
     from training.caption_eval import captioning as run
@@ -190,6 +202,8 @@ RUNNERS: dict[str, Callable[..., dict]] = {
     "audio-sounds": _audio("audio_sounds"),
     "fusion-tuxpaint": _fusion("fusion_tuxpaint"),
     "fusion-fashion": _fusion("fusion_fashion"),
+    "video-order": _video("video_order"),
+    "video-moments": _video("video_moments"),
     "captioning": captioning,
 }
 
@@ -197,7 +211,8 @@ RUNNERS: dict[str, Callable[..., dict]] = {
 def metric_rows(result: dict) -> list[tuple[str, str, float, float | None, float | None]]:
     """(suite, metric, value, chance or None, baseline or None) for every float metric of an
     `evaluate` result. A metric's chance is the suite's `chance_<tag>@k` where the metric's name
-    has that tag (image, item, colour), else `chance@k`; its baseline is `baseline:<metric>`."""
+    has that tag (image, item, colour, interval), else `chance@k`; its baseline is
+    `baseline:<metric>`."""
     rows = []
     for suite, metrics in result["suites"].items():
         for key, val in metrics.items():
@@ -207,7 +222,7 @@ def metric_rows(result: dict) -> list[tuple[str, str, float, float | None, float
             chance = None
             if k:
                 chance = metrics.get(f"chance@{k}")
-                for tag in ("image", "item", "colour"):
+                for tag in ("image", "item", "colour", "interval"):
                     if tag in key and f"chance_{tag}@{k}" in metrics:
                         chance = metrics[f"chance_{tag}@{k}"]
             rows.append((suite, key, val, chance, metrics.get(f"baseline:{key}")))
@@ -220,7 +235,7 @@ def default_suites(enc: Encoder) -> tuple[str, ...]:
 
     audio = ("audio-speech", "audio-sounds") if AUDIO in enc.modalities else ()
     decoders = ("captioning",) if captioner_dir(enc) else ()
-    return (*IMAGE_SUITES, *audio, *FUSION_SUITES, *decoders)
+    return (*IMAGE_SUITES, *audio, *FUSION_SUITES, *VIDEO_SUITES, *decoders)
 
 
 def evaluate(

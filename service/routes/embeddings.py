@@ -93,9 +93,10 @@ MULTIPART = {
         "shots": {"type": "boolean"},
         "start": {"type": "number", "minimum": 0},
         "end": {"type": "number", "exclusiveMinimum": 0},
+        "pooling": {"enum": ["mean", "temporal"]},
     },
 }
-VIDEO_FIELDS = ("interval", "shots", "start", "end")
+VIDEO_FIELDS = ("interval", "shots", "start", "end", "pooling")
 EMBED_BODY = {
     "requestBody": {
         "required": True,
@@ -179,6 +180,11 @@ def _video_segments(form) -> S.VideoSegments | None:
                 raise InputError(f"{field}: {values[0][:40]!r} is not a number") from None
     if _flag(form, "shots"):
         given["shots"] = True
+    pooling = form.getlist("pooling")
+    if len(pooling) > 1 or any(p not in ("mean", "temporal") for p in pooling):
+        raise InputError("pooling: give it once, as mean or temporal")
+    if pooling:
+        given["pooling"] = pooling[0]
     if not given:
         return None
     try:
@@ -191,7 +197,8 @@ def _video_segments(form) -> S.VideoSegments | None:
 def cut_of(segs: S.VideoSegments | None) -> Cut:
     if segs is None:
         return Cut()
-    return Cut(interval=segs.interval, shots=segs.shots, start=segs.start, end=segs.end)
+    return Cut(interval=segs.interval, shots=segs.shots, start=segs.start, end=segs.end,
+               pooling=segs.pooling)  # fmt: skip
 
 
 @router.post(

@@ -400,3 +400,54 @@ def test_web_page_audio_query_and_playable_results(tmp_path, tiny_clap_dir, tone
             assert "3 results" in driver.find_element(By.ID, "status").text
         finally:
             driver.quit()
+
+
+@pytest.mark.skipif(NO_CHROMIUM, reason="Debian chromium-driver is not installed")
+def test_page_adds_a_video_finds_its_moments_and_plays_one(live, tmp_path):
+    """A video chosen on the page is added to the collection; a text search shows its segments
+    with their time ranges and thumbnails; a segment's play button plays the video from there;
+    one hit per video groups them."""
+    import numpy as np
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from encoders.video import encode_video
+
+    frames = [np.full((48, 64, 3), c, np.uint8) for c in ((200, 30, 30), (30, 30, 200))
+              for _ in range(24)]  # fmt: skip
+    film = tmp_path / "film.webm"
+    film.write_bytes(encode_video(frames, 8, "WebM"))  # 6 s: segments 0-4 and 4-6
+    httpx.post(f"{live}/collections", json={"name": "films"}).raise_for_status()
+    driver = chromium(tmp_path)
+    try:
+        driver.get(live + "/")
+        wait = WebDriverWait(driver, 30)
+        wait.until(ec.presence_of_element_located(
+            (By.CSS_SELECTOR, "#collection option[value='films']")))  # fmt: skip
+        driver.find_element(By.ID, "collection").send_keys("films")
+        driver.find_element(By.ID, "file").send_keys(str(film))
+        wait.until(lambda d: d.find_element(By.ID, "addvideo").is_displayed())
+        driver.find_element(By.ID, "addvideo").click()
+        wait.until(lambda d: "added film.webm to films: 2 segments" in
+                   d.find_element(By.ID, "status").text)  # fmt: skip
+        driver.find_element(By.ID, "text").send_keys("a red square")
+        driver.find_element(By.ID, "go").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".hit")) == 3)
+        plays = driver.find_elements(By.CSS_SELECTOR, ".hit .play")
+        assert sorted(p.text for p in plays) == ["▶ 0:00-0:04", "▶ 0:04-0:06"]
+        thumbs = driver.find_elements(By.CSS_SELECTOR, ".hit img")
+        assert len(thumbs) == 2 and all(".png" in t.get_attribute("src") for t in thumbs)
+        assert len(driver.find_elements(By.CSS_SELECTOR, ".hit video")) == 1  # the whole video
+        second = next(p for p in plays if p.text.endswith("0:04-0:06"))
+        second.click()
+        wait.until(lambda d: d.find_elements(By.ID, "playing"))
+        src = driver.find_element(By.ID, "playing").get_attribute("src")
+        assert src.startswith(live + "/media/films/") and src.endswith(".webm#t=4,6")
+        wait.until(lambda d: d.execute_script(
+            "return document.getElementById('playing').currentTime") >= 4.0)  # fmt: skip
+        driver.find_element(By.ID, "byvideo").click()
+        driver.find_element(By.ID, "go").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".hit")) == 1)
+    finally:
+        driver.quit()

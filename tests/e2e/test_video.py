@@ -232,3 +232,28 @@ def test_video_item_refusals(client, make_client, tiny_clap_dir):
     err(r, 422, "invalid_input", "item 'v': not a supported video format (allowed: "
         f"{ALLOWED_VIDEO.split('(allowed: ')[-1]})")  # fmt: skip
     assert count(client, "bad") == 0
+
+
+def test_pooling_option_and_its_refusal(client, make_client, tiny_clip_dir):
+    from encoders.house import default_house_dir
+
+    mp4 = clip()
+    r = client.post("/embed", json={"videos": [url(mp4)], "segments": {"pooling": "temporal"}})
+    err(r, 422, "invalid_input", f"model 'hf:{tiny_clip_dir}' has no temporal head: use pooling "
+        "'mean' (the house model ships one in models/house/temporal)")  # fmt: skip
+    r = client.post("/embed", files=[("files", ("a.mp4", mp4))], data={"pooling": "max"})
+    err(r, 422, "invalid_input", "pooling: give it once, as mean or temporal")
+    if not (default_house_dir() / "temporal" / "model.safetensors").is_file():
+        pytest.skip("models/house/temporal is not shipped")
+    with make_client("house") as house:
+        enc = house.app.state.engine.encoder
+        want = {p: enc.encode_video([decode_video(mp4)], 4.0, pooling=p)[0]
+                for p in ("mean", "temporal")}  # fmt: skip
+        got = {}
+        for p in ("mean", "temporal", None):
+            body = {"videos": [url(mp4)]} | ({"segments": {"pooling": p}} if p else {})
+            got[p] = house.post("/embed", json=body).json()["embeddings"][0]["vector"]
+        np.testing.assert_allclose(got["mean"], want["mean"].vector, atol=1e-5)
+        np.testing.assert_allclose(got["temporal"], want["temporal"].vector, atol=1e-5)
+        assert got[None] == got["temporal"]  # video_pooling "auto": the head when there is one
+        assert float(np.dot(got["mean"], got["temporal"])) < 0.99999

@@ -106,7 +106,10 @@ def test_cli_trains_the_audio_target(tmp_path):
     assert res.stderr == "error: --data and --chunk-size apply to --target house only\n"
     res = runner.invoke(app, ["train", "--target", "video"])
     assert res.exit_code == 2
-    assert res.stderr == "error: --target must be 'house', 'audio' or 'captioner', not 'video'\n"
+    assert (
+        res.stderr
+        == "error: --target must be 'house', 'audio', 'captioner' or 'temporal', not 'video'\n"
+    )
     res = runner.invoke(app, ["train", "--target", "audio", "--text-share", "0.5"])
     assert res.exit_code == 2
     assert res.stderr == "error: --text-share applies to --target captioner only\n"
