@@ -106,6 +106,8 @@ bench: install
 	$(BIN)/python bench/audio.py
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/captioning.py
+	$(BIN)/python bench/video.py
+	$(BIN)/python bench/shots.py
 	$(BIN)/python bench/contract.py --max-time 240
 	$(BIN)/python bench/crashloop.py --cycles 20
 
