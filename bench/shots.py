@@ -21,7 +21,7 @@ import numpy as np
 
 from encoders.video import decode_video
 from training.data import fashion_mnist
-from training.video_eval import _shot_clip
+from training.video_data import shot_clip
 
 
 def score(found: list[list[float]], truth: list[list[float]]) -> str:
@@ -49,7 +49,7 @@ def main() -> None:
     args = ap.parse_args()
     images, labels = fashion_mnist("test")
     rng = np.random.default_rng(21)
-    clips = [_shot_clip(images, labels, rng) for _ in range(args.clips)]
+    clips = [shot_clip(images, labels, rng) for _ in range(args.clips)]
     truth = [[round(s[0], 3) for s in shots[1:]] for _, shots in clips]
     print(f"# shot bench: {len(clips)} clips, {sum(map(len, truth))} cuts")
     t0 = time.perf_counter()

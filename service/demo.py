@@ -1,9 +1,10 @@
 """The demo collection built on first start: Fashion-MNIST test images in several tints, the Tux
-Paint stamps, and (for a model with an audio tower) the stamps' sound effects, embedded by the
-served model, with thumbnails and playable clips for the web page.
+Paint stamps, (for a model with an audio tower) the stamps' sound effects, and a few generated
+video clips stored as segments, embedded by the served model, with thumbnails and playable clips
+and videos for the web page.
 
 Skipped with a warning when the Debian data packages are missing. Rebuilt when the served model
-changes, or gains an audio tower.
+changes, or gains an audio tower, or when it was built before it had videos.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rich.progress import Progress
 
 from encoders import AUDIO
 from service.engine import Engine
+from service.videos import video_rows
 from training.data import (
     FASHION_CLASSES,
     TUXPAINT_DIR,
@@ -25,6 +27,7 @@ from training.data import (
     fashion_mnist,
     tint,
 )
+from training.video_data import ClipSpec, render, shot_clip, to_video
 
 log = logging.getLogger("jointspace.demo")
 NAME = "demo"
@@ -65,11 +68,30 @@ def demo_sounds() -> list[tuple[str, bytes, dict]]:
     return out
 
 
+def demo_clips() -> list[tuple[str, bytes, dict, bool]]:
+    """(id, WebM bytes, metadata, cut at shots) of the generated clips: two of four shots of
+    tinted garments, and a dress turning from red to blue and back."""
+    grey, labels = fashion_mnist("test")
+    rng = np.random.default_rng(3)
+    out = []
+    for i in range(2):
+        data, truth = shot_clip(grey, labels, rng, kind="WebM")
+        title = ", then ".join(name for *_, name in truth)
+        out.append((f"clip-shots-{i}", data, {"source": "video", "title": title}, True))
+    dress = int(np.flatnonzero(labels == 3)[0])
+    for a, b in (("red", "blue"), ("blue", "red")):
+        frames = render(grey[dress], ClipSpec(dress, 3, a, b, "zoom-in", 8))
+        meta = {"source": "video", "title": f"a dress turning from {a} to {b}"}
+        out.append((f"clip-dress-{a}-to-{b}", to_video(frames, kind="WebM"), meta, False))
+    return out
+
+
 def _current(engine: Engine, sounds: list) -> bool:
     col = engine.catalog.get(NAME)
     if col.model != engine.encoder.name or not col.count:
         return False
-    return not sounds or col.get([sounds[0][0]])[0] is not None
+    firsts = [sounds[0][0]] if sounds else []
+    return all(col.get([i])[0] is not None for i in [*firsts, "clip-shots-0"])
 
 
 def ensure_demo(engine: Engine, console: Console | None = None) -> bool:
@@ -83,13 +105,15 @@ def ensure_demo(engine: Engine, console: Console | None = None) -> bool:
             engine.catalog.drop(NAME)
             engine.drop_media(NAME)
         items = demo_items()
+        videos = demo_clips()
     except MissingData as e:
         log.warning("demo collection skipped: %s", e)
         return False
     col = engine.catalog.create(NAME, enc.dim, model=enc.name)
     console = console or Console(stderr=True)
     with Progress(console=console, transient=False) as bar:
-        task = bar.add_task("building the demo collection", total=len(items) + len(sounds))
+        task = bar.add_task("building the demo collection",
+                            total=len(items) + len(sounds) + len(videos))  # fmt: skip
         for start in range(0, len(items), 256):
             chunk = items[start : start + 256]
             vecs = enc.embed_images([im for _, im, _ in chunk])
@@ -107,5 +131,21 @@ def ensure_demo(engine: Engine, console: Console | None = None) -> bool:
             for (item_id, _, _), clip in zip(chunk, clips, strict=True):
                 engine.save_audio_media(NAME, item_id, clip)
             bar.advance(task, len(chunk))
+        for item_id, data, meta, shots in videos:
+            _add_clip(engine, col, item_id, data, meta, shots)
+            bar.advance(task)
     col.snapshot()
     return True
+
+
+def _add_clip(engine: Engine, col, item_id: str, data: bytes, meta: dict, shots: bool) -> None:
+    """A video item as the service stores one: a row per segment and one for the whole video."""
+    enc = engine.encoder
+    clip = engine.read_video(data, item_id, shots=shots)
+    emb = enc.encode_video([clip.video], engine.settings.video_interval_s, shots=shots,
+                           pooling=engine.pooling(None))[0]  # fmt: skip
+    rows = video_rows(item_id, meta, clip.video.frames, clip.video.duration, emb)
+    col.upsert(rows.ids, np.stack(rows.vectors), rows.metadata, model=enc.name)
+    engine.save_video_media(NAME, item_id, clip)
+    for sid, thumb in rows.thumbs:
+        engine.save_media(NAME, sid, thumb.resize((112, 112), Image.NEAREST))

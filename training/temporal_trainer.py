@@ -106,10 +106,19 @@ def clip_set(
     return ClipSet(specs, frames, pad, caps, vecs[: len(specs)], vecs[len(specs) :])
 
 
+def reverse_frames(frames: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+    """Each sequence's frames in reverse order (its padding stays at the end)."""
+    n = (~pad).sum(1, keepdim=True)
+    t = torch.arange(frames.shape[1])[None]
+    idx = torch.where(t < n, n - 1 - t, t)
+    return frames.gather(1, idx[..., None].expand_as(frames))
+
+
 def loss_of(head: TemporalHead, batch: tuple, cfg: TemporalTrainConfig) -> torch.Tensor:
     """The order loss: a logistic loss on how much nearer each change clip is to its caption than
-    to the reversed one, scaled up (`order_scale`: the two captions' vectors differ little, cos
-    about 0.99 with the house text tower); the anchor: 1 - cos(clip, the mean of its frames), so
+    to the reversed one, and its caption to it than to its frames played backwards, scaled up
+    (`order_scale`: the two captions' vectors differ little, cos about 0.99 with the house text
+    tower); the anchor: 1 - cos(clip, the mean of its frames), so
     that the head adds order and stays in the image space; and, with `nce_weight`, InfoNCE both
     ways between clips and captions (each change clip's reversed caption an extra negative).
     Measured on held-out pairs (training/temporal_card.py): InfoNCE + order gave order 0.99 but
@@ -120,8 +129,13 @@ def loss_of(head: TemporalHead, batch: tuple, cfg: TemporalTrainConfig) -> torch
     mean = F.normalize((frames * keep).sum(1), dim=-1)
     loss = cfg.anchor_weight * (1 - (z * mean).sum(1)).mean()
     if change.any():
+        # both ways: a clip nearer its caption than the reversed caption, and a caption nearer
+        # its clip than the same frames played backwards (what a text search needs)
+        back = head(reverse_frames(frames, pad), pad)
         margin = ((z * texts).sum(1) - (z * revs).sum(1))[change]
+        margin_back = ((z * texts).sum(1) - (back * texts).sum(1))[change]
         loss = loss + F.softplus(-cfg.order_scale * margin).mean()
+        loss = loss + F.softplus(-cfg.order_scale * margin_back).mean()
     if cfg.nce_weight:
         logits = cfg.scale * z @ torch.cat([texts, revs[change]]).T
         target = torch.arange(len(z))

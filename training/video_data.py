@@ -6,7 +6,8 @@ change clip, turns from one colour to another over time, captioned in words that
 negative that mean pooling cannot tell apart. Colour pairs are split: `HELD_OUT_PAIRS` (both
 orders) never appear in training, and training uses the official train images, evaluation the
 test images. Frames are rendered as arrays (the frame vectors come from the image tower directly);
-`shot_video` writes a clip of several shots as a real MP4 for the moment suite.
+`shot_clip` writes a clip of several shots as a real video file for the moment suite and the
+demo collection.
 
 Imports numpy, PIL and training.data; nothing of the service or the index.
 """
@@ -19,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from training.data import COLOURS, FASHION_SYNONYMS, fashion_caption
+from encoders.video import encode_video
+from training.data import COLOURS, EVAL_TEMPLATES, FASHION_SYNONYMS, fashion_caption
 
 MOTIONS = ("still", "left", "right", "up", "down", "zoom-in", "zoom-out")
 CHANGE_TEMPLATES = [
@@ -120,3 +122,36 @@ def sample_specs(
         length = int(rng.integers(frames[0], frames[1] + 1))
         out.append(ClipSpec(i, int(labels[i]), a, b, motion, length))
     return out
+
+
+def to_video(frames: np.ndarray, fps: float = 1.0, kind: str = "MP4", side: int = 64) -> bytes:
+    """Rendered frames as a real video file, enlarged to `side` px (a camera would give more than
+    the tower's 32)."""
+    k = max(1, side // frames.shape[1])
+    return encode_video(list(frames.repeat(k, axis=1).repeat(k, axis=2)), fps, kind)
+
+
+def shot_clip(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+              kind: str = "MP4") -> tuple[bytes, list[tuple[float, float, str, str]]]:  # fmt: skip
+    """Four shots of four different garments, each its own colour and motion (or none), 3-6 s
+    long at 4 frames/s; returns the video and per shot (start s, end s, a query for it in a
+    wording never used in training, "<colour> <item>")."""
+    chosen, seen = [], set()
+    for i in rng.permutation(len(labels)):
+        if int(labels[i]) not in seen:
+            seen.add(int(labels[i]))
+            chosen.append(int(i))
+        if len(chosen) == 4:
+            break
+    frames, truth, t = [], [], 0.0
+    colours = rng.permutation(sorted(COLOURS))[:4]
+    for i, colour in zip(chosen, colours, strict=True):
+        seconds = int(rng.integers(3, 7))
+        motion = MOTIONS[rng.integers(len(MOTIONS))]
+        spec = ClipSpec(i, int(labels[i]), str(colour), str(colour), motion, seconds * 4)
+        frames.append(render(images[i], spec))
+        tpl = EVAL_TEMPLATES[rng.integers(len(EVAL_TEMPLATES))]
+        name = f"{colour} {item_name(spec.label, rng)}"
+        truth.append((t, t + seconds, tpl.format(name), name))
+        t += seconds
+    return to_video(np.concatenate(frames), fps=4.0, kind=kind), truth

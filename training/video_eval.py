@@ -4,8 +4,9 @@ what the service serves. Held-out items (Fashion-MNIST test images) and, for ord
 colour pairs only.
 
 - video-order: a garment turning from colour A to colour B; is its vector closer to "a <item>
-  turning from A to B." than to "... from B to A."? The temporal head against mean pooling (the
-  baseline) and chance (0.5).
+  turning from A to B." than to "... from B to A." (order_top1)? And is that caption closer to
+  the clip than to the same frames played backwards (order_search_top1: what a text search for
+  the moment needs)? The temporal head against mean pooling (the baseline) and chance (0.5).
 - video-moments: a clip of four shots of different tinted garments (3 to 6 s each, each still,
   moving or zooming); for a query
   "a <colour> <item>" in a wording never used in training, is the clip's top segment the right
@@ -20,25 +21,19 @@ from __future__ import annotations
 import numpy as np
 
 from encoders.base import Encoder
-from encoders.video import POOLINGS, decode_video, encode_video, segments
-from training.data import EVAL_TEMPLATES, fashion_mnist
+from encoders.video import POOLINGS, Video, decode_video, segments
+from training.data import fashion_mnist
 from training.video_data import (
     EVAL_TEMPLATE,
     HELD_OUT_PAIRS,
-    MOTIONS,
-    ClipSpec,
     item_name,
     render,
     sample_specs,
+    shot_clip,
+    to_video,
 )
 
 INTERVAL = 4.0
-SIDE = 64  # frames are written at twice the tower's 32 px, as a camera would give more
-
-
-def _mp4(frames: np.ndarray, fps: float = 1.0) -> bytes:
-    big = frames.repeat(SIDE // frames.shape[1], axis=1).repeat(SIDE // frames.shape[2], axis=2)
-    return encode_video(list(big), fps)
 
 
 def _pooling(enc: Encoder) -> str:
@@ -49,7 +44,7 @@ def video_order(enc: Encoder, limit: int | None = None, seed: int = 0) -> dict:
     images, labels = fashion_mnist("test")
     specs = sample_specs(labels, limit or 400, HELD_OUT_PAIRS, seed + 11, change_share=1.0,
                          frames=(8, 8))  # fmt: skip
-    videos = [decode_video(_mp4(render(images[s.image], s))) for s in specs]
+    videos = [decode_video(to_video(render(images[s.image], s))) for s in specs]
     rng = np.random.default_rng(seed)
     right, wrong = [], []
     for s in specs:
@@ -57,46 +52,30 @@ def video_order(enc: Encoder, limit: int | None = None, seed: int = 0) -> dict:
         right.append(EVAL_TEMPLATE.format(item=name, a=s.start, b=s.end))
         wrong.append(EVAL_TEMPLATE.format(item=name, a=s.end, b=s.start))
     t = enc.embed_text(right + wrong)
-    out = {"clips": len(specs), "chance@1": 0.5}
-    for key, pooling in (("order_top1", _pooling(enc)), ("baseline:order_top1", "mean")):
+    n = len(specs)
+    backwards = [Video(v.frames[::-1], v.times, v.duration) for v in videos]
+    out = {"clips": n, "chance@1": 0.5}
+    for tag, pooling in (("", _pooling(enc)), ("baseline:", "mean")):
         v = np.stack([e.vector for e in enc.encode_video(videos, INTERVAL, pooling=pooling)])
-        out[key] = float(np.mean(np.sum(v * t[: len(specs)], 1) > np.sum(v * t[len(specs) :], 1)))
+        r = np.stack([e.vector for e in enc.encode_video(backwards, INTERVAL, pooling=pooling)])
+        out[f"{tag}order_top1"] = _wins(np.sum(v * t[:n], 1), np.sum(v * t[n:], 1))
+        out[f"{tag}order_search_top1"] = _wins(np.sum(v * t[:n], 1), np.sum(r * t[:n], 1))
     return out
 
 
-def _shot_clip(images, labels, rng) -> tuple[bytes, list[tuple[float, float, str]]]:
-    """Four shots of different garments, each its own colour and motion (or none), 3-6 s long at
-    4 fps;
-    returns the MP4 and per shot (start, end, query)."""
-    from training.data import COLOURS
-
-    picks = rng.permutation(len(labels))
-    chosen, seen = [], set()
-    for i in picks:
-        if int(labels[i]) not in seen:
-            seen.add(int(labels[i]))
-            chosen.append(int(i))
-        if len(chosen) == 4:
-            break
-    frames, truth, t = [], [], 0.0
-    colours = rng.permutation(sorted(COLOURS))[:4]
-    for i, colour in zip(chosen, colours, strict=True):
-        seconds = int(rng.integers(3, 7))
-        motion = MOTIONS[rng.integers(len(MOTIONS))]
-        spec = ClipSpec(i, int(labels[i]), str(colour), str(colour), motion, seconds * 4)
-        frames.append(render(images[i], spec))
-        tpl = EVAL_TEMPLATES[rng.integers(len(EVAL_TEMPLATES))]
-        truth.append((t, t + seconds, tpl.format(f"{colour} {item_name(spec.label, rng)}")))
-        t += seconds
-    return _mp4(np.concatenate(frames), fps=4.0), truth
+def _wins(right: np.ndarray, wrong: np.ndarray) -> float:
+    """The share where `right` scores above `wrong`, a tie (to 1e-6) counting a half: mean
+    pooling gives a clip and its reverse the same vector."""
+    tie = np.isclose(right, wrong, rtol=0, atol=1e-6)
+    return float(np.mean(np.where(tie, 0.5, right > wrong)))
 
 
 def video_moments(enc: Encoder, limit: int | None = None, seed: int = 0) -> dict:
     images, labels = fashion_mnist("test")
     rng = np.random.default_rng(seed + 21)
-    clips = [_shot_clip(images, labels, rng) for _ in range(limit or 100)]
+    clips = [shot_clip(images, labels, rng) for _ in range(limit or 100)]
     videos = [decode_video(data, shots=True) for data, _ in clips]
-    queries = enc.embed_text([q for _, truth in clips for _, _, q in truth])
+    queries = enc.embed_text([q for _, truth in clips for _, _, q, _ in truth])
     out: dict = {"clips": len(clips), "queries": len(queries)}
     for tag, shots in (("", True), ("_interval", False)):
         n_segs = [len(segments(v, INTERVAL, shots=shots)) for v in videos]
@@ -116,7 +95,7 @@ def video_moments(enc: Encoder, limit: int | None = None, seed: int = 0) -> dict
 def _moment_hits(embs, clips, queries: np.ndarray) -> float:
     hits, q = [], 0
     for emb, (_, truth) in zip(embs, clips, strict=True):
-        for start, end, _ in truth:
+        for start, end, *_ in truth:
             best = emb.segments[int(np.argmax(emb.segment_vectors @ queries[q]))]
             q += 1
             hits.append(abs(best.start - start) <= INTERVAL and abs(best.end - end) <= INTERVAL

@@ -34,7 +34,9 @@ def test_demo_collection_is_built_on_first_start(house):
     assert demo["model"] == "house" and demo["dim"] == 256
     n_sounds = len(demo_sounds())
     assert n_sounds > 100
-    n_stamps = demo["count"] - 10 * PER_CLASS * len(TINTS) - n_sounds
+    body = {"query": {"text": "a dress"}, "k": 1000, "filter": {"source": "video"}}
+    n_video = len(house.post("/collections/demo/search", json=body).json()["hits"])
+    n_stamps = demo["count"] - 10 * PER_CLASS * len(TINTS) - n_sounds - n_video
     assert n_stamps > 700
     item = house.get("/collections/demo/items/fmnist-0-red").json()
     assert item["metadata"] == {
@@ -44,6 +46,33 @@ def test_demo_collection_is_built_on_first_start(house):
         "image": 0,
     }
     assert house.get(item["media"]).headers["content-type"] == "image/png"
+
+
+def test_demo_videos_are_stored_as_segments_and_found_by_order(house):
+    whole = house.get("/collections/demo/items/clip-shots-0").json()
+    meta = whole["metadata"]
+    assert meta["source"] == "video" and meta["video_id"] == "clip-shots-0"
+    assert meta["segments"] == 4  # four shots, cut where they change
+    assert house.get(whole["media"]).headers["content-type"] == "video/webm"
+    seg = house.get("/collections/demo/items/clip-shots-0@1").json()["metadata"]
+    assert seg["segment"] == 1 and 3.0 <= seg["start"] <= 6.0
+    # the temporal head tells the two turning dresses apart in the right direction: the
+    # red-to-blue clip leans further toward its caption than the blue-to-red clip does (mean
+    # pooling gives both clips one vector). On this pair each clip alone does not always pick
+    # its own caption: see models/house/temporal/MODEL_CARD.md
+    captions = ["a dress turning from red to blue", "a dress turning from blue to red"]
+    r = house.post("/v1/embeddings", json={"input": captions})
+    red_blue, blue_red = (np.array(d["embedding"]) for d in r.json()["data"])
+    v = {name: np.array(house.get(f"/collections/demo/items/clip-dress-{name}",
+                                  params={"include_vector": True}).json()["vector"])
+         for name in ("red-to-blue", "blue-to-red")}  # fmt: skip
+    assert (v["red-to-blue"] - v["blue-to-red"]) @ (red_blue - blue_red) > 0
+    assert float(v["red-to-blue"] @ v["blue-to-red"]) < 0.9999
+    body = {"query": {"text": "a purple dress"}, "k": 2, "group_by": "video_id",
+            "filter": {"source": "video", "segment": {"$exists": True}}}  # fmt: skip
+    hits = house.post("/collections/demo/search", json=body).json()["hits"]
+    assert [h["id"] for h in hits] == ["clip-shots-0@0", "clip-shots-1@0"] or \
+        {h["metadata"]["video_id"] for h in hits} == {"clip-shots-0", "clip-shots-1"}  # fmt: skip
 
 
 def test_text_search_finds_the_right_item_and_colour(house):
