@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from encoders.decode import read_capped
+from encoders.decode import input_bytes
 from encoders.errors import InputError
 
 #: container -> (PyAV demuxer, codecs it may carry)
@@ -93,14 +93,7 @@ def decode_audio(
     Raises InputError, with a one-line message naming the input, for anything that is not a sane
     clip of an allowed format within the limits.
     """
-    if isinstance(data, (str, os.PathLike)):
-        name = name or str(data)
-        data = read_capped(data, limits.max_bytes)
-    name = name or "audio"
-    if not data:
-        raise InputError(f"{name}: empty file")
-    if len(data) > limits.max_bytes:
-        raise InputError(f"{name}: {len(data)} bytes is over the limit of {limits.max_bytes} bytes")
+    data, name = input_bytes(data, name, "audio", limits.max_bytes)
     kind = kind or sniff_audio(data[:16])
     if kind is None:
         raise InputError(f"{name}: not a supported audio format (allowed: {ALLOWED})")

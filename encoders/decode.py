@@ -51,6 +51,21 @@ def read_capped(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> 
     return p.read_bytes()
 
 
+def input_bytes(data: bytes | str | os.PathLike, name: str | None, what: str,
+                max_bytes: int) -> tuple[bytes, str]:  # fmt: skip
+    """An input given as bytes or a path, as bytes and the name its errors use (the path, else
+    `name`, else `what`); refused when missing, empty or over `max_bytes`."""
+    if isinstance(data, (str, os.PathLike)):
+        name = name or str(data)
+        data = read_capped(data, max_bytes)
+    name = name or what
+    if not data:
+        raise InputError(f"{name}: empty file")
+    if len(data) > max_bytes:
+        raise InputError(f"{name}: {len(data)} bytes is over the limit of {max_bytes} bytes")
+    return data, name
+
+
 def decode_image(
     data: bytes | str | os.PathLike,
     *,

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from encoders.audio import AudioLimits, Waveform, decode_audio
-from encoders.decode import read_capped
+from encoders.decode import input_bytes
 from encoders.errors import InputError
 
 #: container -> (PyAV demuxer, codecs its video stream may carry)
@@ -117,14 +117,7 @@ def decode_video(
     Raises InputError, with a one-line message naming the input, for anything that is not a sane
     video of an allowed format within the limits.
     """
-    if isinstance(data, (str, os.PathLike)):
-        name = name or str(data)
-        data = read_capped(data, limits.max_bytes)
-    name = name or "video"
-    if not data:
-        raise InputError(f"{name}: empty file")
-    if len(data) > limits.max_bytes:
-        raise InputError(f"{name}: {len(data)} bytes is over the limit of {limits.max_bytes} bytes")
+    data, name = input_bytes(data, name, "video", limits.max_bytes)
     if not fps > 0 or fps > 30:
         raise InputError(f"{name}: fps must be above 0 and at most 30, not {fps:g}")
     if side < 16:

@@ -83,22 +83,28 @@ def chromium(tmp_path):
 NO_CHROMIUM = not shutil.which("chromedriver")
 
 
+def open_page(driver, url: str, collection: str):
+    """The page at `url` with `collection` chosen once the list has it; returns a 30 s wait."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url + "/")
+    wait = WebDriverWait(driver, 30)
+    option = f"#collection option[value='{collection}']"
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, option))
+    driver.find_element(By.ID, "collection").send_keys(collection)
+    return wait
+
+
 @pytest.mark.skipif(NO_CHROMIUM, reason="Debian chromium-driver is not installed")
 def test_web_page_in_headless_chromium(live, tmp_path):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     squares_collection(live, "page", 3)
 
     driver = chromium(tmp_path)
     try:
-        driver.get(live + "/")
-        wait = WebDriverWait(driver, 30)
-        wait.until(
-            ec.presence_of_element_located((By.CSS_SELECTOR, "#collection option[value='page']"))
-        )
-        driver.find_element(By.ID, "collection").send_keys("page")
+        wait = open_page(driver, live, "page")
         driver.find_element(By.ID, "text").send_keys("a red square")
         driver.find_element(By.ID, "go").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".hit img")) == 9)
@@ -336,8 +342,6 @@ def test_web_page_audio_query_and_playable_results(tmp_path, tiny_clap_dir, tone
     """A sound file chosen on the page searches a collection of sounds; the results are audio
     players whose clips the server serves."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     from encoders.audio import encode_audio
 
@@ -357,11 +361,7 @@ def test_web_page_audio_query_and_playable_results(tmp_path, tiny_clap_dir, tone
         ).raise_for_status()
         driver = chromium(tmp_path)
         try:
-            driver.get(live + "/")
-            wait = WebDriverWait(driver, 30)
-            wait.until(ec.presence_of_element_located(
-                (By.CSS_SELECTOR, "#collection option[value='sounds']")))  # fmt: skip
-            driver.find_element(By.ID, "collection").send_keys("sounds")
+            wait = open_page(driver, live, "sounds")
             driver.find_element(By.ID, "file").send_keys(str(query))
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#preview audio"))
             driver.find_element(By.ID, "go").click()
@@ -409,8 +409,6 @@ def test_page_adds_a_video_finds_its_moments_and_plays_one(live, tmp_path):
     one hit per video groups them."""
     import numpy as np
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     from encoders.video import encode_video
 
@@ -421,11 +419,7 @@ def test_page_adds_a_video_finds_its_moments_and_plays_one(live, tmp_path):
     httpx.post(f"{live}/collections", json={"name": "films"}).raise_for_status()
     driver = chromium(tmp_path)
     try:
-        driver.get(live + "/")
-        wait = WebDriverWait(driver, 30)
-        wait.until(ec.presence_of_element_located(
-            (By.CSS_SELECTOR, "#collection option[value='films']")))  # fmt: skip
-        driver.find_element(By.ID, "collection").send_keys("films")
+        wait = open_page(driver, live, "films")
         driver.find_element(By.ID, "file").send_keys(str(film))
         wait.until(lambda d: d.find_element(By.ID, "addvideo").is_displayed())
         driver.find_element(By.ID, "addvideo").click()
