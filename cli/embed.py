@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -70,6 +71,8 @@ def embed(
     """Embed texts, images and audio; texts come first in the output, then images, then audio
     (one pooled vector per clip), each group in the order given. Videos are embedded alone, as
     segments with their times."""
+    if out_path is not None and out_path.suffix not in (".npy", ".parquet"):
+        raise typer.BadParameter(f"--out must end in .npy or .parquet, not '{out_path.suffix}'")
     if video:
         if text or image or audio:
             raise typer.BadParameter("--video is embedded alone: give it without --text, "
@@ -81,8 +84,6 @@ def embed(
     texts, paths, sounds = list(text or []), list(image or []), list(audio or [])
     if not texts and not paths and not sounds:
         raise typer.BadParameter("give at least one --text, --image or --audio")
-    if out_path is not None and out_path.suffix not in (".npy", ".parquet"):
-        raise typer.BadParameter(f"--out must end in .npy or .parquet, not '{out_path.suffix}'")
     # Validate every input before the model loads, so a bad one fails in milliseconds.
     check_texts(texts)
     for p in paths:
@@ -93,31 +94,24 @@ def embed(
     enc = load_encoder(model, device=device)
     if sounds:
         enc.require(AUDIO)
-    vectors, truncated = [], []
-    total = len(texts) + len(paths) + len(sounds)
-    with progress(total) as bar:
-        task = bar.add_task("embedding", total=total)
-        for chunk in batches(texts, batch_size):
-            res = enc.encode_text(chunk)
-            vectors.append(res.vectors)
-            truncated.extend(res.truncated)
-            bar.advance(task, len(chunk))
-        for chunk in batches(paths, batch_size):
-            imgs = [decode_image(p, max_pixels=max_pixels) for p in chunk]
-            vectors.append(enc.embed_images(imgs))
-            truncated.extend([False] * len(chunk))
-            bar.advance(task, len(chunk))
-        for chunk in batches(sounds, batch_size):
-            clips = [decode_audio(p, enc.audio_rate, limits=limits) for p in chunk]
-            vectors.append(enc.embed_audio(clips, window))
-            truncated.extend([False] * len(chunk))
-            bar.advance(task, len(chunk))
-    matrix = np.concatenate(vectors)
+    matrix, truncated = embed_inputs(
+        enc, texts, paths, sounds, batch_size, lambda p: decode_image(p, max_pixels=max_pixels),
+        lambda p: decode_audio(p, enc.audio_rate, limits=limits), window,
+    )  # fmt: skip
+    emit(texts, paths, sounds, matrix, truncated, enc.context_length, out_path, similarity)
+
+
+def emit(
+    texts: list[str], paths: list[Path], sounds: list[Path], matrix: np.ndarray,
+    truncated: list[bool], context: int, out_path: Path | None, similarity: bool,
+) -> None:  # fmt: skip
+    """Warn of truncated texts, then write the vectors to --out, print the similarity matrix, or
+    print the vectors."""
     for i, cut in enumerate(truncated[: len(texts)]):
         if cut:
             err.print(
-                f"warning: text {i} was longer than the model's {enc.context_length}-token context "
-                "and was truncated",
+                f"warning: text {i} was longer than the model's {context}-token context and "
+                "was truncated",
                 markup=False,
             )
     ids = [f"text-{i}" for i in range(len(texts))] + [str(p) for p in paths + sounds]
@@ -133,6 +127,32 @@ def embed(
         np.savetxt(sys.stdout, matrix, fmt="%.6f")
 
 
+def embed_inputs(
+    enc, texts: list[str], paths: list[Path], sounds: list[Path], batch_size: int,
+    read_image: Callable, read_audio: Callable, window: float | None,
+) -> tuple[np.ndarray, list[bool]]:  # fmt: skip
+    """Texts, then images, then audio clips through their towers in batches under a progress
+    bar: the (n, dim) vectors in that order, and per input whether it was truncated."""
+    vectors, truncated = [], []
+    total = len(texts) + len(paths) + len(sounds)
+    with progress(total) as bar:
+        task = bar.add_task("embedding", total=total)
+        for chunk in batches(texts, batch_size):
+            res = enc.encode_text(chunk)
+            vectors.append(res.vectors)
+            truncated.extend(res.truncated)
+            bar.advance(task, len(chunk))
+        for chunk in batches(paths, batch_size):
+            vectors.append(enc.embed_images([read_image(p) for p in chunk]))
+            truncated.extend([False] * len(chunk))
+            bar.advance(task, len(chunk))
+        for chunk in batches(sounds, batch_size):
+            vectors.append(enc.embed_audio([read_audio(p) for p in chunk], window))
+            truncated.extend([False] * len(chunk))
+            bar.advance(task, len(chunk))
+    return np.concatenate(vectors), truncated
+
+
 def embed_videos(
     model: str, paths: list[Path], interval: float | None, shots: bool, fps: float,
     max_seconds: float, out_path: Path | None, device: str | None, pooling: str = "auto",
@@ -140,8 +160,6 @@ def embed_videos(
     """Each video decoded and checked before the model loads, then per video a JSON line per
     segment and one for the whole video (`"whole": true`), or those rows written to --out with
     ids `FILE#t=START,END`."""
-    if out_path is not None and out_path.suffix not in (".npy", ".parquet"):
-        raise typer.BadParameter(f"--out must end in .npy or .parquet, not '{out_path.suffix}'")
     limits = VideoLimits(max_seconds=max_seconds)
     for p in paths:  # a bad file fails before the model loads; decoded again one at a time
         decode_video(p, fps=fps, shots=shots, limits=limits)
