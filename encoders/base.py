@@ -23,7 +23,7 @@ from PIL import Image
 from encoders.audio import Waveform, windows
 from encoders.decode import to_rgb
 from encoders.errors import InputError, ModelLoadError, UnsupportedModality
-from encoders.video import POOLINGS, Video, VideoEmbedding, pool, segments
+from encoders.video import POOLINGS, Video, VideoEmbedding, pool_videos, segments
 
 TEXT = "text"
 IMAGE = "image"
@@ -270,12 +270,7 @@ class Encoder(ABC):
                 )
         spans = [segments(v, interval, shots=shots, start=start, end=end) for v in videos]
         frames = self.embed_images([f for v in videos for f in v.frames])
-        out, at = [], 0
-        for v, s in zip(videos, spans, strict=True):
-            with torch.inference_mode():
-                out.append(pool(frames[at : at + len(v.frames)], s, head))
-            at += len(v.frames)
-        return out
+        return pool_videos(list(videos), frames, spans, head)
 
     def pooling_head(self, pooling: str) -> Any:
         """The temporal head for `pooling` "temporal", None for "mean"; refused when the model

@@ -192,24 +192,18 @@ def _declared_seconds(container, stream) -> float:
 
 def _sample(container, stream, out: Video, fps: float, side: int, shots: bool,
             limits: VideoLimits, name: str) -> None:  # fmt: skip
-    """Walk every frame once: sampled ones to RGB, every one (with `shots`) to a histogram."""
-    step, due, last_t, prev, recent = 1.0 / fps, 0.0, 0.0, None, []
+    """Walk every frame once: sampled ones to RGB, every one (with `shots`) past the cut
+    detector."""
+    step, due, last_t = 1.0 / fps, 0.0, 0.0
+    detector = CutDetector() if shots else None
     for frame in container.decode(stream):
         t = frame.time if frame.time is not None else last_t
         if t > limits.max_seconds:
             raise InputError(_too_long(name, t, limits, "at least "))
         _check_pixels(frame.width, frame.height, limits, name)
-        cut = False
-        if shots:
-            thumb = _thumb(frame)
-            if prev is not None:
-                diff = float(np.abs(thumb - prev).mean())
-                level = max(recent) if len(recent) >= 2 else float("inf")
-                cut = diff >= CUT_MIN and diff >= CUT_RATIO * level
-                recent = [*recent[-(CUT_WINDOW - 1) :], diff]
-            prev = thumb
-            if cut:
-                out.cuts.append(round(t, 3))
+        cut = detector is not None and detector(frame)
+        if cut:
+            out.cuts.append(round(t, 3))
         if t + 1e-6 >= due or cut:
             if len(out.frames) >= limits.max_frames:
                 raise InputError(
@@ -236,6 +230,24 @@ def _rgb(frame, side: int) -> Image.Image:
     scale = min(1.0, side / min(w, h))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return frame.reformat(width=size[0], height=size[1], format="rgb24").to_image()
+
+
+class CutDetector:
+    """Called with every frame in order; True for a frame that starts a shot (see CUT_MIN)."""
+
+    def __init__(self) -> None:
+        self.prev: np.ndarray | None = None
+        self.recent: list[float] = []  # the last CUT_WINDOW differences
+
+    def __call__(self, frame) -> bool:
+        thumb, prev = _thumb(frame), self.prev
+        self.prev = thumb
+        if prev is None:
+            return False
+        diff = float(np.abs(thumb - prev).mean())
+        level = max(self.recent) if len(self.recent) >= 2 else float("inf")
+        self.recent = [*self.recent[-(CUT_WINDOW - 1) :], diff]
+        return diff >= CUT_MIN and diff >= CUT_RATIO * level
 
 
 def _thumb(frame) -> np.ndarray:
@@ -370,6 +382,16 @@ def pool(frame_vectors: np.ndarray, spans: list[Segment], head=None) -> VideoEmb
         raise InputError("a video needs at least one frame to embed")
     out = head.pool([frame_vectors, *[frame_vectors[s.frames] for s in spans]])
     return VideoEmbedding(out[0], spans, out[1:])
+
+
+def pool_videos(videos: list[Video], frame_vectors: np.ndarray, spans: list[list[Segment]],
+                head=None) -> list[VideoEmbedding]:  # fmt: skip
+    """`pool` per video, where `frame_vectors` holds every video's sampled frames in order."""
+    out, at = [], 0
+    for v, s in zip(videos, spans, strict=True):
+        out.append(pool(frame_vectors[at : at + len(v.frames)], s, head))
+        at += len(v.frames)
+    return out
 
 
 def mean_pool(frame_vectors: np.ndarray, spans: list[Segment]) -> VideoEmbedding:

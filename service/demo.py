@@ -91,7 +91,7 @@ def _current(engine: Engine, sounds: list) -> bool:
     if col.model != engine.encoder.name or not col.count:
         return False
     firsts = [sounds[0][0]] if sounds else []
-    return all(col.get([i])[0] is not None for i in [*firsts, "clip-shots-0"])
+    return all(item is not None for item in col.get([*firsts, "clip-shots-0"]))
 
 
 def ensure_demo(engine: Engine, console: Console | None = None) -> bool:

@@ -20,7 +20,7 @@ from fusion import fuse
 from index import Collection
 from service import schemas as S
 from service.access import OPEN, Denied, Key
-from service.engine import Cancel, Engine
+from service.engine import Cancel, Cut, Engine
 from service.http_util import decode_b64
 from service.settings import Settings
 
@@ -77,6 +77,14 @@ async def disconnect_watch(request: Request) -> AsyncIterator[Cancel]:
         yield gone
     finally:
         task.cancel()
+
+
+def cut_of(segs: S.VideoSegments | None) -> Cut:
+    """A request's video segment options as the engine takes them (None: the defaults)."""
+    if segs is None:
+        return Cut()
+    return Cut(interval=segs.interval, shots=segs.shots, start=segs.start, end=segs.end,
+               pooling=segs.pooling)  # fmt: skip
 
 
 def float32_vector(values: list[float], what: str) -> np.ndarray:

@@ -41,8 +41,7 @@ from encoders import (
 )
 from encoders.audio import sniff_audio
 from encoders.registry import models_with
-from encoders.video import mean_pool, segments, sniff_video
-from encoders.video import pool as pool_video
+from encoders.video import pool_videos, segments, sniff_video
 from fusion.classifier import Classifier
 from fusion.registry import Registry
 from generation.captioner import (
@@ -355,15 +354,12 @@ class Engine:
         interval = cut.interval or self.settings.video_interval_s
         spans = [segments(c.video, interval, shots=cut.shots, start=cut.start, end=cut.end)
                  for c in clips]  # fmt: skip
-        frames = [f for c in clips for f in c.video.frames]
-        vecs = await self.embed_images(frames, cancel=cancel)
-        out, at = [], 0
-        for c, s in zip(clips, spans, strict=True):
-            part = vecs[at : at + len(c.video.frames)]
-            out.append(await asyncio.to_thread(pool_video, part, s, head) if head else
-                       mean_pool(part, s))  # fmt: skip
-            at += len(c.video.frames)
-        return out
+        videos = [c.video for c in clips]
+        vecs = await self.embed_images([f for v in videos for f in v.frames], cancel=cancel)
+        # the head is a forward pass: off the event loop (mean pooling is a few numpy sums)
+        if head is None:
+            return pool_videos(videos, vecs, spans)
+        return await asyncio.to_thread(pool_videos, videos, vecs, spans, head)
 
     def pooling(self, asked: str | None) -> str:
         """The pooling a request gets: what it asked for, else the setting, where "auto" is the

@@ -15,6 +15,7 @@ from service.deps import (
     Fused,
     audit,
     check_count,
+    cut_of,
     disconnect_watch,
     embed_parts,
     float32_vector,
@@ -25,7 +26,6 @@ from service.deps import (
 )
 from service.engine import Engine
 from service.http_util import decode_b64
-from service.routes.embeddings import cut_of
 from service.videos import check_video_item, stale_segments, video_rows
 
 router = APIRouter(tags=["collections"], generate_unique_id_function=operation_id)

@@ -25,13 +25,14 @@ from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
 from service.deps import (
     check_count,
+    cut_of,
     disconnect_watch,
     embed_items,
     embed_parts,
     get_engine,
     require,
 )
-from service.engine import Cut, Engine
+from service.engine import Engine
 from service.http_util import decode_b64
 
 router = APIRouter(tags=["embeddings"], generate_unique_id_function=operation_id)
@@ -192,13 +193,6 @@ def _video_segments(form) -> S.VideoSegments | None:
     except ValidationError as e:
         raise InputError("; ".join(err["msg"].removeprefix("Value error, ")
                                    for err in e.errors())) from None  # fmt: skip
-
-
-def cut_of(segs: S.VideoSegments | None) -> Cut:
-    if segs is None:
-        return Cut()
-    return Cut(interval=segs.interval, shots=segs.shots, start=segs.start, end=segs.end,
-               pooling=segs.pooling)  # fmt: skip
 
 
 @router.post(
