@@ -103,20 +103,18 @@ learnt, and there it should be taken as mean pooling with noise.
 """
 
 
-def _rows(suites: dict) -> str:
+def _rows(result: dict) -> str:
+    """The eval's rows with a baseline (mean pooling), labelled; chance and baseline as
+    training.eval.metric_rows finds them."""
+    from training.eval import metric_rows
+
     names = {"order_top1": "right caption of the two orders",
              "order_search_top1": "caption nearer the clip than the clip played backwards",
              "moment_top1": "moment at rank 1, shots",
              "moment_interval_top1": "moment at rank 1, 4 s intervals"}  # fmt: skip
-    chance_of = {"moment_interval_top1": "chance_interval@1"}
-    out = []
-    for suite, metrics in suites.items():
-        for key, label in names.items():
-            if key in metrics:
-                chance = metrics.get(chance_of.get(key, "chance@1"))
-                out.append(f"| {suite} | {label} | {metrics[key]:.3f} | "
-                           f"{metrics[f'baseline:{key}']:.3f} | {chance:.3f} |")  # fmt: skip
-    return "\n".join(out)
+    return "\n".join(f"| {suite} | {names[key]} | {value:.3f} | {base:.3f} | {chance:.3f} |"
+                     for suite, key, value, chance, base in metric_rows(result)
+                     if key in names)  # fmt: skip
 
 
 def write_card(folder: Path) -> Path:
@@ -124,7 +122,8 @@ def write_card(folder: Path) -> Path:
 
     cfg = json.loads((folder / "config.json").read_text())
     log = json.loads((folder / "training.json").read_text())
-    suites = json.loads((folder / "eval.json").read_text())["suites"]
+    result = json.loads((folder / "eval.json").read_text())
+    suites = result["suites"]
     train = log["config"]
     with safe_open(folder / "model.safetensors", "np") as f:
         params = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())  # noqa: SIM118
@@ -135,7 +134,7 @@ def write_card(folder: Path) -> Path:
         lr=train["lr"], warmup=train["warmup"], order_scale=train["order_scale"],
         anchor_weight=train["anchor_weight"],
         prepare=log["prepare_seconds"], train=log["train_seconds"], first=log["first_loss"],
-        last=log["last_loss"], rows=_rows(suites), order_clips=suites["video-order"]["clips"],
+        last=log["last_loss"], rows=_rows(result), order_clips=suites["video-order"]["clips"],
         moment_clips=suites["video-moments"]["clips"],
         queries=suites["video-moments"]["queries"],
         shots_found=suites["video-moments"]["shots_found"],
