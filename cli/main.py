@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import caption, classifier, embed, evaluate, job, keys, models, serve, train
+from cli import caption, classifier, embed, evaluate, generate, job, keys, models, serve, train
 
 app = typer.Typer(
     add_completion=False,
@@ -19,6 +19,7 @@ app.command("eval")(evaluate.eval_cmd)
 app.command()(serve.serve)
 app.command("fit-classifier")(classifier.fit_classifier)
 app.command()(caption.caption)
+app.command()(generate.generate)
 app.add_typer(keys.app, name="keys")
 app.add_typer(job.app, name="job")
 

@@ -1,5 +1,5 @@
-"""`jointspace train`: train the house towers, the house audio tower (both resumable), the
-captioner's mapper, or the temporal head."""
+"""`jointspace train`: train the house towers, the house audio tower, the image decoder (all
+three resumable), the captioner's mapper, the temporal head or the decoder's prior."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def train(
         typer.Option(
             help="house (text head and image tower), audio (the audio tower), captioner "
             "(the captioner's mapper, on the house model's vectors) or temporal (the video "
-            "head over the house image tower's frame vectors)."
+            "head over the house image tower's frame vectors), decoder (the image decoder, then "
+            "the prior) or prior (the prior alone, beside an existing OUT/model decoder)."
         ),
     ] = "house",
     config: Annotated[
@@ -63,9 +64,13 @@ def train(
         if data or chunk_size or loss or eval_every or config:
             fail(ValueError("--target temporal takes --out, --steps, --batch-size, --lr, --seed"))
         return train_temporal_head(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    if target in ("decoder", "prior"):
+        if data or chunk_size or loss or eval_every or config:
+            fail(ValueError(f"--target {target} takes --out, --steps, --batch-size, --lr, --seed"))
+        return train_decoder(target, out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     if target != "house":
-        fail(ValueError("--target must be 'house', 'audio', 'captioner' or 'temporal', not "
-                        f"{target!r}"))  # fmt: skip
+        fail(ValueError("--target must be 'house', 'audio', 'captioner', 'temporal', 'decoder' "
+                        f"or 'prior', not {target!r}"))  # fmt: skip
     try:
         cfg = TrainConfig.load(
             str(config) if config else None, out=out, loss=loss, steps=steps,
@@ -154,6 +159,44 @@ def train_temporal_head(**options) -> None:
     folder = Path(cfg.out) / "model"
     save_run(head, log, folder)
     err.print(f"temporal head written to {folder}", markup=False)
+
+
+def train_decoder(target: str, **options) -> None:
+    """The image decoder and then the prior (or the prior alone) on the house model's vectors;
+    both land in OUT/model."""
+    from encoders import load_encoder
+    from training.data import MissingData
+    from training.decoder_data import build
+    from training.decoder_trainer import DecoderTrainConfig, DecoderTrainer, prior_only, run
+
+    opts = {k: v for k, v in options.items() if v is not None}
+    if target == "prior":  # --steps, --lr, --batch-size mean the prior's
+        opts = {("prior_" + k if k in ("steps", "lr") else "prior_batch" if k == "batch_size"
+                 else k): v for k, v in opts.items()}  # fmt: skip
+    cfg = DecoderTrainConfig(**opts)
+    err.print(f"{cfg.out}: embedding the pictures and their captions", markup=False)
+    try:
+        data = build(load_encoder("house"), "train", seed=cfg.seed)
+    except MissingData as e:
+        fail(e)
+    if target == "prior":
+        try:
+            folder = prior_only(data, cfg)
+        except ValueError as e:
+            fail(e)
+        err.print(f"prior written to {folder}", markup=False)
+        return
+    trainer = DecoderTrainer(cfg, data, "house")
+    what = f"resumed at step {trainer.step}" if trainer.resume() else "new run"
+    err.print(f"{cfg.out}: {what}; {len(data.captions):,} pictures", markup=False)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"), console=err,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("training", total=cfg.steps, completed=trainer.step, status="")
+        folder = run(trainer, lambda rec: bar.update(task, completed=rec["step"],
+                                                     status=f"loss {rec['loss']:.4f}"))  # fmt: skip
+    err.print(f"decoder and prior written to {folder}", markup=False)
 
 
 def run_with_progress(trainer, steps: int, key: str, label: str, hidden: bool = False) -> None:

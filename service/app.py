@@ -77,6 +77,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         eng = engine or await asyncio.to_thread(Engine, settings)
         eng.observe(metrics.batch, shed, metrics.wait)
         eng.on_video = metrics.video
+        if eng.generator is not None:
+            eng.generator.on_images = metrics.generated.inc
         await eng.start()
         app.state.engine = eng
         if settings.demo:

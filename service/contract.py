@@ -88,6 +88,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         "captions": {"maxItems": min(settings.max_items, settings.caption_queue)},
         "caption_tokens": {"maximum": settings.max_caption_tokens},
         "caption_beams": {"maximum": settings.max_caption_beams},
+        "generate_n": {"maximum": settings.max_generate_n},
+        "generate_steps": {"maximum": settings.max_generate_steps},
     })  # fmt: skip
     if app.state.keyring.enabled:
         doc.setdefault("components", {})["securitySchemes"] = {

@@ -51,8 +51,10 @@ from generation.captioner import (
     read_config,
     require_captioner,
 )
+from generation.decoder import decoder_dir, require_decoder
 from index.backend import open_catalog
 from service.batcher import Batcher, Overloaded
+from service.generator import Draw, Generator
 from service.settings import Settings, SettingsError
 
 
@@ -167,6 +169,10 @@ class Engine:
                 self._captions, max_batch=settings.caption_batch, max_wait_ms=settings.max_wait_ms,
                 queue_size=settings.caption_queue, max_queue_wait_ms=settings.max_queue_wait_ms,
             )  # fmt: skip
+        self.generator: Generator | None = None
+        if (folder := decoder_dir(self.encoder)) is not None:
+            self.generator = Generator(folder, settings)
+            self.batchers["generate"] = self.generator.batcher
         self.audio_limits = AudioLimits(
             max_seconds=settings.max_audio_seconds, max_channels=settings.max_audio_channels,
             min_rate=settings.min_audio_rate, max_rate=settings.max_audio_rate,
@@ -282,6 +288,17 @@ class Engine:
         self.require_captioner()
         jobs = [(v, max_tokens, beams) for v in vectors]
         return await self._wait(self.batchers["caption"].submit(jobs, _arrived(cancel)), cancel)
+
+    async def generate(self, job: Draw, cancel: asyncio.Event | None = None) -> list[bytes]:
+        """PNG bytes of the job's pictures, through the generation batcher."""
+        self.require_generator()
+        fut = self.batchers["generate"].submit([job], _arrived(cancel))
+        return (await self._wait(fut, cancel))[0]
+
+    def require_generator(self) -> Generator:
+        if self.generator is None:
+            require_decoder(self.encoder)  # raises NoDecoder with the models that have one
+        return self.generator
 
     def require_captioner(self) -> None:
         if self.captioner_dir is None:

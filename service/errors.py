@@ -17,6 +17,7 @@ from starlette.routing import Match
 
 from encoders import InputError, JointspaceError, UnsupportedModality
 from generation.captioner import NoCaptioner
+from generation.decoder import NoDecoder
 from index import (
     CollectionError,
     CollectionExists,
@@ -51,6 +52,7 @@ LIBRARY = {
     InputError: (422, "invalid_input"),
     UnsupportedModality: (422, "unsupported_modality"),
     NoCaptioner: (422, "no_captioner"),
+    NoDecoder: (422, "no_decoder"),
     CollectionNotFound: (404, "not_found"),
     CollectionExists: (409, "conflict"),
     CollectionError: (400, "invalid_request"),

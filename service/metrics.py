@@ -1,7 +1,7 @@
 """Prometheus metrics of the service: requests by route template and status, latency, batch sizes
-and times per modality, queue depth, video decoding (waiting, in progress, frames, seconds), and
-requests refused by load shedding. Route templates (not paths) label everything, so no collection
-or item name reaches a label."""
+and times per modality, queue depth, video decoding (waiting, in progress, frames, seconds),
+pictures generated, and requests refused by load shedding. Route templates (not paths) label
+everything, so no collection or item name reaches a label."""
 
 from __future__ import annotations
 
@@ -60,6 +60,10 @@ class Metrics:
         self.video_seconds = Counter(
             "jointspace_video_seconds_total", "Seconds of video decoded", registry=self.registry
         )
+        self.generated = Counter(
+            "jointspace_generated_images_total", "Pictures drawn by /generate",
+            registry=self.registry,
+        )  # fmt: skip
         self.by_key = Counter(
             "jointspace_key_requests_total", "Authorized requests by key name", ["key"],
             registry=self.registry,

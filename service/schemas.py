@@ -534,6 +534,58 @@ class CaptionResponse(BaseModel):
     usage: CaptionUsage
 
 
+# -- generation -----------------------------------------------------------------------------------
+GENERATE_KINDS = ("prompt", "image", "vector", "id")
+
+
+class GenerateRequest(Strict):
+    prompt: Text | SkipJsonSchema[None] = opt(
+        description="A text, drawn from the prior's image vector for it"
+    )
+    image: str | SkipJsonSchema[None] = opt(description="base64 or data: URL of an image")
+    vector: Vector | SkipJsonSchema[None] = opt(
+        limit="dim", description="A joint-space image vector"
+    )
+    id: ItemId | SkipJsonSchema[None] = opt(
+        description="An item of `collection`: its stored vector is drawn"
+    )
+    collection: str | SkipJsonSchema[None] = opt(
+        pattern=NAME_PATTERN, description="The collection of `id`"
+    )
+    modification: str | SkipJsonSchema[None] = opt(
+        description='A phrase such as "in blue instead of red", as in search', pattern=NONBLANK,
+        max_length=1000,
+    )  # fmt: skip
+    n: StrictInt = limited("generate_n", default=1, ge=1, description="Pictures to draw")
+    steps: StrictInt = limited(
+        "generate_steps", default=25, ge=1, description="DDIM sampling steps"
+    )
+    guidance: float = Field(
+        3.0, ge=0, le=20, description="Classifier-free guidance scale (1: none; 0: unconditioned)"
+    )
+    seed: StrictInt = Field(0, ge=0, le=2**32 - 1, description="The same seed draws the same bytes")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kinds(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            given = [k for k in GENERATE_KINDS if data.get(k) is not None]
+            if len(given) != 1:
+                raise ValueError("a generation needs exactly one of prompt, image, vector or id")
+            if (data.get("id") is None) != (data.get("collection") is None):
+                raise ValueError("id and collection go together")
+        return data
+
+
+class GeneratedImage(BaseModel):
+    b64_json: str = Field(description="A PNG, base64-encoded")
+
+
+class GenerateResponse(BaseModel):
+    created: int = Field(description="Unix time of the answer")
+    data: list[GeneratedImage]
+
+
 # -- operations -----------------------------------------------------------------------------------
 class ModelInfo(BaseModel):
     id: str

@@ -55,6 +55,15 @@ class Settings(BaseModel, extra="forbid"):
     )
     max_caption_tokens: int = Field(64, ge=1, le=256, description="Largest max_tokens accepted.")
     max_caption_beams: int = Field(4, ge=1, le=16, description="Largest beams accepted.")
+    generate_queue: int = Field(
+        8, ge=1, description="Queued /generate requests: more waiting than this get 429."
+    )
+    max_generate_wait_ms: float = Field(
+        30_000.0, gt=0, le=600_000,
+        description="Queue-wait budget of /generate: a request that would wait longer gets 429.",
+    )  # fmt: skip
+    max_generate_n: int = Field(8, ge=1, le=64, description="Largest n (pictures) accepted.")
+    max_generate_steps: int = Field(100, ge=1, le=1000, description="Largest steps accepted.")
     min_free_bytes: str = Field(
         "256MiB", description="Free-space floor of the data directory (bytes, 256MiB, or 5%): "
         "below it writes are refused with 507, so there is always room to roll back and snapshot.",

@@ -66,8 +66,10 @@ def fashion_pairs(
     return images, caps, labels[pick], colours
 
 
-def build(enc: Encoder, split: str = "train", n_fashion: int = 6000, seed: int = 0,
-          sources: tuple[str, ...] = SOURCES) -> Captions:  # fmt: skip
+def pictures(
+    split: str = "train", n_fashion: int = 6000, seed: int = 0, sources: tuple[str, ...] = SOURCES
+) -> tuple[list[Image.Image], list[str], list[str]]:
+    """The pictures of a split, each with its caption sentence and its source."""
     images: list[Image.Image] = []
     caps: list[str] = []
     srcs: list[str] = []
@@ -87,4 +89,10 @@ def build(enc: Encoder, split: str = "train", n_fashion: int = 6000, seed: int =
             images.append(pair.image)
             caps.append(sentence(pair.caption))
             srcs.append("emoji")
+    return images, caps, srcs
+
+
+def build(enc: Encoder, split: str = "train", n_fashion: int = 6000, seed: int = 0,
+          sources: tuple[str, ...] = SOURCES) -> Captions:  # fmt: skip
+    images, caps, srcs = pictures(split, n_fashion, seed, sources)
     return Captions(enc.embed_images(images), enc.embed_text(caps), caps, srcs)

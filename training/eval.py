@@ -37,7 +37,7 @@ IMAGE_SUITES = ("fashion-zero-shot", "fashion-tinted", "fashion-composed", "tuxp
 FUSION_SUITES = ("fusion-tuxpaint", "fusion-fashion")
 VIDEO_SUITES = ("video-order", "video-moments")
 SUITES = (*IMAGE_SUITES, "audio-speech", "audio-sounds", *FUSION_SUITES, *VIDEO_SUITES,
-          "captioning")  # fmt: skip
+          "captioning", "generation")  # fmt: skip
 COMPOSED_TINTS = ["white", "red", "blue", "green", "yellow"]
 
 
@@ -192,6 +192,12 @@ def captioning(enc: Encoder, **kw) -> dict:
     return run(enc, load_captioner(folder), **kw)
 
 
+def generation(enc: Encoder, **kw) -> dict:
+    from training.generation_eval import generation as run
+
+    return run(enc, **kw)
+
+
 RUNNERS: dict[str, Callable[..., dict]] = {
     "fashion-zero-shot": fashion_zero_shot,
     "fashion-tinted": fashion_tinted,
@@ -205,18 +211,21 @@ RUNNERS: dict[str, Callable[..., dict]] = {
     "video-order": _video("video_order"),
     "video-moments": _video("video_moments"),
     "captioning": captioning,
+    "generation": generation,
 }
 
 
 def metric_rows(result: dict) -> list[tuple[str, str, float, float | None, float | None]]:
     """(suite, metric, value, chance or None, baseline or None) for every float metric of an
     `evaluate` result. A metric's chance is the suite's `chance_<tag>@k` where the metric's name
-    has that tag (image, item, colour, interval), else `chance@k`; its baseline is
+    has that tag (image, item, colour, interval), or `<prefix>_chance@k` where the metric is
+    named `<prefix>_...`, else `chance@k`; its baseline is
     `baseline:<metric>`."""
     rows = []
     for suite, metrics in result["suites"].items():
         for key, val in metrics.items():
-            if key.startswith(("chance", "baseline:")) or not isinstance(val, float):
+            chance_key = key.startswith(("chance", "baseline:")) or "_chance@" in key
+            if chance_key or not isinstance(val, float):
                 continue
             k = key.split("@")[-1] if "@" in key else ("1" if key.endswith("top1") else None)
             chance = None
@@ -225,6 +234,8 @@ def metric_rows(result: dict) -> list[tuple[str, str, float, float | None, float
                 for tag in ("image", "item", "colour", "interval"):
                     if tag in key and f"chance_{tag}@{k}" in metrics:
                         chance = metrics[f"chance_{tag}@{k}"]
+                own = f"{key.split('_')[0]}_chance@{k}"  # tuxpaint_drawn_caption@1
+                chance = metrics.get(own, chance)
             rows.append((suite, key, val, chance, metrics.get(f"baseline:{key}")))
     return rows
 
@@ -232,9 +243,11 @@ def metric_rows(result: dict) -> list[tuple[str, str, float, float | None, float
 def default_suites(enc: Encoder) -> tuple[str, ...]:
     """Every suite the model's towers (and decoders) can run."""
     from generation.captioner import captioner_dir
+    from generation.decoder import decoder_dir
 
     audio = ("audio-speech", "audio-sounds") if AUDIO in enc.modalities else ()
-    decoders = ("captioning",) if captioner_dir(enc) else ()
+    decoders = (*(("captioning",) if captioner_dir(enc) else ()),
+                *(("generation",) if decoder_dir(enc) else ()))  # fmt: skip
     return (*IMAGE_SUITES, *audio, *FUSION_SUITES, *VIDEO_SUITES, *decoders)
 
 

@@ -7,6 +7,7 @@ from service.routes import (
     classify,
     collections,
     embeddings,
+    images,
     operations,
     page,
     search,
@@ -19,6 +20,7 @@ ROUTERS = [
     classify.router,
     classifiers.router,
     captions.router,
+    images.router,
     operations.router,
     page.router,
 ]

@@ -75,6 +75,8 @@ TABLE = [
     ("POST", "/v1/embeddings", {"input": "a cat"}, [401, 401, 200, 200, 200, 200]),
     ("POST", "/embed", {"texts": ["a cat"]}, [401, 401, 200, 200, 200, 200]),
     ("POST", "/classify", {"input": {"text": "a cat"}, "labels": ["cat", "dog"]}, [401, 401, 200, 200, 200, 200]),
+    ("POST", "/generate", {"prompt": "a cat"}, [401, 401, 422, 422, 422, 422]),  # no decoder
+    ("POST", "/generate", {"id": "a", "collection": "other"}, [401, 401, 403, 403, 403, 422]),
     ("GET", "/collections", None, [401, 401, 200, 200, 200, 200]),
     ("GET", "/collections/shop", None, [401, 401, 200, 200, 200, 200]),
     ("GET", "/collections/other", None, [401, 401, 403, 403, 403, 200]),

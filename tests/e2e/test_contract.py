@@ -52,7 +52,7 @@ def test_every_route_is_declared(document):
         "drop_collection", "upsert_items", "get_item", "delete_item", "search_collection",
         "classify", "create_classifier", "list_classifiers", "get_classifier",
         "delete_classifier", "health", "metrics", "list_models", "list_models_openai", "page",
-        "get_media", "create_caption",
+        "get_media", "create_caption", "generate",
     }  # fmt: skip
     for (method, path), op in ops.items():
         assert op["tags"], (method, path)

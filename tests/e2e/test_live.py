@@ -20,6 +20,8 @@ import pytest
 from PIL import Image
 
 from encoders import load_encoder
+from encoders.house import default_house_dir
+from generation.decoder import has_decoder
 from service.engine import Engine
 from service.runner import running
 from service.settings import Settings
@@ -290,6 +292,36 @@ def test_page_captions_a_dropped_image(tmp_path, captioned_dir):
             wait.until(lambda d: d.find_elements(By.ID, "caption-text"))
             assert driver.find_element(By.ID, "caption-text").text == want["data"][0]["caption"]
             assert driver.find_element(By.ID, "status").text == f"caption by {want['model']}"
+        finally:
+            driver.quit()
+
+
+@pytest.mark.skipif(NO_CHROMIUM, reason="Debian chromium-driver is not installed")
+@pytest.mark.skipif(not has_decoder(default_house_dir() / "decoder"), reason="no house decoder")
+def test_page_previews_a_query_with_its_modification(tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    s = Settings.load({}, model="house", data_dir=tmp_path / "data", demo=False, max_wait_ms=2)
+    with running(s) as url:
+        httpx.post(f"{url}/collections", json={"name": "shop"}).raise_for_status()
+        body = {"prompt": "a red dress", "modification": "in blue instead of red", "n": 4,
+                "seed": 0}  # fmt: skip
+        want = httpx.post(f"{url}/generate", json=body, timeout=60).json()["data"]
+        driver = chromium(tmp_path)
+        try:
+            driver.get(url + "/")
+            wait = WebDriverWait(driver, 30)
+            driver.find_element(By.ID, "text").send_keys("a red dress")
+            driver.find_element(By.ID, "mod").send_keys("in blue instead of red")
+            driver.find_element(By.ID, "preview-btn").click()
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#previews img")) == 4)
+            got = [
+                e.get_attribute("src")
+                for e in driver.find_elements(By.CSS_SELECTOR, "#previews img")
+            ]
+            assert got == [f"data:image/png;base64,{d['b64_json']}" for d in want]
+            assert driver.find_element(By.ID, "status").text == "4 previews drawn"
         finally:
             driver.quit()
 

@@ -1,0 +1,72 @@
+"""Images: `POST /generate` draws pictures from a prompt, an image, a collection item or a vector
+(optionally moved by a modification phrase, as search is) with the served model's image decoder
+(generation/decoder.py), through its own batcher. The answer has the shape of OpenAI's image API."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+
+from encoders import InputError
+from fusion import compose, parse_modification
+from service import schemas as S
+from service.access import check_scope
+from service.contract import BATCHED, errors, operation_id
+from service.deps import disconnect_watch, embed_query, get_engine, open_collection, require
+from service.engine import Engine
+from service.generator import Draw
+
+router = APIRouter(tags=["images"], generate_unique_id_function=operation_id)
+
+
+@router.post("/generate", response_model=S.GenerateResponse, responses=errors(400, 404, *BATCHED))
+async def generate(
+    req: S.GenerateRequest, request: Request, eng: Engine = Depends(get_engine),
+    _=require("read"), gone: asyncio.Event = Depends(disconnect_watch),
+) -> S.GenerateResponse:  # fmt: skip
+    """Draw `n` pictures of a prompt (through the prior), an image, a collection item's vector or
+    a vector, optionally moved by a modification ("in blue instead of red"). The same request with
+    the same seed returns the same bytes."""
+    if req.collection is not None:
+        check_scope(request.state.key, req.collection)  # the collection comes in the body
+    gen = eng.require_generator()  # before any media is decoded
+    s = eng.settings
+    if req.n > s.max_generate_n:
+        raise InputError(f"n {req.n} is over the limit of {s.max_generate_n}")
+    if req.steps > s.max_generate_steps:
+        raise InputError(f"steps {req.steps} is over the limit of {s.max_generate_steps}")
+    v = await image_vector(req, request, eng, gone)
+    if req.modification:
+        terms = parse_modification(req.modification)
+        if not terms:
+            raise InputError("the modification has no terms")
+        tv = (await eng.embed_texts([t.text for t in terms], cancel=gone)).vectors
+        try:
+            v = compose(v, gen.image_vectors(tv), [t.weight for t in terms])
+        except ValueError as e:
+            raise InputError(str(e)) from None
+    job = Draw(np.repeat(v[None], req.n, 0), req.steps, req.guidance, req.seed)
+    pngs = await eng.generate(job, cancel=gone)
+    return S.GenerateResponse(
+        created=int(time.time()),
+        data=[S.GeneratedImage(b64_json=base64.b64encode(p).decode()) for p in pngs],
+    )
+
+
+async def image_vector(
+    req: S.GenerateRequest, request: Request, eng: Engine, gone: asyncio.Event
+) -> np.ndarray:
+    """The image-space vector the request asks to draw."""
+    if req.prompt is not None:
+        tv = (await eng.embed_texts([req.prompt], cancel=gone)).vectors
+        return eng.require_generator().image_vectors(tv)[0]
+    if req.image is not None:
+        return (await embed_query(eng, S.ImageQuery(image=req.image), gone))[0]
+    if req.vector is not None:
+        return (await embed_query(eng, S.VectorQuery(vector=req.vector), gone))[0]
+    col = await open_collection(eng, req.collection)
+    return (await embed_query(eng, S.IdQuery(id=req.id), gone, col))[0]

@@ -1,0 +1,147 @@
+"""The generation suite: draw held-out prompts with the image decoder, judge the pictures with the
+house model itself.
+
+- garments: every item x colour ("a catalogue photo of a red dress.", in wordings never used in
+  training) drawn twice (with `limit`: that many of them, once) from the prior's image vector;
+  each picture is embedded by the house image tower and classified among the 90 "<colour>
+  <item>" classes (prompt ensemble of the held-out wordings): item accuracy, colour accuracy,
+  both. Beside them: chance (0.1, 1/9), the baseline of drawing from the prompt's text vector
+  itself (no prior), and real test images of the same item and colour through the same
+  classifier; and the mean cosine between each picture's vector and its prompt's vector, for
+  drawn and for real pictures.
+- composed: a red test garment's vector moved by "in blue instead of red" (the search's parser and
+  arithmetic) is drawn; share classified as the same item, as blue, and both; with the terms' text
+  vectors as search uses them, and with the terms mapped through the prior first.
+- stamps and emoji (held-out): is a picture drawn from a caption nearer that caption than the
+  other held-out captions (R@1), beside the same for the real pictures: how far the decoder is
+  from drawing things other than garments.
+
+Imports encoders, fusion, generation and the training data; nothing of the service or the index.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from encoders.base import Encoder
+from fusion import compose, parse_modification
+from fusion.classify import class_matrix
+from generation.decoder import ImageDecoder, load_decoder, require_decoder, sample
+from generation.prior import load_prior
+from training.caption_data import pictures
+from training.data import COLOURS, EVAL_TEMPLATES, FASHION_CLASSES, fashion_mnist, tint
+
+CHUNK = 64
+
+
+def draw(dec: ImageDecoder, vectors: np.ndarray, steps: int, guidance: float, seed: int) -> list:
+    """Pictures of many vectors, CHUNK at a time (seeded per chunk), as PIL images."""
+    out = []
+    for i in range(0, len(vectors), CHUNK):
+        px = sample(dec, vectors[i : i + CHUNK], steps, guidance, seed + i)
+        out += [Image.fromarray(p) for p in px]
+    return out
+
+
+def judge(enc: Encoder, images: list, classes: np.ndarray, pairs: list, want: list) -> dict:
+    """Item, colour and both accuracy of pictures among the (item, colour) classes."""
+    pred = (enc.embed_images(images) @ classes.T).argmax(1)
+    got = [pairs[p] for p in pred]
+    item = np.mean([g[0] == w[0] for g, w in zip(got, want, strict=True)])
+    colour = np.mean([g[1] == w[1] for g, w in zip(got, want, strict=True)])
+    both = np.mean([g == w for g, w in zip(got, want, strict=True)])
+    return {"item@1": float(item), "colour@1": float(colour), "both@1": float(both)}
+
+
+def real_garments(pairs: list, per: int, seed: int) -> list:
+    """`per` test images of each (item, colour), tinted."""
+    grey, labels = fashion_mnist("test")
+    rng = np.random.default_rng([seed, 22])
+    names = list(COLOURS)
+    out = []
+    for i, c in pairs:
+        for j in rng.choice(np.flatnonzero(labels == i), per, replace=False):
+            out.append(Image.fromarray(tint(grey[j], names[c])))
+    return out
+
+
+def garments(enc, dec, prior, n_per: int, steps: int, guidance: float, seed: int,
+             limit: int | None = None) -> dict:  # fmt: skip
+    """Every item x colour (or `limit` of them, drawn by the seed)."""
+    names = list(COLOURS)
+    pairs = [(i, c) for i in range(len(FASHION_CLASSES)) for c in range(len(names))]
+    rng = np.random.default_rng([seed, 21])
+    words = [f"{names[c]} {FASHION_CLASSES[i]}" for i, c in pairs]
+    prompts = [EVAL_TEMPLATES[rng.integers(len(EVAL_TEMPLATES))].format(w) for w in words]
+    asked = sorted(rng.choice(len(pairs), limit, replace=False)) if limit else range(len(pairs))
+    tv = np.repeat(enc.embed_text([prompts[i] for i in asked]), n_per, 0)
+    want = [pairs[i] for i in asked for _ in range(n_per)]
+    classes = class_matrix(enc.embed_text([t.format(w) for w in words for t in EVAL_TEMPLATES]),
+                           len(words))  # fmt: skip
+    drawn = draw(dec, prior.image_vectors(tv), steps, guidance, seed)
+    plain = draw(dec, tv, steps, guidance, seed)
+    real = real_garments([pairs[i] for i in asked], n_per, seed)
+    out = judge(enc, drawn, classes, pairs, want)
+    base = judge(enc, plain, classes, pairs, want)
+    out |= {f"baseline:{k}": v for k, v in base.items()}
+    out |= {f"real_{k}": v for k, v in judge(enc, real, classes, pairs, want).items()}
+    out["cosine_to_prompt"] = float(np.mean(np.sum(enc.embed_images(drawn) * tv, 1)))
+    out["real_cosine_to_prompt"] = float(np.mean(np.sum(enc.embed_images(real) * tv, 1)))
+    out |= {"chance_item@1": 1 / len(FASHION_CLASSES), "chance_colour@1": 1 / len(names),
+            "chance@1": 1 / len(pairs), "prompts": len(asked)}  # fmt: skip
+    out["pictures"] = len(drawn)
+    return out
+
+
+def composed(enc, dec, prior, n: int, steps: int, guidance: float, seed: int) -> dict:
+    """Red test garments drawn "in blue instead of red"."""
+    grey, labels = fashion_mnist("test")
+    pick = np.random.default_rng([seed, 23]).choice(len(labels), n, replace=False)
+    q = enc.embed_images([Image.fromarray(tint(grey[j], "red")) for j in pick])
+    terms = parse_modification("in blue instead of red")
+    tv = enc.embed_text([t.text for t in terms])
+    w = [t.weight for t in terms]
+    names = list(COLOURS)
+    pairs = [(i, c) for i in range(len(FASHION_CLASSES)) for c in range(len(names))]
+    words = [f"{names[c]} {FASHION_CLASSES[i]}" for i, c in pairs]
+    classes = class_matrix(enc.embed_text([t.format(x) for x in words for t in EVAL_TEMPLATES]),
+                           len(words))  # fmt: skip
+    want = [(int(labels[j]), names.index("blue")) for j in pick]
+    out = {}
+    for name, term_vectors in (("text_terms", tv), ("prior_terms", prior.image_vectors(tv))):
+        vec = np.stack([compose(v, term_vectors, w) for v in q])
+        got = judge(enc, draw(dec, vec, steps, guidance, seed), classes, pairs, want)
+        out |= {f"composed_{name}_{k}": v for k, v in got.items()}
+    out["composed_pictures"] = n
+    return out
+
+
+def others(enc, dec, prior, steps: int, guidance: float, seed: int) -> dict:
+    """Held-out stamps and emoji: caption R@1 of drawn pictures against real ones."""
+    images, caps, srcs = pictures("test", 0, seed, ("tuxpaint", "emoji"))
+    out = {}
+    for src in ("tuxpaint", "emoji"):
+        idx = [i for i, s in enumerate(srcs) if s == src]
+        texts = sorted({caps[i] for i in idx})
+        tv = enc.embed_text(texts)
+        want = np.array([texts.index(caps[i]) for i in idx])
+        drawn = draw(dec, prior.image_vectors(tv[want]), steps, guidance, seed)
+        for name, imgs in (("drawn", drawn), ("real", [images[i] for i in idx])):
+            hit = (enc.embed_images(imgs) @ tv.T).argmax(1) == want
+            out[f"{src}_{name}_caption@1"] = float(hit.mean())
+        out[f"{src}_chance@1"] = 1 / len(texts)
+    return out
+
+
+def generation(enc: Encoder, limit: int | None = None, seed: int = 0, steps: int = 25,
+               guidance: float = 3.0, **_) -> dict:  # fmt: skip
+    folder = require_decoder(enc)
+    dec, prior = load_decoder(folder), load_prior(folder)
+    n_per = 1 if limit else 2
+    out = garments(enc, dec, prior, n_per, steps, guidance, seed, limit)
+    out |= composed(enc, dec, prior, min(limit or 60, 60), steps, guidance, seed)
+    if not limit:
+        out |= others(enc, dec, prior, steps, guidance, seed)
+    out |= {"steps": steps, "guidance": guidance}
+    return out
