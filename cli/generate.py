@@ -14,6 +14,7 @@ from PIL import Image
 from cli.common import fail, friendly, out
 from encoders import decode_image, load_encoder
 from encoders.errors import InputError
+from generation.decoder import DEFAULT_GUIDANCE, MODIFICATION_WEIGHT
 
 
 @friendly
@@ -28,7 +29,9 @@ def generate(
     ] = None,
     n: Annotated[int, typer.Option("-n", min=1, max=64, help="Pictures to draw.")] = 1,
     steps: Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps.")] = 25,
-    guidance: Annotated[float, typer.Option(min=0.0, max=20.0, help="1: no guidance.")] = 3.0,
+    guidance: Annotated[
+        float, typer.Option(min=0.0, max=20.0, help="1: no guidance.")
+    ] = DEFAULT_GUIDANCE,
     seed: Annotated[int, typer.Option(min=0)] = 0,
     model: Annotated[str, typer.Option(help="A model with an image decoder.")] = "house",
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: auto).")] = None,
@@ -36,7 +39,7 @@ def generate(
     """Print one JSON line per picture written: {"file", "seed"}."""
     from fusion import compose, parse_modification
     from generation.decoder import load_decoder, require_decoder, sample
-    from generation.prior import load_prior
+    from generation.prior import has_prior, load_prior
 
     if (prompt is None) == (image is None):
         fail(ValueError("give a prompt or --image (one of the two)"))
@@ -44,16 +47,20 @@ def generate(
         fail(ValueError(f"--out must name a .png file, not {output.name}"))
     enc = load_encoder(model, device=device)
     folder = require_decoder(enc)
-    prior = load_prior(folder)
+    prior = load_prior(folder) if has_prior(folder) else None
+
+    def image_side(text_vectors: np.ndarray) -> np.ndarray:  # as the service does without a prior
+        return prior.image_vectors(text_vectors) if prior is not None else text_vectors
+
     if image is not None:
         v = enc.embed_images([decode_image(image)])[0]
     else:
-        v = prior.image_vectors(enc.embed_text([prompt]))[0]
+        v = image_side(enc.embed_text([prompt]))[0]
     if modification:
-        terms = parse_modification(modification)
+        terms = parse_modification(modification, weight=MODIFICATION_WEIGHT)
         if not terms:
             raise InputError("the modification has no terms")
-        tv = prior.image_vectors(enc.embed_text([t.text for t in terms]))
+        tv = image_side(enc.embed_text([t.text for t in terms]))
         try:
             v = compose(v, tv, [t.weight for t in terms])
         except ValueError as e:

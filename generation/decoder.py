@@ -28,6 +28,10 @@ from encoders.errors import JointspaceError
 
 WEIGHTS = "decoder.safetensors"
 CONFIG = "config.json"
+# Defaults of /generate, `jointspace generate` and the eval, chosen by the generation suite's
+# sweeps (guidance scale; weight of a modification's terms against the image vector's 1.0).
+DEFAULT_GUIDANCE = 2.0
+MODIFICATION_WEIGHT = 0.5
 MODELS_WITH_DECODER = "'house' (its decoder ships in models/house/decoder)"
 
 
@@ -104,8 +108,8 @@ def _check_vectors(vectors: np.ndarray, dim: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def sample(decoder: ImageDecoder, vectors: np.ndarray, steps: int = 25, guidance: float = 3.0,
-           seed: int = 0) -> np.ndarray:  # fmt: skip
+def sample(decoder: ImageDecoder, vectors: np.ndarray, steps: int = 25,
+           guidance: float = DEFAULT_GUIDANCE, seed: int = 0) -> np.ndarray:  # fmt: skip
     """(n, S, S, 3) uint8 pictures of n vectors; the same arguments give the same pixels."""
     from diffusers import DDIMScheduler
 

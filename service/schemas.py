@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from generation.decoder import DEFAULT_GUIDANCE
 from index.catalog import NAME_RE
 
 NAME_PATTERN = NAME_RE.pattern
@@ -561,8 +562,9 @@ class GenerateRequest(Strict):
         "generate_steps", default=25, ge=1, description="DDIM sampling steps"
     )
     guidance: float = Field(
-        3.0, ge=0, le=20, description="Classifier-free guidance scale (1: none; 0: unconditioned)"
-    )
+        DEFAULT_GUIDANCE, ge=0, le=20,
+        description="Classifier-free guidance scale (1: none; 0: unconditioned)",
+    )  # fmt: skip
     seed: StrictInt = Field(0, ge=0, le=2**32 - 1, description="The same seed draws the same bytes")
 
     @model_validator(mode="before")

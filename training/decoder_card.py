@@ -19,13 +19,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from generation.decoder import MODIFICATION_WEIGHT
+
 TEMPLATE = """# The house image decoder and its prior
 
 Draws 32 px pictures from house joint-space vectors, as unCLIP's decoder does from CLIP image
 embeddings: `POST /generate`, `jointspace generate`, and the page's Preview button use it. A
 prompt goes through the prior first (text vector to image vector); an image, a collection item or a
 vector is drawn as it is; a modification ("in blue instead of red") moves the vector by its terms'
-prior vectors, as search moves a query by their text vectors.
+prior vectors (weight {mod_weight:g}), as search moves a query by their text vectors.
 
 ## Architecture
 
@@ -68,17 +70,31 @@ classes (prompt ensemble of the held-out wordings). Baseline: the same prompts d
 text vectors as they are (no prior). Real: test images of the same item and colour, same
 classifier.
 
-| measure | drawn (prior) | baseline (no prior) | real test images | chance | target |
-| --- | --- | --- | --- | --- | --- |
-| item | {item:.3f} | {b_item:.3f} | {r_item:.3f} | 0.100 | >= 0.8 |
-| colour | {colour:.3f} | {b_colour:.3f} | {r_colour:.3f} | 0.111 | >= 0.8 |
-| item and colour | {both:.3f} | {b_both:.3f} | {r_both:.3f} | 0.011 | |
-| cosine to the prompt's vector | {cos:.3f} | | {r_cos:.3f} | | |
+| measure | prior | baseline: no prior | a real image's vector | real images | chance | target |
+| --- | --- | --- | --- | --- | --- | --- |
+| item | {item:.3f} | {b_item:.3f} | {rc_item:.3f} | {r_item:.3f} | 0.100 | >= 0.8 |
+| colour | {colour:.3f} | {b_colour:.3f} | {rc_colour:.3f} | {r_colour:.3f} | 0.111 | >= 0.8 |
+| item and colour | {both:.3f} | {b_both:.3f} | {rc_both:.3f} | {r_both:.3f} | 0.011 | |
+| cosine to the prompt's vector | {cos:.3f} | | | {r_cos:.3f} | | |
 
-Composed ("in blue instead of red" on {composed_n} red test garments, drawn): classified as the same
-item {c_item:.3f}, as blue {c_colour:.3f}, both {c_both:.3f} with the terms' prior vectors (what the
-service does); with their text vectors as search uses them: item {t_item:.3f}, blue {t_colour:.3f},
-both {t_both:.3f}.
+"prior": drawn from the prompt through the prior; "a real image's vector": drawn from the vector
+of a real test image of that item and colour (no prompt, no prior): what the decoder alone keeps
+of a picture; "real images": those test images themselves.
+
+Guidance, one picture per prompt (prior path):
+
+| guidance | item | colour |
+| --- | --- | --- |
+{sweep}
+
+Composed ("in blue instead of red" on {composed_n} red test garments, drawn): share classified as
+the same item, as blue, and both, by how the terms move the vector:
+
+| terms | weight | item | blue | both |
+| --- | --- | --- | --- | --- |
+{composed_rows}
+
+The service and the CLI use the terms' prior vectors at weight {mod_weight:g}.
 
 Held-out stamps and emoji (is the drawing nearer its caption than the other held-out captions):
 stamps {tux_drawn:.3f} (real stamps {tux_real:.3f}, chance {tux_chance:.3f}), emoji
@@ -133,7 +149,7 @@ def draw_grids(folder: Path) -> dict:
     )
     grey, _ = fashion_mnist("test")
     red = [Image.fromarray(tint(g, "red")) for g in grey[:10]]
-    terms = parse_modification("in blue instead of red")
+    terms = parse_modification("in blue instead of red", weight=MODIFICATION_WEIGHT)
     tv = prior.image_vectors(enc.embed_text([t.text for t in terms]))
     q = np.stack([compose(v, tv, [t.weight for t in terms]) for v in enc.embed_images(red)])
     blue = sample(dec, q, seed=0)
@@ -146,6 +162,24 @@ def draw_grids(folder: Path) -> dict:
         folder / "others.png"
     )
     return {"captions": [caps[i] for i in pick]}
+
+
+def _sweep(g: dict) -> str:
+    keys = [k for k in g if k.startswith("guidance") and "_" in k]
+    scales = sorted({float(k[len("guidance") :].split("_")[0]) for k in keys})
+    return "\n".join(f"| {s:g} | {g[f'guidance{s:g}_item@1']:.3f} | "
+                     f"{g[f'guidance{s:g}_colour@1']:.3f} |" for s in scales)  # fmt: skip
+
+
+def _composed(g: dict) -> str:
+    rows = []
+    for key in sorted(k for k in g if k.startswith("composed_") and k.endswith("_item@1")):
+        run = key[len("composed_") : -len("_item@1")]  # prior_w0.5, text_w0.8
+        kind, w = run.split("_w")
+        terms = "prior vectors" if kind == "prior" else "text vectors (as search)"
+        rows.append(f"| {terms} | {w} | {g[key]:.3f} | {g[f'composed_{run}_colour@1']:.3f} | "
+                    f"{g[f'composed_{run}_both@1']:.3f} |")  # fmt: skip
+    return "\n".join(rows)
 
 
 def write_card(folder: Path, limits: str) -> Path:
@@ -177,10 +211,9 @@ def write_card(folder: Path, limits: str) -> Path:
         b_item=g["baseline:item@1"], b_colour=g["baseline:colour@1"], b_both=g["baseline:both@1"],
         r_item=g["real_item@1"], r_colour=g["real_colour@1"], r_both=g["real_both@1"],
         cos=g["cosine_to_prompt"], r_cos=g["real_cosine_to_prompt"],
-        composed_n=g["composed_pictures"], c_item=g["composed_prior_terms_item@1"],
-        c_colour=g["composed_prior_terms_colour@1"], c_both=g["composed_prior_terms_both@1"],
-        t_item=g["composed_text_terms_item@1"], t_colour=g["composed_text_terms_colour@1"],
-        t_both=g["composed_text_terms_both@1"],
+        composed_n=g["composed_pictures"], rc_item=g["recon_item@1"],
+        rc_colour=g["recon_colour@1"], rc_both=g["recon_both@1"], sweep=_sweep(g),
+        composed_rows=_composed(g), mod_weight=MODIFICATION_WEIGHT,
         tux_drawn=g["tuxpaint_drawn_caption@1"], tux_real=g["tuxpaint_real_caption@1"],
         tux_chance=g["tuxpaint_chance@1"], emoji_drawn=g["emoji_drawn_caption@1"],
         emoji_real=g["emoji_real_caption@1"], emoji_chance=g["emoji_chance@1"], limits=limits,

@@ -27,12 +27,22 @@ from PIL import Image
 from encoders.base import Encoder
 from fusion import compose, parse_modification
 from fusion.classify import class_matrix
-from generation.decoder import ImageDecoder, load_decoder, require_decoder, sample
+from fusion.compose import DEFAULT_WEIGHT
+from generation.decoder import (
+    DEFAULT_GUIDANCE,
+    MODIFICATION_WEIGHT,
+    ImageDecoder,
+    load_decoder,
+    require_decoder,
+    sample,
+)
 from generation.prior import load_prior
 from training.caption_data import pictures
 from training.data import COLOURS, EVAL_TEMPLATES, FASHION_CLASSES, fashion_mnist, tint
 
 CHUNK = 64
+GUIDANCE_SWEEP = (1.0, 2.0, 3.0)
+TERM_WEIGHTS = tuple(sorted({0.3, 0.5, 0.8, MODIFICATION_WEIGHT}))
 
 
 def draw(dec: ImageDecoder, vectors: np.ndarray, steps: int, guidance: float, seed: int) -> list:
@@ -66,51 +76,77 @@ def real_garments(pairs: list, per: int, seed: int) -> list:
     return out
 
 
-def garments(enc, dec, prior, n_per: int, steps: int, guidance: float, seed: int,
-             limit: int | None = None) -> dict:  # fmt: skip
-    """Every item x colour (or `limit` of them, drawn by the seed)."""
+def fashion_classes(enc: Encoder) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """The 90 (item, colour) pairs and their class vectors (held-out wordings' ensemble)."""
     names = list(COLOURS)
     pairs = [(i, c) for i in range(len(FASHION_CLASSES)) for c in range(len(names))]
+    words = [f"{names[c]} {FASHION_CLASSES[i]}" for i, c in pairs]
+    prompts = [t.format(w) for w in words for t in EVAL_TEMPLATES]
+    return pairs, class_matrix(enc.embed_text(prompts), len(words))
+
+
+def prompts_of(pairs: list, seed: int, limit: int | None) -> tuple[list[int], list[str]]:
+    """Which pairs are asked (all, or `limit` drawn by the seed) and a held-out wording each."""
+    names = list(COLOURS)
     rng = np.random.default_rng([seed, 21])
     words = [f"{names[c]} {FASHION_CLASSES[i]}" for i, c in pairs]
     prompts = [EVAL_TEMPLATES[rng.integers(len(EVAL_TEMPLATES))].format(w) for w in words]
     asked = sorted(rng.choice(len(pairs), limit, replace=False)) if limit else range(len(pairs))
-    tv = np.repeat(enc.embed_text([prompts[i] for i in asked]), n_per, 0)
+    return list(asked), [prompts[i] for i in asked]
+
+
+def garments(enc, dec, prior, n_per: int, steps: int, guidance: float, seed: int,
+             limit: int | None = None) -> dict:  # fmt: skip
+    """Every item x colour (or `limit` of them), drawn from the prior's vector, from the text
+    vector (baseline) and from a real test image's vector (what the decoder alone keeps)."""
+    pairs, classes = fashion_classes(enc)
+    asked, prompts = prompts_of(pairs, seed, limit)
+    tv = np.repeat(enc.embed_text(prompts), n_per, 0)
     want = [pairs[i] for i in asked for _ in range(n_per)]
-    classes = class_matrix(enc.embed_text([t.format(w) for w in words for t in EVAL_TEMPLATES]),
-                           len(words))  # fmt: skip
-    drawn = draw(dec, prior.image_vectors(tv), steps, guidance, seed)
-    plain = draw(dec, tv, steps, guidance, seed)
     real = real_garments([pairs[i] for i in asked], n_per, seed)
+    rv = enc.embed_images(real)
+    drawn = draw(dec, prior.image_vectors(tv), steps, guidance, seed)
     out = judge(enc, drawn, classes, pairs, want)
-    base = judge(enc, plain, classes, pairs, want)
-    out |= {f"baseline:{k}": v for k, v in base.items()}
-    out |= {f"real_{k}": v for k, v in judge(enc, real, classes, pairs, want).items()}
+    got = {"baseline:": draw(dec, tv, steps, guidance, seed),
+           "recon_": draw(dec, rv, steps, guidance, seed), "real_": real}  # fmt: skip
+    for prefix, imgs in got.items():
+        out |= {f"{prefix}{k}": v for k, v in judge(enc, imgs, classes, pairs, want).items()}
     out["cosine_to_prompt"] = float(np.mean(np.sum(enc.embed_images(drawn) * tv, 1)))
-    out["real_cosine_to_prompt"] = float(np.mean(np.sum(enc.embed_images(real) * tv, 1)))
-    out |= {"chance_item@1": 1 / len(FASHION_CLASSES), "chance_colour@1": 1 / len(names),
+    out["real_cosine_to_prompt"] = float(np.mean(np.sum(rv * tv, 1)))
+    out |= {"chance_item@1": 1 / len(FASHION_CLASSES), "chance_colour@1": 1 / len(COLOURS),
             "chance@1": 1 / len(pairs), "prompts": len(asked)}  # fmt: skip
     out["pictures"] = len(drawn)
     return out
 
 
+def guidance_sweep(enc, dec, prior, steps: int, seed: int, scales=GUIDANCE_SWEEP) -> dict:
+    """Item and colour of one picture per prompt (prior path) at several guidance scales."""
+    pairs, classes = fashion_classes(enc)
+    asked, prompts = prompts_of(pairs, seed, None)
+    v = prior.image_vectors(enc.embed_text(prompts))
+    out = {}
+    for g in scales:
+        got = judge(enc, draw(dec, v, steps, g, seed), classes, pairs, [pairs[i] for i in asked])
+        out |= {f"guidance{g:g}_{k}": val for k, val in got.items() if k != "both@1"}
+    return out
+
+
 def composed(enc, dec, prior, n: int, steps: int, guidance: float, seed: int) -> dict:
-    """Red test garments drawn "in blue instead of red"."""
+    """Red test garments drawn "in blue instead of red": the terms' prior vectors at several
+    weights, and their text vectors at search's weight."""
     grey, labels = fashion_mnist("test")
     pick = np.random.default_rng([seed, 23]).choice(len(labels), n, replace=False)
     q = enc.embed_images([Image.fromarray(tint(grey[j], "red")) for j in pick])
-    terms = parse_modification("in blue instead of red")
+    terms = parse_modification("in blue instead of red", weight=1.0)
     tv = enc.embed_text([t.text for t in terms])
-    w = [t.weight for t in terms]
-    names = list(COLOURS)
-    pairs = [(i, c) for i in range(len(FASHION_CLASSES)) for c in range(len(names))]
-    words = [f"{names[c]} {FASHION_CLASSES[i]}" for i, c in pairs]
-    classes = class_matrix(enc.embed_text([t.format(x) for x in words for t in EVAL_TEMPLATES]),
-                           len(words))  # fmt: skip
-    want = [(int(labels[j]), names.index("blue")) for j in pick]
+    sign = np.array([t.weight for t in terms])
+    pairs, classes = fashion_classes(enc)
+    want = [(int(labels[j]), list(COLOURS).index("blue")) for j in pick]
+    runs = [(f"prior_w{w:g}", prior.image_vectors(tv), w) for w in TERM_WEIGHTS]
+    runs.append((f"text_w{DEFAULT_WEIGHT:g}", tv, DEFAULT_WEIGHT))
     out = {}
-    for name, term_vectors in (("text_terms", tv), ("prior_terms", prior.image_vectors(tv))):
-        vec = np.stack([compose(v, term_vectors, w) for v in q])
+    for name, term_vectors, w in runs:
+        vec = np.stack([compose(v, term_vectors, sign * w) for v in q])
         got = judge(enc, draw(dec, vec, steps, guidance, seed), classes, pairs, want)
         out |= {f"composed_{name}_{k}": v for k, v in got.items()}
     out["composed_pictures"] = n
@@ -135,13 +171,14 @@ def others(enc, dec, prior, steps: int, guidance: float, seed: int) -> dict:
 
 
 def generation(enc: Encoder, limit: int | None = None, seed: int = 0, steps: int = 25,
-               guidance: float = 3.0, **_) -> dict:  # fmt: skip
+               guidance: float = DEFAULT_GUIDANCE, **_) -> dict:  # fmt: skip
     folder = require_decoder(enc)
     dec, prior = load_decoder(folder), load_prior(folder)
     n_per = 1 if limit else 2
     out = garments(enc, dec, prior, n_per, steps, guidance, seed, limit)
     out |= composed(enc, dec, prior, min(limit or 60, 60), steps, guidance, seed)
     if not limit:
+        out |= guidance_sweep(enc, dec, prior, steps, seed)
         out |= others(enc, dec, prior, steps, guidance, seed)
     out |= {"steps": steps, "guidance": guidance}
     return out

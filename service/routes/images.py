@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 
 from encoders import InputError
 from fusion import compose, parse_modification
+from generation.decoder import MODIFICATION_WEIGHT
 from service import schemas as S
 from service.access import check_scope
 from service.contract import BATCHED, errors, operation_id
@@ -39,9 +40,9 @@ async def generate(
         raise InputError(f"n {req.n} is over the limit of {s.max_generate_n}")
     if req.steps > s.max_generate_steps:
         raise InputError(f"steps {req.steps} is over the limit of {s.max_generate_steps}")
-    v = await image_vector(req, request, eng, gone)
+    v = await image_vector(req, eng, gone)
     if req.modification:
-        terms = parse_modification(req.modification)
+        terms = parse_modification(req.modification, weight=MODIFICATION_WEIGHT)
         if not terms:
             raise InputError("the modification has no terms")
         tv = (await eng.embed_texts([t.text for t in terms], cancel=gone)).vectors
@@ -57,11 +58,11 @@ async def generate(
     )
 
 
-async def image_vector(
-    req: S.GenerateRequest, request: Request, eng: Engine, gone: asyncio.Event
-) -> np.ndarray:
+async def image_vector(req: S.GenerateRequest, eng: Engine, gone: asyncio.Event) -> np.ndarray:
     """The image-space vector the request asks to draw."""
     if req.prompt is not None:
+        if not req.prompt.strip():
+            raise InputError("prompt is empty")
         tv = (await eng.embed_texts([req.prompt], cancel=gone)).vectors
         return eng.require_generator().image_vectors(tv)[0]
     if req.image is not None:
@@ -69,4 +70,8 @@ async def image_vector(
     if req.vector is not None:
         return (await embed_query(eng, S.VectorQuery(vector=req.vector), gone))[0]
     col = await open_collection(eng, req.collection)
+    made_by = getattr(col, "model", None)
+    if made_by and made_by != eng.encoder.name:
+        raise InputError(f"collection '{col.name}' holds vectors of model '{made_by}'; the decoder "
+                         f"draws vectors of model '{eng.encoder.name}'")  # fmt: skip
     return (await embed_query(eng, S.IdQuery(id=req.id), gone, col))[0]

@@ -93,7 +93,7 @@ def test_image_vector_and_item_inputs_with_a_modification(gen, png):
         ({"id": "boot", "collection": "nope"}, 404, "no collection named 'nope'"),
         ({"prompt": "a hat", "modification": "..."}, 422, "the modification has no terms"),
         ({"prompt": "a hat", "guidance": 21}, 422, "guidance"),
-        ({"prompt": " "}, 422, "prompt"),
+        ({"prompt": " "}, 422, "prompt is empty"),
     ],
 )  # fmt: skip
 def test_refusals(gen, body, status, message):
@@ -123,4 +123,18 @@ def test_a_model_without_a_decoder_is_refused(client):
     assert err["message"].startswith("model 'hf:") and err["message"].endswith(
         "' has no image decoder; models with one: 'house' (its decoder ships in "
         "models/house/decoder)"
+    )
+
+
+def test_an_item_of_another_models_collection_is_refused(make_client, tiny_clip_dir, png):
+    with make_client(f"hf:{tiny_clip_dir}") as c:
+        assert c.post("/collections", json={"name": "clip"}).status_code == 201
+        assert c.put("/collections/clip/items",
+                     json={"items": [{"id": "a", "image": png()}]}).status_code == 200  # fmt: skip
+    with make_client("house") as c:
+        r = c.post("/generate", json={"id": "a", "collection": "clip"})
+    assert r.status_code == 422
+    assert r.json()["error"]["message"] == (
+        f"collection 'clip' holds vectors of model 'hf:{tiny_clip_dir}'; the decoder draws "
+        "vectors of model 'house'"
     )

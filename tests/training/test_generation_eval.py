@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from encoders.house import default_house_dir
-from generation.decoder import has_decoder
+from generation.decoder import DEFAULT_GUIDANCE, has_decoder
 from training.data import FASHION_DIR, TUXPAINT_DIR
 from training.eval import metric_rows
 
@@ -33,7 +33,7 @@ def test_the_suite_on_the_shipped_decoder():
     assert res["prompts"] == 6 and res["pictures"] == 6 and res["composed_pictures"] == 6
     assert res["chance_item@1"] == 0.1 and res["chance_colour@1"] == pytest.approx(1 / 9)
     for key in ("item@1", "colour@1", "both@1", "baseline:item@1", "real_item@1",
-                "composed_prior_terms_colour@1", "composed_text_terms_item@1"):  # fmt: skip
+                "composed_prior_w0.5_colour@1", "composed_text_w0.8_item@1", "recon_item@1"):  # fmt: skip
         assert 0.0 <= res[key] <= 1.0 and res[key] * 6 == pytest.approx(round(res[key] * 6)), key
     assert -1 <= res["cosine_to_prompt"] <= 1 and res["real_item@1"] >= 0.5
-    assert (res["steps"], res["guidance"]) == (4, 3.0)
+    assert (res["steps"], res["guidance"]) == (4, DEFAULT_GUIDANCE)
