@@ -30,7 +30,7 @@ WEIGHTS = "decoder.safetensors"
 CONFIG = "config.json"
 # Defaults of /generate, `jointspace generate` and the eval, chosen by the generation suite's
 # sweeps (guidance scale; weight of a modification's terms against the image vector's 1.0).
-DEFAULT_GUIDANCE = 2.0
+DEFAULT_GUIDANCE = 1.0
 MODIFICATION_WEIGHT = 0.5
 MODELS_WITH_DECODER = "'house' (its decoder ships in models/house/decoder)"
 

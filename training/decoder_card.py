@@ -33,7 +33,8 @@ prior vectors (weight {mod_weight:g}), as search moves a query by their text vec
 
 - Decoder: diffusers `UNet2DModel`, channels {channels}, {layers} residual layer per block, no
   attention, {groups} norm groups; the 256-d vector goes through a 2-layer MLP and is added to the
-  UNet's time embedding (`class_embed_type="identity"`), cheaper on a CPU than cross-attention.
+  UNet's time embedding (`class_embed_type="identity"`), which scales and shifts every block's
+  features (`resnet_time_scale_shift="scale_shift"`): cheaper on a CPU than cross-attention.
   {decoder_params:,} parameters, `decoder.safetensors` {decoder_kb:.0f} KB. Noise schedule
   `{schedule}` over {timesteps} steps; sampling with diffusers' `DDIMScheduler` (eta 0: a seed
   fixes the picture), {guidance:g}x classifier-free guidance by default.
@@ -51,8 +52,10 @@ by it once, captions by the text tower once.
 ## Training (`{command}`, on 2 CPU cores)
 
 Decoder: {steps:,} steps of {batch} pictures ({other_share:.0%} of each batch stamps and emoji),
-AdamW at {lr:g} ({warmup} warm-up steps, cosine decay to a tenth), noise-prediction MSE at
-uniformly drawn timesteps; each picture conditioned on its own vector plus Gaussian noise (std
+AdamW at {lr:g} ({warmup} warm-up steps, cosine decay to a tenth; the run went 3,000 steps, then
+was resumed with the schedule stretched to 6,000, a warm restart, which the make target repeats),
+noise-prediction MSE with Min-SNR-{min_snr:g} weights at uniformly drawn timesteps; each picture
+conditioned on its own vector plus Gaussian noise (std
 {cond_noise:g} per dimension, so vectors near the pictures' still decode), replaced by a learned
 null vector for {cond_drop:.0%} of each batch (for guidance); the shipped weights are the
 exponential moving average (decay {ema}). {decoder_seconds:.0f} s of steps
@@ -199,7 +202,7 @@ def write_card(folder: Path, limits: str) -> Path:
         examples=log["examples"],
         sources=", ".join(f"{n:,} {s}" for s, n in log["sources"].items()),
         command="make house-decoder", steps=dec_log["steps"], batch=tc["batch_size"],
-        other_share=tc["other_share"], lr=tc["lr"], warmup=tc["warmup"],
+        other_share=tc["other_share"], min_snr=tc["min_snr"], lr=tc["lr"], warmup=tc["warmup"],
         cond_noise=tc["cond_noise"], cond_drop=tc["cond_drop"], ema=tc["ema"],
         decoder_seconds=dec_log["train_seconds"],
         seconds_per_step=dec_log["train_seconds"] / dec_log["steps"],
