@@ -127,13 +127,7 @@ def train_captioner(**options) -> None:
     what = f"resumed at step {trainer.step}" if trainer.resume() else "new run"
     err.print(f"{cfg.out}: {what}; {len(data.captions):,} captions, noise std "
               f"{trainer.noise:.3f}", markup=False)  # fmt: skip
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"), console=err,
-    ) as bar:  # fmt: skip
-        task = bar.add_task("training", total=cfg.steps, completed=trainer.step, status="")
-        folder = run(trainer, lambda rec: bar.update(task, completed=rec["step"],
-                                                     status=f"loss {rec['loss']:.3f}"))  # fmt: skip
+    folder = steps_with_progress(run, trainer, cfg.steps, "{:.3f}")
     err.print(f"captioner written to {folder}", markup=False)
 
 
@@ -189,14 +183,24 @@ def train_decoder(target: str, **options) -> None:
     trainer = DecoderTrainer(cfg, data, "house")
     what = f"resumed at step {trainer.step}" if trainer.resume() else "new run"
     err.print(f"{cfg.out}: {what}; {len(data.captions):,} pictures", markup=False)
+    folder = steps_with_progress(run, trainer, cfg.steps, "{:.4f}")
+    err.print(f"decoder and prior written to {folder}", markup=False)
+
+
+def steps_with_progress(run, trainer, total: int, loss_format: str) -> Path:
+    """`run(trainer, progress)` (a resumable step loop that reports {"step", "loss"}) under a
+    progress bar; returns what it returns."""
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         TextColumn("{task.fields[status]}"), console=err,
     ) as bar:  # fmt: skip
-        task = bar.add_task("training", total=cfg.steps, completed=trainer.step, status="")
-        folder = run(trainer, lambda rec: bar.update(task, completed=rec["step"],
-                                                     status=f"loss {rec['loss']:.4f}"))  # fmt: skip
-    err.print(f"decoder and prior written to {folder}", markup=False)
+        task = bar.add_task("training", total=total, completed=trainer.step, status="")
+
+        def report(rec: dict) -> None:
+            status = "loss " + loss_format.format(rec["loss"])
+            bar.update(task, completed=rec["step"], status=status)
+
+        return run(trainer, report)
 
 
 def run_with_progress(trainer, steps: int, key: str, label: str, hidden: bool = False) -> None:
