@@ -5,7 +5,8 @@ HTTP to these calls. Owns input limits that are not about HTTP (text length, ima
 duration, channels and rates, video duration, frames and pixels) and the media files kept beside
 the collections for the web page (image thumbnails, the audio of audio items and the video of video
 items for playback). Audio and video are decoded off the event loop, video in a bounded number of
-workers; a video's frames go through the image batcher.
+workers; a video's frames go through the image batcher. A model with an image decoder gets a
+generator (service/generator.py) with its own batcher for /generate.
 """
 
 from __future__ import annotations
