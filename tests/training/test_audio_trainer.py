@@ -108,7 +108,8 @@ def test_cli_trains_the_audio_target(tmp_path):
     assert res.exit_code == 2
     assert (
         res.stderr
-        == "error: --target must be 'house', 'audio', 'captioner' or 'temporal', not 'video'\n"
+        == "error: --target must be 'house', 'audio', 'captioner', 'temporal', 'decoder' or "
+        "'prior', not 'video'\n"
     )
     res = runner.invoke(app, ["train", "--target", "audio", "--text-share", "0.5"])
     assert res.exit_code == 2
