@@ -143,6 +143,11 @@ class Classifier:
             )
         return softmax(self.logits(vectors, present) / self.temperature)
 
+    def status_fields(self) -> dict:
+        """What a registry's status.json says of it."""
+        return {"fusion": self.kind, "classes": self.classes, "modalities": list(self.modalities),
+                "metrics": self.info}  # fmt: skip
+
     def save(self, folder: Path) -> None:
         from safetensors.torch import save_file
 

@@ -17,6 +17,8 @@ from PIL import Image
 
 from encoders import InputError
 from fusion import fuse
+from fusion.head import FusionHead, HeadError
+from fusion.registry import Unknown
 from index import Collection
 from service import schemas as S
 from service.access import OPEN, Denied, Key
@@ -115,9 +117,19 @@ class Fused:
     clip: Any = None  # kept as the item's playable media when there is no image
 
 
+async def fusion_head(eng: Engine, name: str) -> FusionHead:
+    """The named fusion head for the served model; an unknown one is a 404."""
+    try:
+        return await asyncio.to_thread(eng.fusion_head, name)
+    except Unknown as e:
+        raise HTTPException(404, str(e)) from None
+
+
 async def embed_parts(eng: Engine, q: S._Parts, gone: asyncio.Event, what: str,
                       truncate: bool = False) -> Fused:  # fmt: skip
-    """Each part through its tower (and its batcher), then fusion.fuse with the weights."""
+    """Each part through its tower (and its batcher), then fusion.fuse with the weights, or the
+    named fusion head (looked up first: an unknown head costs no embedding)."""
+    head = await fusion_head(eng, q.head) if q.head else None
     vecs, out = {}, Fused({}, np.zeros(0, np.float32))
     if q.text is not None:
         res = await eng.embed_texts([q.text], truncate=truncate, cancel=gone)
@@ -129,8 +141,8 @@ async def embed_parts(eng: Engine, q: S._Parts, gone: asyncio.Event, what: str,
         out.clip = await eng.decode_audio(decode_b64(q.audio, f"{what} audio"), f"{what} audio")
         vecs["audio"] = (await eng.embed_audio([out.clip], cancel=gone)).vectors[0]
     try:
-        out.parts, out.vector = vecs, fuse(vecs, q.weights)
-    except ValueError as e:
+        out.parts, out.vector = vecs, head.fuse(vecs) if head else fuse(vecs, q.weights)
+    except (ValueError, HeadError) as e:
         raise InputError(f"{what}: {e}") from None
     return out
 

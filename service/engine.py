@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -44,7 +45,8 @@ from encoders.audio import sniff_audio
 from encoders.registry import models_with
 from encoders.video import pool_videos, segments, sniff_video
 from fusion.classifier import Classifier
-from fusion.registry import Registry
+from fusion.head import FusionHead
+from fusion.registry import Registry, head_registry
 from generation.captioner import (
     Captioner,
     captioner_dir,
@@ -146,8 +148,9 @@ class Engine:
         self.media_dir = Path(settings.data_dir) / "media"
         self.classifiers = Registry(Path(settings.data_dir) / "classifiers")
         self.classifiers.interrupted()  # left 'training' by a process that stopped: failed
+        self.heads = head_registry(Path(settings.data_dir))
         self.training: dict[str, asyncio.Task] = {}
-        self._loaded: dict[str, tuple[float, Classifier]] = {}
+        self._loaded: dict[tuple[str, str], tuple[float, Any]] = {}
         self.batchers = {
             "text": self._batcher(self._texts),
             "image": self._batcher(self._images),
@@ -211,10 +214,18 @@ class Engine:
 
     def classifier(self, name: str) -> Classifier:
         """The ready classifier `name` for the served model (reloaded when it was retrained)."""
-        stamp = self.classifiers.status(name).get("updated", 0.0)
-        hit = self._loaded.get(name)
+        return self._ready(self.classifiers, name)
+
+    def fusion_head(self, name: str) -> FusionHead:
+        """The fusion head `name` for the served model (reloaded when it was retrained)."""
+        return self._ready(self.heads, name)
+
+    def _ready(self, registry: Registry, name: str) -> Any:
+        stamp = registry.status(name).get("updated", 0.0)
+        hit = self._loaded.get((registry.noun, name))
         if hit is None or hit[0] != stamp:
-            hit = self._loaded[name] = (stamp, self.classifiers.load(name, self.encoder.name))
+            hit = (stamp, registry.load(name, self.encoder.name))
+            self._loaded[(registry.noun, name)] = hit
         return hit[1]
 
     # -- model calls, run in the batchers' worker threads -------------------------------------

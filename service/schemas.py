@@ -103,13 +103,18 @@ PartWeights = dict[Literal["text", "image", "audio"], Annotated[float, Field(ge=
 
 
 class _Parts(Strict):
-    """Several parts of one thing, fused into one vector: normalise(sum of weight x vector)."""
+    """Several parts of one thing, fused into one vector: normalise(sum of weight x vector), or
+    a named fusion head's fusion."""
 
     text: Text | SkipJsonSchema[None] = opt()
     image: str | SkipJsonSchema[None] = opt(description="base64 or data: URL")
     audio: str | SkipJsonSchema[None] = opt(description="base64 or data: URL of an audio clip")
     weights: PartWeights | SkipJsonSchema[None] = opt(
         description="Per-part weights (default 1 each)"
+    )
+    head: str | SkipJsonSchema[None] = opt(
+        description="A trained fusion head (`jointspace fit-fusion-head`) fuses the parts "
+        "instead of the weights"
     )
 
     @model_validator(mode="after")
@@ -122,6 +127,8 @@ class _Parts(Strict):
             raise ValueError(f"weights name parts the input does not have: {', '.join(extra)}")
         if self.weights and not any(self.weights.get(p, 1.0) > 0 for p in given):
             raise ValueError("the weights leave nothing of the input: give a part a weight > 0")
+        if self.weights and self.head:
+            raise ValueError("give weights or a fusion head, not both: the head weighs the parts")
         return self
 
     def parts(self) -> dict[str, str]:

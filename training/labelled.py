@@ -7,6 +7,10 @@ Two forms:
 - a table (.jsonl, .csv or .parquet) with a `label` column and any of `text`, `image`, `audio`
   (media paths relative to the table).
 
+For a fusion head (`things=True`) the same files are read, but an example's first element names
+the thing it shows instead of a label: a folder example is its own thing (`<label>/<stem>`), and a
+table's optional `group` column marks rows of one thing (default: each row its own).
+
 Bad data is refused with what to fix (one label, an empty label, a file of unknown kind, a media
 file that does not decode, a part the model has no tower for); nothing is written. Imports the
 encoders and fusion, nothing of HTTP or the index.
@@ -28,10 +32,10 @@ AUDIO_EXT = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac"}
 TABLE_EXT = {".jsonl", ".ndjson", ".csv", ".parquet"}
 PARTS = (TEXT, IMAGE, AUDIO)
 
-Example = tuple[str, dict[str, object]]  # (label, {part: text or path})
+Example = tuple[str, dict[str, object]]  # (label or thing, {part: text or path})
 
 
-def folder_examples(root: Path) -> list[Example]:
+def folder_examples(root: Path, things: bool = False) -> list[Example]:
     labels = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not labels:
         raise ClassifierError(f"{root}: no label folders (one subfolder per label)")
@@ -54,11 +58,12 @@ def folder_examples(root: Path) -> list[Example]:
                     f"({' '.join(sorted(IMAGE_EXT))}), sounds ({' '.join(sorted(AUDIO_EXT))}) "
                     "and .txt texts"
                 )
-        out.extend((label_dir.name, parts) for _, parts in sorted(groups.items()))
+        out.extend((f"{label_dir.name}/{key}" if things else label_dir.name, parts)
+                   for key, parts in sorted(groups.items()))  # fmt: skip
     return out
 
 
-def table_examples(path: Path) -> list[Example]:
+def table_examples(path: Path, things: bool = False) -> list[Example]:
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
@@ -71,7 +76,9 @@ def table_examples(path: Path) -> list[Example]:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     out: list[Example] = []
     for n, row in enumerate(rows, 1):
-        label = row.get("label")
+        label = row.get("group" if things else "label")
+        if things and label in (None, ""):
+            label = f"row {n}"
         if label is None or str(label) == "":
             raise ClassifierError(f"{path}: row {n} has no label (a `label` column is required)")
         parts: dict[str, object] = {}
@@ -86,20 +93,22 @@ def table_examples(path: Path) -> list[Example]:
     return out
 
 
-def read_examples(path: Path) -> list[Example]:
+def read_examples(path: Path, things: bool = False) -> list[Example]:
     path = Path(path)
     if path.is_dir():
-        return folder_examples(path)
+        return folder_examples(path, things)
     if path.is_file() and path.suffix.lower() in TABLE_EXT:
-        return table_examples(path)
+        return table_examples(path, things)
     raise ClassifierError(
         f"{path}: labelled data is a folder with one subfolder per label, or a "
         ".jsonl/.csv/.parquet table with a label column"
     )
 
 
-def embed_examples(examples: list[Example], enc: Encoder, batch: int = 64) -> Examples:
-    """Every part embedded with `enc`: (n, parts present in the data, d) vectors."""
+def embed_examples(examples: list[Example], enc: Encoder, batch: int = 64,
+                   check: bool = True) -> Examples:  # fmt: skip
+    """Every part embedded with `enc`: (n, parts present in the data, d) vectors; the first
+    elements become `labels` indexing `classes` (`check`: refused as a classifier's data)."""
     used = tuple(p for p in PARTS if any(p in parts for _, parts in examples))
     missing = [p for p in used if p not in enc.modalities]
     if missing:
@@ -116,9 +125,11 @@ def embed_examples(examples: list[Example], enc: Encoder, batch: int = 64) -> Ex
             chunk = rows[at : at + batch]
             vectors[chunk, m] = _embed(enc, part, [examples[i][1][part] for i in chunk])
             present[chunk, m] = True
-    labels = np.array([classes.index(label) for label, _ in examples], int)
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index[label] for label, _ in examples], int)
     ex = Examples(vectors, present, labels, classes, used)
-    check_examples(ex)
+    if check:
+        check_examples(ex)
     return ex
 
 

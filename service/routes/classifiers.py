@@ -10,7 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
 from fusion.classifier import ClassifierError, Examples, check_examples, fit
-from fusion.registry import UnknownClassifier
+from fusion.registry import Unknown
 from service import schemas as S
 from service.access import check_scope
 from service.contract import errors, operation_id
@@ -25,7 +25,7 @@ Name = Path(pattern=S.NAME_PATTERN, description="The classifier's name")
 def _status(eng: Engine, name: str) -> S.ClassifierStatus:
     try:
         return S.ClassifierStatus(**eng.classifiers.status(name))
-    except UnknownClassifier as e:
+    except Unknown as e:
         raise HTTPException(404, str(e)) from None
 
 
@@ -72,7 +72,7 @@ async def _train(eng: Engine, req: S.ClassifierCreate, ex: Examples, source: str
     try:
         clf = await asyncio.to_thread(fit, ex, req.fusion, epochs=req.epochs)
         await asyncio.to_thread(eng.classifiers.save, req.name, clf, eng.encoder.name,
-                                req.fusion, source)  # fmt: skip
+                                source=source)  # fmt: skip
     except Exception as e:  # the job's outcome is its status; the service goes on
         log.exception("training classifier '%s' failed", req.name)
         eng.classifiers.set_status(req.name, status="failed", error=f"{type(e).__name__}: {e}")

@@ -17,7 +17,7 @@ from fusion.classifier import (
     fit_temperature,
     softmax,
 )
-from fusion.registry import Registry, UnknownClassifier
+from fusion.registry import Registry, Unknown
 
 MODS = ("text", "image", "audio")
 
@@ -122,7 +122,7 @@ def test_the_registry_keeps_classifiers_stamped_with_their_model(tmp_path):
     ex = toy()
     clf = fit(ex, "attention", epochs=30)
     reg = Registry(tmp_path)
-    status = reg.save("kinds", clf, model="house", fusion="attention", source="toy")
+    status = reg.save("kinds", clf, model="house", source="toy")
     assert (status["status"], status["classes"], status["modalities"]) == (
         "ready",
         ["c0", "c1", "c2"],
@@ -139,7 +139,7 @@ def test_the_registry_keeps_classifiers_stamped_with_their_model(tmp_path):
     assert str(e.value) == (
         "classifier 'kinds' was trained on vectors from 'house', not 'open_clip:RN50@openai'"
     )
-    with pytest.raises(UnknownClassifier, match=r"^no classifier named 'nope'$"):
+    with pytest.raises(Unknown, match=r"^no classifier named 'nope'$"):
         reg.status("nope")
     reg.set_status("half", status="training")
     assert Registry(tmp_path).interrupted() == ["half"]
