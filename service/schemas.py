@@ -113,6 +113,7 @@ class _Parts(Strict):
         description="Per-part weights (default 1 each)"
     )
     head: str | SkipJsonSchema[None] = opt(
+        pattern=NAME_PATTERN,
         description="A trained fusion head (`jointspace fit-fusion-head`) fuses the parts "
         "instead of the weights"
     )
@@ -508,6 +509,20 @@ class ClassifierStatus(BaseModel):
     modalities: list[str] | None = None
     metrics: dict[str, float] | None = Field(
         None, description="Validation figures: accuracy, ECE before and after temperature scaling"
+    )
+    error: str | None = None
+
+
+class FusionHeadStatus(BaseModel):
+    name: str
+    status: Literal["training", "ready", "failed"]
+    model: str | None = None
+    source: str | None = Field(None, description="What it learned from")
+    parts: list[str] | None = Field(None, description="The parts it fuses")
+    metrics: dict[str, float | None] | None = Field(
+        None,
+        description="Training figures: examples, the epoch kept, and leave-one-out recall@1 on "
+        "the validation things with the head and with equal weights",
     )
     error: str | None = None
 

@@ -19,7 +19,7 @@ from service.engine import Engine
 
 log = logging.getLogger("jointspace.classifiers")
 router = APIRouter(tags=["classifiers"], generate_unique_id_function=operation_id)
-Name = Path(pattern=S.NAME_PATTERN, description="The classifier's name")
+Name = Path(alias="classifier", pattern=S.NAME_PATTERN, description="The classifier's name")
 
 
 def _status(eng: Engine, name: str) -> S.ClassifierStatus:
@@ -87,7 +87,9 @@ async def list_classifiers(
     return [_status(eng, n) for n in eng.classifiers.names()]
 
 
-@router.get("/classifiers/{name}", response_model=S.ClassifierStatus, responses=errors(404, 422))
+@router.get(
+    "/classifiers/{classifier}", response_model=S.ClassifierStatus, responses=errors(404, 422)
+)
 async def get_classifier(
     name: str = Name, eng: Engine = Depends(get_engine), _=require("read")
 ) -> S.ClassifierStatus:
@@ -96,7 +98,7 @@ async def get_classifier(
 
 
 @router.delete(
-    "/classifiers/{name}", response_model=S.ClassifierStatus, responses=errors(404, 409, 422)
+    "/classifiers/{classifier}", response_model=S.ClassifierStatus, responses=errors(404, 409, 422)
 )
 async def delete_classifier(
     request: Request, name: str = Name, eng: Engine = Depends(get_engine), _=require("admin")

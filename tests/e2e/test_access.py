@@ -77,6 +77,10 @@ TABLE = [
     ("POST", "/classify", {"input": {"text": "a cat"}, "labels": ["cat", "dog"]}, [401, 401, 200, 200, 200, 200]),
     ("POST", "/generate", {"prompt": "a cat"}, [401, 401, 422, 422, 422, 422]),  # no decoder
     ("POST", "/generate", {"id": "a", "collection": "other"}, [401, 401, 403, 403, 403, 422]),
+    ("GET", "/classifiers/nope", None, [401, 401, 404, 404, 404, 404]),  # not a collection
+    ("GET", "/fusion-heads", None, [401, 401, 200, 200, 200, 200]),
+    ("GET", "/fusion-heads/nope", None, [401, 401, 404, 404, 404, 404]),
+    ("DELETE", "/fusion-heads/nope", None, [401, 401, 403, 403, 404, 404]),
     ("GET", "/collections", None, [401, 401, 200, 200, 200, 200]),
     ("GET", "/collections/shop", None, [401, 401, 200, 200, 200, 200]),
     ("GET", "/collections/other", None, [401, 401, 403, 403, 403, 200]),

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from fusion.classifier import ClassifierError
-from fusion.registry import Registry
+from fusion.registry import Registry, head_registry
 from training.labelled import embed_examples, read_examples
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
@@ -91,3 +91,34 @@ def test_fit_classifier_command(labelled, tmp_path, tiny_clip_dir):
                                    "--fusion", "median"])  # fmt: skip
     assert res.exit_code == 2
     assert res.stderr == "error: --fusion must be one of early, late, attention, not 'median'\n"
+
+
+def test_things_for_a_fusion_head(tmp_path, labelled):
+    ex = read_examples(labelled, things=True)
+    assert [g for g, _ in ex[:3]] == ["blue/0", "blue/1", "blue/2"]
+    assert ex[0][1]["text"] == "a blue square" and ex[0][1]["image"].name == "0.png"
+    rows = [{"group": "g1", "image": "lab/red/1.png"}, {"group": "g1", "text": "red"},
+            {"text": "blue"}]  # fmt: skip
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    assert [g for g, _ in read_examples(tmp_path / "t.jsonl", things=True)] == ["g1", "g1", "row 3"]
+
+
+def test_fit_fusion_head_command(labelled, tmp_path, tiny_clip_dir):
+    args = ["fit-fusion-head", "--data", str(labelled), "--model", f"hf:{tiny_clip_dir}",
+            "--data-dir", str(tmp_path / "data"), "--epochs", "5"]  # fmt: skip
+    res = CliRunner().invoke(app, [*args, "--out", "squares"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith(
+        "fusion head 'squares': 8 training examples; validation leave-one-out recall@1 "
+    )
+    status = head_registry(tmp_path / "data").status("squares")
+    assert (status["status"], status["parts"], status["model"]) == (
+        "ready", ["text", "image"], f"hf:{tiny_clip_dir}")  # fmt: skip
+    (labelled / "red" / "0.txt").unlink()  # nine things with two parts are left
+    res = CliRunner().invoke(app, [*args, "--out", "fewer"])
+    assert res.exit_code == 2
+    assert res.stderr.splitlines()[-1] == (
+        "error: a fusion head learns from things with two or more parts: the data has 9, it "
+        "needs at least 10"
+    )
+    assert head_registry(tmp_path / "data").names() == ["squares"]  # nothing written

@@ -1,0 +1,51 @@
+"""Fusion heads: list the trained ones (`jointspace fit-fusion-head` trains them) with their
+validation figures, see one, delete one. A multi-part input names one as its `head`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+
+from fusion.registry import Unknown
+from service import schemas as S
+from service.contract import errors, operation_id
+from service.deps import audit, get_engine, require
+from service.engine import Engine
+
+router = APIRouter(tags=["fusion heads"], generate_unique_id_function=operation_id)
+Name = Path(alias="head", pattern=S.NAME_PATTERN, description="The fusion head's name")
+
+
+def _status(eng: Engine, name: str) -> S.FusionHeadStatus:
+    try:
+        return S.FusionHeadStatus(**eng.heads.status(name))
+    except Unknown as e:
+        raise HTTPException(404, str(e)) from None
+
+
+@router.get("/fusion-heads", response_model=list[S.FusionHeadStatus])
+async def list_fusion_heads(
+    eng: Engine = Depends(get_engine), _=require("read")
+) -> list[S.FusionHeadStatus]:
+    return [_status(eng, n) for n in eng.heads.names()]
+
+
+@router.get("/fusion-heads/{head}", response_model=S.FusionHeadStatus, responses=errors(404, 422))
+async def get_fusion_head(
+    name: str = Name, eng: Engine = Depends(get_engine), _=require("read")
+) -> S.FusionHeadStatus:
+    """The parts it fuses, the model it was trained on and its validation figures."""
+    return _status(eng, name)
+
+
+@router.delete("/fusion-heads/{head}", response_model=S.FusionHeadStatus,
+               responses=errors(404, 422))  # fmt: skip
+async def delete_fusion_head(
+    request: Request, name: str = Name, eng: Engine = Depends(get_engine), _=require("admin")
+) -> S.FusionHeadStatus:
+    """Inputs that name it are refused (404) from then on."""
+    status = _status(eng, name)
+    await asyncio.to_thread(eng.heads.delete, name)
+    audit(request, name, 0)
+    return status
