@@ -115,7 +115,7 @@ class _Parts(Strict):
     head: str | SkipJsonSchema[None] = opt(
         pattern=NAME_PATTERN,
         description="A trained fusion head (`jointspace fit-fusion-head`) fuses the parts "
-        "instead of the weights"
+        "instead of the weights",
     )
 
     @model_validator(mode="after")

@@ -39,7 +39,10 @@ def test_a_named_head_fuses_everywhere(make_client, tiny_clip_dir, tmp_path, png
         r = c.post("/v1/embeddings", json={"input": [{"type": "multi", **part}]})
         np.testing.assert_allclose(r.json()["data"][0]["embedding"], want, atol=1e-5)
         c.post("/collections", json={"name": "shop"})
-        assert c.put("/collections/shop/items", json={"items": [{"id": "m", **part}]}).status_code == 200
+        assert (
+            c.put("/collections/shop/items", json={"items": [{"id": "m", **part}]}).status_code
+            == 200
+        )
         got = c.get("/collections/shop/items/m", params={"include_vector": True}).json()
         np.testing.assert_allclose(got["vector"], want, atol=1e-5)
         hit = c.post("/collections/shop/search", json={"query": part, "k": 1}).json()["hits"][0]
