@@ -4,11 +4,15 @@ saved under the data directory for `POST /classify` with `"classifier": NAME`.""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.common import err, fail, friendly, out
+from cli.common import err, fail, friendly, out, progress
+
+if TYPE_CHECKING:
+    from encoders import Encoder
+    from fusion.classifier import Examples
 
 DATA_HELP = ("A folder with a subfolder per label, or a .jsonl/.csv/.parquet table with a label "
              "column and text, image, audio columns.")  # fmt: skip
@@ -28,7 +32,7 @@ def fit_classifier(
     from encoders import load_encoder
     from fusion.classifier import KINDS, fit
     from fusion.registry import Registry
-    from training.labelled import embed_examples, read_examples
+    from training.labelled import read_examples
 
     if fusion not in KINDS[:3]:
         fail(f"--fusion must be one of early, late, attention, not {fusion!r}")
@@ -36,8 +40,7 @@ def fit_classifier(
     registry.check_name(out_name)
     examples = read_examples(data)
     enc = load_encoder(model)
-    err.print(f"embedding {len(examples)} examples with {enc.name}", highlight=False)
-    ex = embed_examples(examples, enc)
+    ex = embed_with_progress(examples, enc, check=True)
     clf = fit(ex, fusion, seed=seed, epochs=epochs)
     registry.save(out_name, clf, model=enc.name, source=str(data))
     i = clf.info
@@ -70,14 +73,13 @@ def fit_fusion_head(
     from encoders import load_encoder
     from fusion.head import HeadConfig, train_head
     from fusion.registry import head_registry
-    from training.labelled import embed_examples, read_examples
+    from training.labelled import read_examples
 
     registry = head_registry(data_dir)
     registry.check_name(out_name)
     examples = read_examples(data, things=True)
     enc = load_encoder(model)
-    err.print(f"embedding {len(examples)} examples with {enc.name}", highlight=False)
-    ex = embed_examples(examples, enc, check=False)
+    ex = embed_with_progress(examples, enc, check=False)
     head = train_head(ex.vectors, ex.present, ex.modalities, ex.labels,
                       HeadConfig(epochs=epochs, seed=seed))  # fmt: skip
     registry.save(out_name, head, model=enc.name, source=str(data))
@@ -96,3 +98,14 @@ def head_summary(i: dict) -> str:
         f"{line}; validation leave-one-out recall@1 {i['validation_recall_head']:.3f} "
         f"against equal weights {i['validation_recall_equal']:.3f}; kept {kept}"
     )
+
+
+def embed_with_progress(examples: list, enc: Encoder, check: bool) -> Examples:
+    """training.labelled.embed_examples with a progress bar over the parts."""
+    from training.labelled import count_parts, embed_examples
+
+    err.print(f"embedding {len(examples)} examples with {enc.name}", highlight=False)
+    total = count_parts(examples)
+    with progress(total) as bar:
+        task = bar.add_task("embedding parts", total=total)
+        return embed_examples(examples, enc, check=check, done=lambda n: bar.advance(task, n))

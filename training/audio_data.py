@@ -118,6 +118,12 @@ def stamps(root: Path = TUXPAINT_DIR) -> list[Stamp]:
     return out
 
 
+def foreign_descriptions(stamp: Stamp) -> list[Path]:
+    """The stamp's spoken descriptions in languages other than English (`<stamp>_desc_<lang>.ogg`):
+    never used in training, words the English-reading towers do not know."""
+    return sorted(stamp.png.parent.glob(f"{stamp.png.stem}_desc_*.ogg"))
+
+
 def emoji_names(split: str, seed: int = 0) -> list[str]:
     return [unicodedata.name(ch).lower() for ch in NotoEmoji(split, seed).chars]
 

@@ -36,8 +36,9 @@ from training.data import (
 IMAGE_SUITES = ("fashion-zero-shot", "fashion-tinted", "fashion-composed", "tuxpaint", "emoji")
 FUSION_SUITES = ("fusion-tuxpaint", "fusion-fashion")
 VIDEO_SUITES = ("video-order", "video-moments")
-SUITES = (*IMAGE_SUITES, "audio-speech", "audio-sounds", *FUSION_SUITES, *VIDEO_SUITES,
-          "captioning", "generation")  # fmt: skip
+AUDIO_SUITES = ("audio-speech", "audio-sounds", "fusion-head")  # need an audio tower
+SUITES = (*IMAGE_SUITES, "audio-speech", "audio-sounds", *FUSION_SUITES, "fusion-head",
+          *VIDEO_SUITES, "captioning", "generation")  # fmt: skip
 COMPOSED_TINTS = ["white", "red", "blue", "green", "yellow"]
 
 
@@ -208,6 +209,7 @@ RUNNERS: dict[str, Callable[..., dict]] = {
     "audio-sounds": _audio("audio_sounds"),
     "fusion-tuxpaint": _fusion("fusion_tuxpaint"),
     "fusion-fashion": _fusion("fusion_fashion"),
+    "fusion-head": _fusion("fusion_head"),
     "video-order": _video("video_order"),
     "video-moments": _video("video_moments"),
     "captioning": captioning,
@@ -245,10 +247,10 @@ def default_suites(enc: Encoder) -> tuple[str, ...]:
     from generation.captioner import captioner_dir
     from generation.decoder import decoder_dir
 
-    audio = ("audio-speech", "audio-sounds") if AUDIO in enc.modalities else ()
-    decoders = (*(("captioning",) if captioner_dir(enc) else ()),
-                *(("generation",) if decoder_dir(enc) else ()))  # fmt: skip
-    return (*IMAGE_SUITES, *audio, *FUSION_SUITES, *VIDEO_SUITES, *decoders)
+    can = {"captioning": captioner_dir(enc) is not None,
+           "generation": decoder_dir(enc) is not None,
+           **dict.fromkeys(AUDIO_SUITES, AUDIO in enc.modalities)}  # fmt: skip
+    return tuple(s for s in SUITES if can.get(s, True))
 
 
 def evaluate(
@@ -258,8 +260,10 @@ def evaluate(
     unknown = [s for s in suites if s not in RUNNERS]
     if unknown:
         raise ValueError(f"unknown eval suite(s) {', '.join(unknown)}; known: {', '.join(SUITES)}")
-    if AUDIO not in enc.modalities and any(s.startswith("audio") for s in suites):
-        raise ValueError(f"model '{enc.name}' has no audio tower for the audio suites")
+    if AUDIO not in enc.modalities and any(s in AUDIO_SUITES for s in suites):
+        raise ValueError(
+            f"model '{enc.name}' has no audio tower for the {', '.join(AUDIO_SUITES)} suites"
+        )
     return {
         "model": enc.name,
         "seed": seed,

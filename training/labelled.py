@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,10 @@ TABLE_EXT = {".jsonl", ".ndjson", ".csv", ".parquet"}
 PARTS = (TEXT, IMAGE, AUDIO)
 
 Example = tuple[str, dict[str, object]]  # (label or thing, {part: text or path})
+
+
+def count_parts(examples: list[Example]) -> int:
+    return sum(len(parts) for _, parts in examples)
 
 
 def folder_examples(root: Path, things: bool = False) -> list[Example]:
@@ -105,10 +110,11 @@ def read_examples(path: Path, things: bool = False) -> list[Example]:
     )
 
 
-def embed_examples(examples: list[Example], enc: Encoder, batch: int = 64,
-                   check: bool = True) -> Examples:  # fmt: skip
+def embed_examples(examples: list[Example], enc: Encoder, batch: int = 64, check: bool = True,
+                   done: Callable[[int], None] | None = None) -> Examples:  # fmt: skip
     """Every part embedded with `enc`: (n, parts present in the data, d) vectors; the first
-    elements become `labels` indexing `classes` (`check`: refused as a classifier's data)."""
+    elements become `labels` indexing `classes` (`check`: refused as a classifier's data).
+    `done(n)` is told of every n parts embedded."""
     used = tuple(p for p in PARTS if any(p in parts for _, parts in examples))
     missing = [p for p in used if p not in enc.modalities]
     if missing:
@@ -125,6 +131,8 @@ def embed_examples(examples: list[Example], enc: Encoder, batch: int = 64,
             chunk = rows[at : at + batch]
             vectors[chunk, m] = _embed(enc, part, [examples[i][1][part] for i in chunk])
             present[chunk, m] = True
+            if done is not None:
+                done(len(chunk))
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index[label] for label, _ in examples], int)
     ex = Examples(vectors, present, labels, classes, used)
