@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,15 +64,20 @@ class FusionHead:
     dim: int
     info: dict = field(default_factory=dict)
 
-    def fuse(self, parts: dict[str, np.ndarray]) -> np.ndarray:
-        """One unit float32 vector (d,) from named part vectors."""
-        unknown = sorted(set(parts) - set(self.parts))
+    def check_parts(self, names: Iterable[str]) -> None:
+        """Refuse parts the head does not fuse, or none at all."""
+        names = set(names)
+        unknown = sorted(names - set(self.parts))
         if unknown:
             raise HeadError(
                 f"the fusion head fuses {', '.join(self.parts)}, not {', '.join(unknown)}"
             )
-        if not parts:
+        if not names:
             raise HeadError("the fusion head needs at least one part")
+
+    def fuse(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        """One unit float32 vector (d,) from named part vectors."""
+        self.check_parts(parts)
         v = np.zeros((1, len(self.parts), self.dim), np.float32)
         present = np.zeros((1, len(self.parts)), bool)
         for name, vec in parts.items():

@@ -128,9 +128,14 @@ async def fusion_head(eng: Engine, name: str) -> FusionHead:
 async def embed_parts(eng: Engine, q: S._Parts, gone: asyncio.Event, what: str,
                       truncate: bool = False) -> Fused:  # fmt: skip
     """Each part through its tower (and its batcher), then fusion.fuse with the weights, or the
-    named fusion head (looked up first: an unknown head costs no embedding)."""
+    named fusion head (looked up and checked first: a refused head costs no embedding)."""
     head = await fusion_head(eng, q.head) if q.head else None
     vecs, out = {}, Fused({}, np.zeros(0, np.float32))
+    if head is not None:
+        try:
+            head.check_parts(q.parts())
+        except HeadError as e:
+            raise InputError(f"{what}: {e}") from None
     if q.text is not None:
         res = await eng.embed_texts([q.text], truncate=truncate, cancel=gone)
         vecs["text"], out.n_tokens = res.vectors[0], sum(res.n_tokens)
