@@ -18,7 +18,7 @@ from PIL import Image
 from encoders import InputError
 from fusion import fuse
 from fusion.head import FusionHead, HeadError
-from fusion.registry import Unknown
+from fusion.registry import Registry, Unknown
 from index import Collection
 from service import schemas as S
 from service.access import OPEN, Denied, Key
@@ -115,6 +115,14 @@ class Fused:
     n_tokens: int = 0
     image: Image.Image | None = None  # kept as the item's thumbnail
     clip: Any = None  # kept as the item's playable media when there is no image
+
+
+def status_or_404(registry: Registry, name: str) -> dict:
+    """A classifier's or fusion head's status; an unknown name is a 404."""
+    try:
+        return registry.status(name)
+    except Unknown as e:
+        raise HTTPException(404, str(e)) from None
 
 
 async def fusion_head(eng: Engine, name: str) -> FusionHead:

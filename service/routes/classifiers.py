@@ -10,11 +10,10 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
 from fusion.classifier import ClassifierError, Examples, check_examples, fit
-from fusion.registry import Unknown
 from service import schemas as S
 from service.access import check_scope
 from service.contract import errors, operation_id
-from service.deps import audit, get_engine, open_collection, require
+from service.deps import audit, get_engine, open_collection, require, status_or_404
 from service.engine import Engine
 
 log = logging.getLogger("jointspace.classifiers")
@@ -23,10 +22,7 @@ Name = Path(alias="classifier", pattern=S.NAME_PATTERN, description="The classif
 
 
 def _status(eng: Engine, name: str) -> S.ClassifierStatus:
-    try:
-        return S.ClassifierStatus(**eng.classifiers.status(name))
-    except Unknown as e:
-        raise HTTPException(404, str(e)) from None
+    return S.ClassifierStatus(**status_or_404(eng.classifiers, name))
 
 
 @router.post(

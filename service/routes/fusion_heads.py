@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 
-from fusion.registry import Unknown
 from service import schemas as S
 from service.contract import errors, operation_id
-from service.deps import audit, get_engine, require
+from service.deps import audit, get_engine, require, status_or_404
 from service.engine import Engine
 
 router = APIRouter(tags=["fusion heads"], generate_unique_id_function=operation_id)
@@ -18,10 +17,7 @@ Name = Path(alias="head", pattern=S.NAME_PATTERN, description="The fusion head's
 
 
 def _status(eng: Engine, name: str) -> S.FusionHeadStatus:
-    try:
-        return S.FusionHeadStatus(**eng.heads.status(name))
-    except Unknown as e:
-        raise HTTPException(404, str(e)) from None
+    return S.FusionHeadStatus(**status_or_404(eng.heads, name))
 
 
 @router.get("/fusion-heads", response_model=list[S.FusionHeadStatus])
