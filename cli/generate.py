@@ -39,7 +39,7 @@ def generate(
     """Print one JSON line per picture written: {"file", "seed"}."""
     from fusion import compose, parse_modification
     from generation.decoder import load_decoder, require_decoder, sample
-    from generation.prior import has_prior, load_prior
+    from generation.prior import has_prior, image_side, load_prior
 
     if (prompt is None) == (image is None):
         fail(ValueError("give a prompt or --image (one of the two)"))
@@ -49,18 +49,15 @@ def generate(
     folder = require_decoder(enc)
     prior = load_prior(folder) if has_prior(folder) else None
 
-    def image_side(text_vectors: np.ndarray) -> np.ndarray:  # as the service does without a prior
-        return prior.image_vectors(text_vectors) if prior is not None else text_vectors
-
     if image is not None:
         v = enc.embed_images([decode_image(image)])[0]
     else:
-        v = image_side(enc.embed_text([prompt]))[0]
+        v = image_side(prior, enc.embed_text([prompt]))[0]
     if modification:
         terms = parse_modification(modification, weight=MODIFICATION_WEIGHT)
         if not terms:
             raise InputError("the modification has no terms")
-        tv = image_side(enc.embed_text([t.text for t in terms]))
+        tv = image_side(prior, enc.embed_text([t.text for t in terms]))
         try:
             v = compose(v, tv, [t.weight for t in terms])
         except ValueError as e:

@@ -47,6 +47,13 @@ class Prior(nn.Module):
         return self(F.normalize(t, dim=-1)).numpy()
 
 
+def image_side(prior: Prior | None, text_vectors: np.ndarray) -> np.ndarray:
+    """Text vectors moved into the image space by the prior; as they are without one."""
+    if prior is None:
+        return np.asarray(text_vectors, dtype=np.float32)
+    return prior.image_vectors(text_vectors)
+
+
 def save_prior(folder: Path, prior: Prior) -> None:
     from safetensors.torch import save_file
 

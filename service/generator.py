@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from generation.decoder import load_decoder, sample
-from generation.prior import has_prior, load_prior
+from generation.prior import has_prior, image_side, load_prior
 from service.batcher import Batcher
 from service.settings import Settings
 
@@ -39,7 +39,6 @@ def png(pixels: np.ndarray) -> bytes:
 
 class Generator:
     def __init__(self, folder: Path, settings: Settings) -> None:
-        self.folder = folder
         self.decoder = load_decoder(folder)
         self.prior = load_prior(folder) if has_prior(folder) else None
         self.batcher = Batcher(
@@ -56,6 +55,4 @@ class Generator:
 
     def image_vectors(self, text_vectors: np.ndarray) -> np.ndarray:
         """Text vectors moved into the image space by the prior (as they are without one)."""
-        if self.prior is None:
-            return np.asarray(text_vectors, dtype=np.float32)
-        return self.prior.image_vectors(text_vectors)
+        return image_side(self.prior, text_vectors)
