@@ -1,6 +1,7 @@
 """Fusion over joint-space vectors: composed queries ("like this but in blue", negation), fused
-inputs (one vector from a text, an image and a sound), zero-shot classification, and trained
-fusion classifiers (fusion/classifier.py, small torch heads) kept by name (fusion/registry.py).
+inputs (one vector from a text, an image and a sound; equal weights, or a learned fusion head,
+fusion/head.py), zero-shot classification, and trained fusion classifiers (fusion/classifier.py,
+small torch heads); heads and classifiers are kept by name (fusion/registry.py).
 
 Must not import FAISS, the encoders' models or HTTP.
 """
