@@ -17,8 +17,7 @@ from PIL import Image
 
 from encoders import InputError
 from fusion import fuse
-from fusion.head import FusionHead, HeadError
-from fusion.registry import Registry, Unknown
+from fusion.head import HeadError
 from index import Collection
 from service import schemas as S
 from service.access import OPEN, Denied, Key
@@ -117,27 +116,11 @@ class Fused:
     clip: Any = None  # kept as the item's playable media when there is no image
 
 
-def status_or_404(registry: Registry, name: str) -> dict:
-    """A classifier's or fusion head's status; an unknown name is a 404."""
-    try:
-        return registry.status(name)
-    except Unknown as e:
-        raise HTTPException(404, str(e)) from None
-
-
-async def fusion_head(eng: Engine, name: str) -> FusionHead:
-    """The named fusion head for the served model; an unknown one is a 404."""
-    try:
-        return await asyncio.to_thread(eng.fusion_head, name)
-    except Unknown as e:
-        raise HTTPException(404, str(e)) from None
-
-
 async def embed_parts(eng: Engine, q: S._Parts, gone: asyncio.Event, what: str,
                       truncate: bool = False) -> Fused:  # fmt: skip
     """Each part through its tower (and its batcher), then fusion.fuse with the weights, or the
     named fusion head (looked up and checked first: a refused head costs no embedding)."""
-    head = await fusion_head(eng, q.head) if q.head else None
+    head = await asyncio.to_thread(eng.fusion_head, q.head) if q.head else None
     vecs, out = {}, Fused({}, np.zeros(0, np.float32))
     if head is not None:
         try:

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from encoders import InputError, JointspaceError, UnsupportedModality
+from fusion.registry import Unknown
 from generation.captioner import NoCaptioner
 from generation.decoder import NoDecoder
 from index import (
@@ -54,6 +55,7 @@ LIBRARY = {
     NoCaptioner: (422, "no_captioner"),
     NoDecoder: (422, "no_decoder"),
     CollectionNotFound: (404, "not_found"),
+    Unknown: (404, "not_found"),  # a classifier or fusion head
     CollectionExists: (409, "conflict"),
     CollectionError: (400, "invalid_request"),
     JointspaceError: (400, "invalid_request"),

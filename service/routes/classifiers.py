@@ -13,7 +13,7 @@ from fusion.classifier import ClassifierError, Examples, check_examples, fit
 from service import schemas as S
 from service.access import check_scope
 from service.contract import errors, operation_id
-from service.deps import audit, get_engine, open_collection, require, status_or_404
+from service.deps import audit, get_engine, open_collection, require
 from service.engine import Engine
 
 log = logging.getLogger("jointspace.classifiers")
@@ -22,7 +22,7 @@ Name = Path(alias="classifier", pattern=S.NAME_PATTERN, description="The classif
 
 
 def _status(eng: Engine, name: str) -> S.ClassifierStatus:
-    return S.ClassifierStatus(**status_or_404(eng.classifiers, name))
+    return S.ClassifierStatus(**eng.classifiers.status(name))  # unknown: 404
 
 
 @router.post(

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 
 from encoders import AUDIO, IMAGE, TEXT, InputError
 from fusion import DEFAULT_TEMPLATES, class_matrix
 from fusion import scores as class_scores
-from fusion.registry import Unknown
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
 from service.deps import (
@@ -62,10 +61,7 @@ def _modality(q: S.TextQuery | S.ImageQuery | S.AudioQuery | S.VectorQuery | S.M
 
 
 async def _trained(req: S.ClassifyRequest, eng: Engine, gone: asyncio.Event) -> S.ClassifyResponse:
-    try:
-        clf = await asyncio.to_thread(eng.classifier, req.classifier)
-    except Unknown as e:
-        raise HTTPException(404, str(e)) from None
+    clf = await asyncio.to_thread(eng.classifier, req.classifier)  # unknown: 404
     vectors = np.zeros((1, len(clf.modalities), clf.dim), np.float32)
     present = np.zeros((1, len(clf.modalities)), bool)
     for part, x in (await _parts(req, clf.modalities, eng, gone)).items():

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request
 
 from service import schemas as S
 from service.contract import errors, operation_id
-from service.deps import audit, get_engine, require, status_or_404
+from service.deps import audit, get_engine, require
 from service.engine import Engine
 
 router = APIRouter(tags=["fusion heads"], generate_unique_id_function=operation_id)
@@ -17,7 +17,7 @@ Name = Path(alias="head", pattern=S.NAME_PATTERN, description="The fusion head's
 
 
 def _status(eng: Engine, name: str) -> S.FusionHeadStatus:
-    return S.FusionHeadStatus(**status_or_404(eng.heads, name))
+    return S.FusionHeadStatus(**eng.heads.status(name))  # unknown: 404
 
 
 @router.get("/fusion-heads", response_model=list[S.FusionHeadStatus])
