@@ -212,11 +212,10 @@ def check_head_data(v: np.ndarray, present: np.ndarray, groups: np.ndarray) -> n
 def train_head(
     vectors: np.ndarray, present: np.ndarray, parts: tuple[str, ...],
     groups: np.ndarray | None = None, cfg: HeadConfig | None = None,
-    log: Callable[[int, float, float], None] | None = None,
 ) -> FusionHead:  # fmt: skip
     """A head trained on examples (n, parts, d) with presence (n, parts), keeping the epoch with
-    the best validation recall (epoch 0: equal weights). `groups` marks examples of one thing
-    (default: each its own); `log(epoch, train loss, validation recall)` follows progress."""
+    the best validation recall (epoch 0: equal weights; without a validation split, the last).
+    `groups` marks examples of one thing (default: each its own)."""
     cfg = cfg or HeadConfig()
     v, present = np.asarray(vectors, np.float32), np.asarray(present, bool)
     groups = np.arange(len(v)) if groups is None else np.asarray(groups)
@@ -231,33 +230,31 @@ def train_head(
     def score() -> float:
         return leave_one_out_recall(head.apply, v[va], present[va], groups[va])["mean"]
 
-    equal = best = score() if len(va) else 0.0
+    validated = len(va) > 0
+    equal = best = score() if validated else 0.0
     best_state, best_epoch = copy.deepcopy(head.net.state_dict()), 0
     tv, tp, tg = torch.as_tensor(v[tr]), torch.as_tensor(present[tr]), torch.as_tensor(groups[tr])
     for epoch in range(1, cfg.epochs + 1):
-        loss = _epoch(head.net, opt, tv, tp, tg, cfg, gen)
-        recall = score() if len(va) else 0.0
-        if len(va) and recall > best:
+        _epoch(head.net, opt, tv, tp, tg, cfg, gen)
+        if not validated:
+            best_epoch = epoch
+        elif (recall := score()) > best:
             best, best_state, best_epoch = recall, copy.deepcopy(head.net.state_dict()), epoch
-        if log is not None:
-            log(epoch, loss, recall)
-    if len(va):
+    if validated:
         head.net.load_state_dict(best_state)
-    else:
-        best_epoch = cfg.epochs
     head.info = {
         "train_examples": len(tr), "validation_examples": len(va), "epochs": cfg.epochs,
         "best_epoch": best_epoch, "validation_recall_equal": equal,
-        "validation_recall_head": best if len(va) else None,
+        "validation_recall_head": best if validated else None,
     }  # fmt: skip
     return head
 
 
 def _epoch(net: HeadNet, opt: torch.optim.Optimizer, v: torch.Tensor, present: torch.Tensor,
-           groups: torch.Tensor, cfg: HeadConfig, gen: torch.Generator) -> float:  # fmt: skip
-    """One pass of InfoNCE over shuffled batches; the mean loss."""
+           groups: torch.Tensor, cfg: HeadConfig, gen: torch.Generator) -> None:  # fmt: skip
+    """One pass of InfoNCE over shuffled batches."""
     net.train()
-    order, total = torch.randperm(len(v), generator=gen), 0.0
+    order = torch.randperm(len(v), generator=gen)
     for at in range(0, len(v), cfg.batch):
         i = order[at : at + cfg.batch]
         target, inputs = _leave_one_out(present[i], gen)
@@ -269,5 +266,3 @@ def _epoch(net: HeadNet, opt: torch.optim.Optimizer, v: torch.Tensor, present: t
         opt.zero_grad()
         loss.backward()
         opt.step()
-        total += float(loss.detach()) * len(i)
-    return total / len(v)
