@@ -54,9 +54,11 @@ def draw(dec: ImageDecoder, vectors: np.ndarray, steps: int, guidance: float, se
     return out
 
 
-def judge(enc: Encoder, images: list, classes: np.ndarray, pairs: list, want: list) -> dict:
-    """Item, colour and both accuracy of pictures among the (item, colour) classes."""
-    pred = (enc.embed_images(images) @ classes.T).argmax(1)
+def judge(vectors: np.ndarray, fashion: tuple[list, np.ndarray], want: list) -> dict:
+    """Item, colour and both accuracy of pictures (their image vectors) among the (item, colour)
+    classes of `fashion_classes`."""
+    pairs, classes = fashion
+    pred = (vectors @ classes.T).argmax(1)
     got = [pairs[p] for p in pred]
     item = np.mean([g[0] == w[0] for g, w in zip(got, want, strict=True)])
     colour = np.mean([g[1] == w[1] for g, w in zip(got, want, strict=True)])
@@ -95,23 +97,24 @@ def prompts_of(pairs: list, seed: int, limit: int | None) -> tuple[list[int], li
     return list(asked), [prompts[i] for i in asked]
 
 
-def garments(enc, dec, prior, n_per: int, steps: int, guidance: float, seed: int,
+def garments(enc, dec, prior, fashion, n_per: int, steps: int, guidance: float, seed: int,
              limit: int | None = None) -> dict:  # fmt: skip
     """Every item x colour (or `limit` of them), drawn from the prior's vector, from the text
     vector (baseline) and from a real test image's vector (what the decoder alone keeps)."""
-    pairs, classes = fashion_classes(enc)
+    pairs = fashion[0]
     asked, prompts = prompts_of(pairs, seed, limit)
     tv = np.repeat(enc.embed_text(prompts), n_per, 0)
     want = [pairs[i] for i in asked for _ in range(n_per)]
     real = real_garments([pairs[i] for i in asked], n_per, seed)
     rv = enc.embed_images(real)
-    drawn = draw(dec, prior.image_vectors(tv), steps, guidance, seed)
-    out = judge(enc, drawn, classes, pairs, want)
-    got = {"baseline:": draw(dec, tv, steps, guidance, seed),
-           "recon_": draw(dec, rv, steps, guidance, seed), "real_": real}  # fmt: skip
-    for prefix, imgs in got.items():
-        out |= {f"{prefix}{k}": v for k, v in judge(enc, imgs, classes, pairs, want).items()}
-    out["cosine_to_prompt"] = float(np.mean(np.sum(enc.embed_images(drawn) * tv, 1)))
+    drawn = enc.embed_images(draw(dec, prior.image_vectors(tv), steps, guidance, seed))
+    out = judge(drawn, fashion, want)
+    got = {"baseline:": enc.embed_images(draw(dec, tv, steps, guidance, seed)),
+           "recon_": enc.embed_images(draw(dec, rv, steps, guidance, seed)),
+           "real_": rv}  # fmt: skip
+    for prefix, vecs in got.items():
+        out |= {f"{prefix}{k}": v for k, v in judge(vecs, fashion, want).items()}
+    out["cosine_to_prompt"] = float(np.mean(np.sum(drawn * tv, 1)))
     out["real_cosine_to_prompt"] = float(np.mean(np.sum(rv * tv, 1)))
     out |= {"chance_item@1": 1 / len(FASHION_CLASSES), "chance_colour@1": 1 / len(COLOURS),
             "chance@1": 1 / len(pairs), "prompts": len(asked)}  # fmt: skip
@@ -119,19 +122,21 @@ def garments(enc, dec, prior, n_per: int, steps: int, guidance: float, seed: int
     return out
 
 
-def guidance_sweep(enc, dec, prior, steps: int, seed: int, scales=GUIDANCE_SWEEP) -> dict:
+def guidance_sweep(enc, dec, prior, fashion, steps: int, seed: int,
+                   scales=GUIDANCE_SWEEP) -> dict:  # fmt: skip
     """Item and colour of one picture per prompt (prior path) at several guidance scales."""
-    pairs, classes = fashion_classes(enc)
+    pairs = fashion[0]
     asked, prompts = prompts_of(pairs, seed, None)
     v = prior.image_vectors(enc.embed_text(prompts))
     out = {}
     for g in scales:
-        got = judge(enc, draw(dec, v, steps, g, seed), classes, pairs, [pairs[i] for i in asked])
+        drawn = enc.embed_images(draw(dec, v, steps, g, seed))
+        got = judge(drawn, fashion, [pairs[i] for i in asked])
         out |= {f"guidance{g:g}_{k}": val for k, val in got.items() if k != "both@1"}
     return out
 
 
-def composed(enc, dec, prior, n: int, steps: int, guidance: float, seed: int) -> dict:
+def composed(enc, dec, prior, fashion, n: int, steps: int, guidance: float, seed: int) -> dict:
     """Red test garments drawn "in blue instead of red": the terms' prior vectors at several
     weights, and their text vectors at search's weight."""
     grey, labels = fashion_mnist("test")
@@ -140,14 +145,13 @@ def composed(enc, dec, prior, n: int, steps: int, guidance: float, seed: int) ->
     terms = parse_modification("in blue instead of red", weight=1.0)
     tv = enc.embed_text([t.text for t in terms])
     sign = np.array([t.weight for t in terms])
-    pairs, classes = fashion_classes(enc)
     want = [(int(labels[j]), list(COLOURS).index("blue")) for j in pick]
     runs = [(f"prior_w{w:g}", prior.image_vectors(tv), w) for w in TERM_WEIGHTS]
     runs.append((f"text_w{DEFAULT_WEIGHT:g}", tv, DEFAULT_WEIGHT))
     out = {}
     for name, term_vectors, w in runs:
         vec = np.stack([compose(v, term_vectors, sign * w) for v in q])
-        got = judge(enc, draw(dec, vec, steps, guidance, seed), classes, pairs, want)
+        got = judge(enc.embed_images(draw(dec, vec, steps, guidance, seed)), fashion, want)
         out |= {f"composed_{name}_{k}": v for k, v in got.items()}
     out["composed_pictures"] = n
     return out
@@ -175,10 +179,11 @@ def generation(enc: Encoder, limit: int | None = None, seed: int = 0, steps: int
     folder = require_decoder(enc)
     dec, prior = load_decoder(folder), load_prior(folder)
     n_per = 1 if limit else 2
-    out = garments(enc, dec, prior, n_per, steps, guidance, seed, limit)
-    out |= composed(enc, dec, prior, min(limit or 60, 60), steps, guidance, seed)
+    fashion = fashion_classes(enc)
+    out = garments(enc, dec, prior, fashion, n_per, steps, guidance, seed, limit)
+    out |= composed(enc, dec, prior, fashion, min(limit or 60, 60), steps, guidance, seed)
     if not limit:
-        out |= guidance_sweep(enc, dec, prior, steps, seed)
+        out |= guidance_sweep(enc, dec, prior, fashion, steps, seed)
         out |= others(enc, dec, prior, steps, guidance, seed)
     out |= {"steps": steps, "guidance": guidance}
     return out
