@@ -108,7 +108,8 @@ def embed_cmd(
         bar.update(task, rate=f"{speed:.0f}" if speed else "-", errors=state["errors"])
 
     try:
-        manifest = embed_job(src, out_dir, model, opts, on_start=on_start, progress=progress)
+        manifest = embed_job(src, out_dir, model, opts, on_start=on_start, progress=progress,
+                             on_migrate=lambda: migrated(out_dir))  # fmt: skip
     except KeyboardInterrupt:
         bar.stop()
         err.print("interrupted: finished shards are kept; run the same command to resume",
@@ -119,12 +120,18 @@ def embed_cmd(
     run = manifest["last_run"]
     rows = ", ".join(f"{n} {m}" for m, n in sorted(manifest["rows"].items())) or "no rows"
     summary = (
-        f"{out_dir}: {rows}; {manifest['errors']} errors (errors.jsonl); "
+        f"{out_dir}: {rows}; {manifest['errors']} errors (_errors.jsonl); "
         f"this run {run['items']} inputs in {run['seconds']:.1f} s"
     )
     out.print(summary, markup=False, highlight=False)
     if ingest_into:
         ingest_cmd(out_dir, ingest_into, data_dir)
+
+
+def migrated(out_dir: Path) -> None:
+    err.print(f"{out_dir}: renamed manifest.json, errors/ and errors.jsonl to _manifest.json, "
+              "_errors/ and _errors.jsonl, so that data tools read the directory as a dataset",
+              markup=False)  # fmt: skip
 
 
 @app.command("ingest")
@@ -151,7 +158,8 @@ def ingest_cmd(
     from jobs.ingest import finished_job
     from service.settings import Settings, SettingsError
 
-    total = sum(finished_job(job_dir)["rows"].values())  # before any data directory is touched
+    # before any data directory is touched
+    total = sum(finished_job(job_dir, lambda: migrated(job_dir))["rows"].values())
     try:  # the service's data directory and free-space floor, from the same variables
         settings = Settings.load(data_dir=data_dir, index_backend=index_backend)
     except SettingsError as e:

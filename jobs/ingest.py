@@ -14,14 +14,17 @@ from pathlib import Path
 
 from index import Catalog
 from jobs.errors import JobError
-from jobs.output import iter_vectors, read_manifest
+from jobs.output import MANIFEST, iter_vectors, migrate, read_manifest
 
 
-def finished_job(out: Path) -> dict:
-    """The manifest of the finished job in `out`, or JobError saying why there is none."""
+def finished_job(out: Path, on_migrate: Callable[[], None] | None = None) -> dict:
+    """The manifest of the finished job in `out`, or JobError saying why there is none. A
+    directory in the first layout is migrated first (`on_migrate` is called once if so)."""
+    if out.is_dir() and migrate(out) and on_migrate is not None:
+        on_migrate()
     manifest = read_manifest(out)
     if manifest is None:
-        raise JobError(f"{out}: no manifest.json: not the output of `jointspace job embed`")
+        raise JobError(f"{out}: no {MANIFEST}: not the output of `jointspace job embed`")
     if not manifest.get("complete"):
         raise JobError(f"{out}: the job has not finished: run the same `job embed` command again")
     return manifest
@@ -32,9 +35,10 @@ def ingest(
     catalog: Catalog,
     name: str,
     progress: Callable[[int], None] | None = None,
+    on_migrate: Callable[[], None] | None = None,
 ) -> dict:
     """Upsert every row of the job in `out` into collection `name` (created when missing)."""
-    manifest = finished_job(out)
+    manifest = finished_job(out, on_migrate)
     stamp, dim = manifest["encoder"], int(manifest["dim"])
     if name in catalog.names():
         col = catalog.get(name)

@@ -1,11 +1,14 @@
 """A job's output directory: parquet shards, their errors, and the manifest that ties them to one
 model and one input.
 
-Layout: `manifest.json`, `shard-NNNNN.parquet` (one per planned shard, written whole: a temporary
-file, fsync, rename, so a shard exists completely or not at all), `errors/shard-NNNNN.jsonl`
-(written before its shard, so a finished shard always has its errors), and `errors.jsonl`, all of
-them together, rewritten when a run ends. Must not import torch, the encoders' models, the index
-or HTTP.
+Layout: `shard-NNNNN.parquet` (one per planned shard, written whole: a temporary file, fsync,
+rename, so a shard exists completely or not at all), and beside them side files whose names begin
+with `_`, which Spark, Hive, pyarrow, pandas, Polars, DuckDB and Ray skip when they read the
+directory as a dataset: `_manifest.json`, `_errors/shard-NNNNN.jsonl` (written before its shard,
+so a finished shard always has its errors) and `_errors.jsonl`, all of them together, rewritten
+when a run ends. Temporary files begin with `.`. A directory in the first layout (`manifest.json`,
+`errors/`, `errors.jsonl`) is migrated when a job resumes it. Must not import torch, the encoders'
+models, the index or HTTP.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +26,11 @@ import pyarrow.parquet as pq
 
 from jobs.errors import JobError
 
-MANIFEST = "manifest.json"
+MANIFEST = "_manifest.json"
+ERRORS_DIR = "_errors"
+ERRORS = "_errors.jsonl"
+#: the first layout's names -> today's (`migrate`)
+OLD_NAMES = {"manifest.json": MANIFEST, "errors": ERRORS_DIR, "errors.jsonl": ERRORS}
 FORMAT = 1
 
 
@@ -72,9 +79,9 @@ def done_shards(out: Path) -> set[str]:
 
 def write_shard(out: Path, name: str, rows: list[Row], errors: list[dict], dim: int) -> None:
     """Errors first, then the shard: a shard on disk always has its errors beside it."""
-    (out / "errors").mkdir(exist_ok=True)
+    (out / ERRORS_DIR).mkdir(exist_ok=True)
     lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors).encode()
-    _atomic_write(out / "errors" / f"{name}.jsonl", lambda f: f.write(lines))
+    _atomic_write(out / ERRORS_DIR / f"{name}.jsonl", lambda f: f.write(lines))
     rows = sorted(rows, key=lambda r: (r.index, r.start or 0.0))
     vecs = np.stack([r.vector for r in rows]).astype(np.float32) if rows else np.zeros((0, dim))
     flat = pa.array(vecs.reshape(-1).astype(np.float32), type=pa.float32())
@@ -108,11 +115,28 @@ def write_manifest(out: Path, manifest: dict) -> None:
     _atomic_write(out / MANIFEST, lambda f: f.write(text))
 
 
-def claim(out: Path, model: str, dim: int, plan_info: dict) -> dict:
+def migrate(out: Path) -> bool:
+    """Rename the side files of a directory in the first layout to today's names; True when
+    there was anything to rename. Each rename is atomic, and a directory left half renamed by a
+    crash is finished the next time."""
+    moved = False
+    for old, new in OLD_NAMES.items():
+        if (out / old).exists() and not (out / new).exists():
+            os.replace(out / old, out / new)
+            moved = True
+    return moved
+
+
+def claim(
+    out: Path, model: str, dim: int, plan_info: dict, on_migrate: Callable[[], None] | None = None
+) -> dict:
     """The manifest of a new job, or of the interrupted one this run resumes; a directory that
-    holds another model's vectors or another input's is refused."""
+    holds another model's vectors or another input's is refused. A directory in the first layout
+    is migrated first (`on_migrate` is called once if so)."""
     out.mkdir(parents=True, exist_ok=True)
-    for stale in [*out.glob(".shard-*.tmp"), *out.glob("errors/.shard-*.tmp")]:
+    if migrate(out) and on_migrate is not None:
+        on_migrate()
+    for stale in [*out.glob(".shard-*.tmp"), *out.glob(f"{ERRORS_DIR}/.shard-*.tmp")]:
         stale.unlink()  # a write a killed run left half done
     old = read_manifest(out)
     if old is None:
@@ -138,16 +162,16 @@ def claim(out: Path, model: str, dim: int, plan_info: dict) -> dict:
 
 
 def merge_errors(out: Path, names: list[str]) -> int:
-    """errors.jsonl from the shards' error files, in shard order; returns the count."""
+    """_errors.jsonl from the shards' error files, in shard order; returns the count."""
     n, parts = 0, []
     for name in names:
-        path = out / "errors" / f"{name}.jsonl"
+        path = out / ERRORS_DIR / f"{name}.jsonl"
         if path.is_file():
             text = path.read_text()
             n += text.count("\n")
             parts.append(text)
     blob = "".join(parts).encode()
-    _atomic_write(out / "errors.jsonl", lambda f: f.write(blob))
+    _atomic_write(out / ERRORS, lambda f: f.write(blob))
     return n
 
 

@@ -59,8 +59,10 @@ def embed_job(
     opts: JobOptions,
     on_start=None,
     progress: Progress | None = None,
+    on_migrate=None,
 ) -> dict:
-    """Run (or resume) the job; returns the final manifest."""
+    """Run (or resume) the job; returns the final manifest. `on_migrate` is called once when `out`
+    was in the first layout and its side files were renamed (jobs.output.migrate)."""
     if opts.runner not in RUNNERS:
         raise JobError(f"unknown runner '{opts.runner}': use one of {', '.join(RUNNERS)}")
     model = str(parse_spec(spec))
@@ -72,7 +74,7 @@ def embed_job(
         "shard_size": opts.shard_size, "fingerprint": the_plan.fingerprint,
         "skipped": the_plan.skipped,
     }  # fmt: skip
-    manifest = claim(out, model, enc.dim, info)
+    manifest = claim(out, model, enc.dim, info, on_migrate)
     done = done_shards(out)
     pending = [s for s in the_plan.shards if s.name not in done]
     n_items = sum(len(s.items) for s in pending)

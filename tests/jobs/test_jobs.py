@@ -70,7 +70,7 @@ def rows(out: Path) -> list[dict]:
 
 
 def errors(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (out / "_errors.jsonl").read_text().splitlines()]
 
 
 def test_folder_job(folder, tmp_path, house):
@@ -104,6 +104,57 @@ def test_folder_job(folder, tmp_path, house):
     ]
     schema = pq.read_schema(out / "shard-00000.parquet")
     assert schema.field("vector").type == pa.list_(pa.float32(), 256)
+
+
+def test_output_reads_as_a_dataset(folder, tmp_path):
+    """pandas and pyarrow read the output directory itself: the side files' leading `_` keeps
+    them out of the dataset."""
+    import pandas as pd
+    import pyarrow.dataset as pds
+
+    out = tmp_path / "out"
+    embed_job([folder], out, "house", JobOptions(workers=0, shard_size=3))
+    assert sorted(p.name for p in out.iterdir()) == [
+        "_errors", "_errors.jsonl", "_manifest.json", "shard-00000.parquet", "shard-00001.parquet",
+    ]  # fmt: skip
+    assert sorted(p.name for p in (out / "_errors").iterdir()) == [
+        "shard-00000.jsonl", "shard-00001.jsonl",
+    ]  # fmt: skip
+    want = rows(out)
+    frame = pd.read_parquet(out)
+    assert list(frame.columns) == ["id", "source", "modality", "vector", "metadata", "start", "end"]
+    assert frame["id"].tolist() == [r["id"] for r in want]
+    got = pds.dataset(out, format="parquet").to_table().to_pylist()
+    assert got == want
+    for r, vec in zip(want, frame["vector"], strict=True):
+        np.testing.assert_array_equal(np.asarray(vec, np.float32), np.float32(r["vector"]))
+
+
+def test_first_layout_is_migrated_on_resume(folder, tmp_path):
+    """A directory written with manifest.json, errors/ and errors.jsonl resumes under the new
+    names, and the CLI says so once."""
+    out = tmp_path / "out"
+    embed_job([folder], out, "house", JobOptions(workers=0, shard_size=3))
+    before = rows(out)
+    for old, new in (("manifest.json", "_manifest.json"), ("errors", "_errors"),
+                     ("errors.jsonl", "_errors.jsonl")):  # fmt: skip
+        (out / new).rename(out / old)
+    (out / "shard-00001.parquet").unlink()  # an interrupted job: one shard still to do
+    res = CliRunner().invoke(app, ["job", "embed", str(folder), "--out", str(out), "--workers",
+                                   "0", "--shard-size", "3"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())  # the terminal wraps long lines
+    assert said.count("renamed manifest.json, errors/ and errors.jsonl") == 1
+    assert (
+        f"{out}: renamed manifest.json, errors/ and errors.jsonl to _manifest.json, _errors/ and _errors.jsonl, so that data tools read the directory as a dataset"
+        in said
+    )
+    assert "resuming: 1 of 2 shards are done" in said
+    assert sorted(p.name for p in out.iterdir()) == [
+        "_errors", "_errors.jsonl", "_manifest.json", "shard-00000.parquet", "shard-00001.parquet",
+    ]  # fmt: skip
+    assert rows(out) == before
+    assert errors(out)[0]["id"] == "notes/broken.jpg"
 
 
 def make_tar(path: Path, members: dict[str, bytes]) -> Path:
@@ -191,8 +242,8 @@ def test_refusals(folder, tmp_path):
         embed_job([folder], out, "house", JobOptions(workers=0))
     assert "holds a job over other input (2 items from" in str(e.value)
     assert str(e.value).endswith(f"this one plans 6 items from {folder}: choose another --out")
-    manifest = json.loads((out / "manifest.json").read_text())
-    (out / "manifest.json").write_text(json.dumps(manifest | {"model": "open_clip:RN50@x"}))
+    manifest = json.loads((out / "_manifest.json").read_text())
+    (out / "_manifest.json").write_text(json.dumps(manifest | {"model": "open_clip:RN50@x"}))
     with pytest.raises(JobError, match="^" + str(out).replace("\\", "\\\\") +
                        " holds vectors from model 'open_clip:RN50@x'; this job uses 'house': "
                        "choose another --out$"):  # fmt: skip
@@ -272,7 +323,7 @@ def test_resume_after_sigkill(many, tmp_path):
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
     done_before = len(list(out.glob("shard-*.parquet")))
     assert 3 <= done_before < 30, "the job must be killed part way"
-    assert json.loads((out / "manifest.json").read_text())["complete"] is False
+    assert json.loads((out / "_manifest.json").read_text())["complete"] is False
     env = os.environ | {"HF_HUB_OFFLINE": "1"}
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
@@ -280,7 +331,7 @@ def test_resume_after_sigkill(many, tmp_path):
     ids = [r["id"] for r in rows(out)]
     assert len(ids) == 600 and sorted(ids) == [f"{i:04d}.png" for i in range(600)]
     assert not list(out.glob(".*.tmp"))
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["complete"] and manifest["rows"] == {"image": 600}
     assert manifest["last_run"]["shards"] == 30 - done_before
 
@@ -365,4 +416,4 @@ def test_cli_one_line_errors(tmp_path):
     assert res.output.strip() == f"error: {tmp_path / 'nowhere'}: no such file or folder"
     res = CliRunner().invoke(app, ["job", "ingest", str(tmp_path), "shop"])
     assert res.exit_code == 2
-    assert f"{tmp_path}: no manifest.json" in res.output
+    assert f"{tmp_path}: no _manifest.json" in res.output
