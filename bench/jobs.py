@@ -83,7 +83,7 @@ def main() -> None:
     files, what = image_files(tmp, args.items)
     src = table(tmp, files, args.items)
     enc = load_encoder(args.model, device=args.device)
-    shards = plan([src], enc.modalities, shard_size=1000).shards
+    shards = list(plan([src], enc.modalities, shard_size=1000).shards())
     opts = DecodeOptions(modalities=frozenset(enc.modalities), image_prefit=enc.image_prefit)
     n = sum(len(s.items) for s in shards)
 

@@ -93,7 +93,7 @@ def embed_cmd(
     def on_start(started) -> None:
         nonlocal task
         if started.resumed:
-            err.print(f"resuming: {started.resumed} of {len(started.plan.shards)} shards are done",
+            err.print(f"resuming: {started.resumed} of {len(started.plan.sizes)} shards are done",
                       markup=False)  # fmt: skip
         for modality, n in sorted(started.plan.skipped.items()):
             err.print(f"skipping {n} {modality} files: model '{model}' has no {modality} tower",

@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +32,39 @@ Progress = Callable[[int, int], None]  # (items finished, errors) since the last
 
 
 @dataclass
-class _ShardState:
+class ShardState:
+    """One shard on its way: decoded items wait per modality until a batch is full; the shard
+    is written whole when its last item is in. Both runners use it, so they write the same rows
+    and errors in the same order."""
+
     shard: Shard
     left: int
     rows: list[Row] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
     pending: dict[str, list[Decoded]] = field(default_factory=dict)
+
+    def add(self, decoded: list[Decoded], enc: Encoder, batch_size: int,
+            window: float | None) -> None:  # fmt: skip
+        """Take a decoded chunk, embedding every batch it fills."""
+        for d in decoded:
+            if d.error is not None:
+                self.errors.append(error_record(d, d.error))
+                continue
+            queue = self.pending.setdefault(d.modality, [])
+            queue.append(d)
+            if len(queue) >= batch_size:
+                self._flush(enc, d.modality, window)
+        self.left -= len(decoded)
+
+    def _flush(self, enc: Encoder, modality: str, window: float | None) -> None:
+        rows, errors = embed_batch(enc, self.pending.pop(modality, []), window)
+        self.rows += rows
+        self.errors += errors
+
+    def finish(self, enc: Encoder, out: Path, window: float | None) -> None:
+        for modality in list(self.pending):
+            self._flush(enc, modality, window)
+        write_shard(out, self.shard.name, self.rows, self.errors, enc.dim)
 
 
 def _worker_init(parent: int) -> None:
@@ -56,14 +83,14 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _chunks(shards: list[Shard]) -> Iterator[tuple[Shard, list[Item]]]:
+def _chunks(shards: Iterable[Shard]) -> Iterator[tuple[Shard, list[Item]]]:
     for shard in shards:
         for at in range(0, len(shard.items), CHUNK):
             yield shard, shard.items[at : at + CHUNK]
 
 
 def decoded_chunks(
-    shards: list[Shard], opts: DecodeOptions, workers: int
+    shards: Iterable[Shard], opts: DecodeOptions, workers: int
 ) -> Iterator[tuple[Shard, list[Decoded]]]:
     """Decoded chunks in plan order; `workers` processes (0: in this process)."""
     if workers == 0:
@@ -91,7 +118,7 @@ def decoded_chunks(
 
 def run_local(
     enc: Encoder,
-    shards: list[Shard],
+    shards: Iterable[Shard],
     out: Path,
     opts: DecodeOptions,
     *,
@@ -100,34 +127,15 @@ def run_local(
     window: float | None = None,
     progress: Progress | None = None,
 ) -> None:
-    """Embed `shards` (not yet written, none empty) into `out`, one parquet file per shard."""
-    states = {s.name: _ShardState(s, len(s.items)) for s in shards}
+    """Embed `shards` (not yet written, none empty; listed lazily) into `out`, one parquet file
+    per shard. Only the shards with chunks in flight are held."""
+    states: dict[str, ShardState] = {}
     for shard, decoded in decoded_chunks(shards, opts, workers):
-        st = states[shard.name]
+        st = states.setdefault(shard.name, ShardState(shard, len(shard.items)))
         n_err = len(st.errors)
-        for d in decoded:
-            if d.error is not None:
-                st.errors.append(error_record(d, d.error))
-                continue
-            queue = st.pending.setdefault(d.modality, [])
-            queue.append(d)
-            if len(queue) >= batch_size:
-                _flush(st, enc, d.modality, window)
-        st.left -= len(decoded)
+        st.add(decoded, enc, batch_size, window)
         if st.left == 0:
-            _finish(st, enc, out, window)
+            st.finish(enc, out, window)
             del states[shard.name]
         if progress is not None:
             progress(len(decoded), len(st.errors) - n_err)
-
-
-def _flush(st: _ShardState, enc: Encoder, modality: str, window: float | None) -> None:
-    rows, errors = embed_batch(enc, st.pending.pop(modality, []), window)
-    st.rows += rows
-    st.errors += errors
-
-
-def _finish(st: _ShardState, enc: Encoder, out: Path, window: float | None) -> None:
-    for modality in list(st.pending):
-        _flush(st, enc, modality, window)
-    write_shard(out, st.shard.name, st.rows, st.errors, enc.dim)

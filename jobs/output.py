@@ -162,16 +162,20 @@ def claim(
 
 
 def merge_errors(out: Path, names: list[str]) -> int:
-    """_errors.jsonl from the shards' error files, in shard order; returns the count."""
-    n, parts = 0, []
-    for name in names:
-        path = out / ERRORS_DIR / f"{name}.jsonl"
-        if path.is_file():
-            text = path.read_text()
-            n += text.count("\n")
-            parts.append(text)
-    blob = "".join(parts).encode()
-    _atomic_write(out / ERRORS, lambda f: f.write(blob))
+    """_errors.jsonl from the shards' error files, in shard order, copied a file at a time (the
+    errors of a large job need not fit in memory); returns the count."""
+    n = 0
+
+    def copy(f) -> None:
+        nonlocal n
+        for name in names:
+            path = out / ERRORS_DIR / f"{name}.jsonl"
+            if path.is_file():
+                data = path.read_bytes()
+                n += data.count(b"\n")
+                f.write(data)
+
+    _atomic_write(out / ERRORS, copy)
     return n
 
 

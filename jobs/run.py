@@ -9,6 +9,7 @@ import anything of HTTP.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from jobs.output import (
     write_manifest,
     write_shard,
 )
-from jobs.sources import DEFAULT_SHARD_SIZE, Plan, TableColumns, plan
+from jobs.sources import DEFAULT_SHARD_SIZE, Plan, Shard, TableColumns, plan
 
 RUNNERS = ("local", "ray")
 
@@ -70,14 +71,14 @@ def embed_job(
     the_plan = plan(srcs, enc.modalities, opts.shard_size, opts.limit, opts.columns)
     info = {
         "encoder": enc.name, "kind": the_plan.kind, "sources": the_plan.sources,
-        "items": the_plan.n_items, "shards": len(the_plan.shards),
+        "items": the_plan.n_items, "shards": len(the_plan.sizes),
         "shard_size": opts.shard_size, "fingerprint": the_plan.fingerprint,
         "skipped": the_plan.skipped,
     }  # fmt: skip
     manifest = claim(out, model, enc.dim, info, on_migrate)
     done = done_shards(out)
-    pending = [s for s in the_plan.shards if s.name not in done]
-    n_items = sum(len(s.items) for s in pending)
+    pending = {name: n for name, n in the_plan.sizes.items() if name not in done}
+    n_items = sum(pending.values())
     if on_start is not None:
         on_start(Started(the_plan, n_items, len(done)))
     dec = DecodeOptions(
@@ -86,21 +87,20 @@ def embed_job(
         image_prefit=enc.image_prefit,
     )
     t0 = time.perf_counter()
-    for s in pending:
-        if not s.items:  # a tar with nothing to embed, or a shard cut to nothing by --limit
-            write_shard(out, s.name, [], [], enc.dim)
-    work = [s for s in pending if s.items]
-    if work and opts.runner == "local":
+    work = _work(the_plan, pending, out, enc.dim)
+    if n_items and opts.runner == "local":
         run_local(enc, work, out, dec, workers=opts.workers, batch_size=opts.batch_size,
                   window=opts.window, progress=progress)  # fmt: skip
-    elif work:
+    elif n_items:
         from jobs.ray_runner import run_ray
 
         run_ray(spec, enc.dim, work, out, dec, workers=max(1, opts.workers),
                 batch_size=opts.batch_size, device=opts.device, window=opts.window,
                 address=opts.ray_address, progress=progress)  # fmt: skip
+    for _ in work:  # the empty shards after the last one with items
+        pass
     seconds = time.perf_counter() - t0
-    names = [s.name for s in the_plan.shards]
+    names = list(the_plan.sizes)
     rows = shard_counts(out, names)
     manifest |= {
         "complete": True,
@@ -114,3 +114,16 @@ def embed_job(
     }  # fmt: skip
     write_manifest(out, manifest)
     return manifest
+
+
+def _work(the_plan: Plan, pending: dict[str, int], out: Path, dim: int) -> Iterator[Shard]:
+    """The pending shards with items, listed from the source one at a time; a pending shard
+    with none (a tar with nothing to embed, or a shard cut to nothing by --limit) is written
+    empty on the way."""
+    for s in the_plan.shards():
+        if s.name not in pending:
+            continue
+        if not s.items:
+            write_shard(out, s.name, [], [], dim)
+            continue
+        yield s

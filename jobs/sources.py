@@ -10,11 +10,13 @@ the same input. Reads no media bytes. Must not import the index or anything of H
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import os
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,15 +57,24 @@ class Shard:
 
 @dataclass
 class Plan:
+    """What a job will do. The shards themselves are not held: `shards()` lists the source again
+    and yields them one at a time, so a table of ten million rows costs the planner no more memory
+    than one of ten thousand (folders and tars are listed into memory: a folder's files are
+    grouped in one sorted order, a tar's members are read from its own index)."""
+
     kind: str  # folder | tar | table
     sources: list[str]
-    shards: list[Shard]
+    sizes: dict[str, int]  # shard name -> items, in plan order
     fingerprint: str
     skipped: dict[str, int]  # modality -> files of a modality the model lacks
+    make: Callable[[], Iterator[Shard]] = field(repr=False, default=lambda: iter(()))
 
     @property
     def n_items(self) -> int:
-        return sum(len(s.items) for s in self.shards)
+        return sum(self.sizes.values())
+
+    def shards(self) -> Iterator[Shard]:
+        return self.make()
 
 
 @dataclass
@@ -98,25 +109,43 @@ def plan(
     wanted = set(modalities)
     if len(srcs) == 1 and srcs[0].is_dir():
         items, skipped = _folder_items(srcs[0], wanted)
-        kind = "folder"
-    elif all(s.is_file() and s.suffix == ".tar" for s in srcs):
+        return _planned("folder", srcs, lambda _: _cut(iter(items[:limit]), shard_size), skipped)
+    if all(s.is_file() and s.suffix == ".tar" for s in srcs):
         return _tar_plan(srcs, wanted, limit)
-    elif len(srcs) == 1 and srcs[0].suffix.lower() in TABLE_EXT:
-        items, skipped = _table_items(srcs[0], wanted, columns or TableColumns())
-        kind = "table"
-    else:
-        names = ", ".join(str(s) for s in srcs)
-        raise JobError(
-            f"cannot read {names}: give one folder, one .parquet/.csv/.jsonl table, or one or "
-            "more uncompressed .tar shards"
-        )
-    if limit is not None:
-        items = items[:limit]
-    shards = [
-        Shard(i, f"shard-{i:05d}", _renumber(items[at : at + shard_size]))
-        for i, at in enumerate(range(0, len(items), shard_size))
-    ]
-    return Plan(kind, [str(s) for s in srcs], shards, _fingerprint(shards), skipped)
+    if len(srcs) == 1 and srcs[0].suffix.lower() in TABLE_EXT:
+        cols = columns or TableColumns()
+
+        def listing(skipped: dict[str, int]) -> Iterator[Shard]:
+            rows = _table_items(srcs[0], wanted, cols, skipped)
+            return _cut(itertools.islice(rows, limit), shard_size)
+
+        return _planned("table", srcs, listing, {})
+    names = ", ".join(str(s) for s in srcs)
+    raise JobError(
+        f"cannot read {names}: give one folder, one .parquet/.csv/.jsonl table, or one or "
+        "more uncompressed .tar shards"
+    )
+
+
+def _planned(kind: str, srcs: list[Path], listing: Callable[[dict], Iterator[Shard]],
+             skipped: dict[str, int]) -> Plan:  # fmt: skip
+    """One pass over the listing (counting the files skipped into `skipped`) for the shard sizes
+    and the fingerprint; the plan lists again whenever its shards are asked for."""
+    h, sizes = hashlib.sha256(), {}
+    for shard in listing(skipped):
+        _hash_shard(h, shard)
+        sizes[shard.name] = len(shard.items)
+    again = functools.partial(listing, {})  # skipped files were counted in the first pass
+    return Plan(kind, [str(s) for s in srcs], sizes, h.hexdigest()[:32], skipped, again)
+
+
+def _cut(items: Iterator[Item], shard_size: int) -> Iterator[Shard]:
+    """Items in shards of `shard_size`, numbered within their shard."""
+    for i in itertools.count():
+        chunk = list(itertools.islice(items, shard_size))
+        if not chunk:
+            return
+        yield Shard(i, f"shard-{i:05d}", _renumber(chunk))
 
 
 def _renumber(items: list[Item]) -> list[Item]:
@@ -125,13 +154,12 @@ def _renumber(items: list[Item]) -> list[Item]:
     return items
 
 
-def _fingerprint(shards: list[Shard]) -> str:
-    h = hashlib.sha256()
-    for s in shards:
-        h.update(f"#{s.name}\n".encode())
-        for it in s.items:
-            h.update(f"{it.id}\t{it.source}\t{it.size}\n".encode())
-    return h.hexdigest()[:32]
+def _hash_shard(h, s: Shard) -> None:
+    """The fingerprint's part for one shard (a resumed job must plan the same ids in the same
+    shards)."""
+    h.update(f"#{s.name}\n".encode())
+    for it in s.items:
+        h.update(f"{it.id}\t{it.source}\t{it.size}\n".encode())
 
 
 def _group(names: Iterable[str], wanted: set[str], skipped: dict[str, int]) -> dict[str, _Sample]:
@@ -211,7 +239,7 @@ def _tar_plan(tars: list[Path], wanted: set[str], limit: int | None) -> Plan:
         if left is not None:
             items, left = items[:left], max(0, left - len(items))
         shards.append(Shard(i, f"shard-{i:05d}", _renumber(items)))
-    return Plan("tar", [str(t) for t in tars], shards, _fingerprint(shards), skipped)
+    return _planned("tar", tars, lambda _: iter(shards), skipped)
 
 
 def _tar_items(path: Path, wanted: set[str], skipped: dict[str, int]) -> list[Item]:
@@ -252,37 +280,42 @@ def _tar_json(tf: tarfile.TarFile, m: tarfile.TarInfo, path: Path) -> dict:
 
 
 def _table_items(
-    path: Path, wanted: set[str], cols: TableColumns
-) -> tuple[list[Item], dict[str, int]]:
+    path: Path, wanted: set[str], cols: TableColumns, skipped: dict[str, int]
+) -> Iterator[Item]:
     """Rows with a path are media items (the text column is then their caption); rows with only
-    a text are text items; relative paths are relative to the table's folder."""
-    rows = _read_table(path)
-    names = set(rows[0]) if rows else set()
-    if rows and cols.path not in names and cols.text not in names:
-        raise JobError(
-            f"{path}: has neither a '{cols.path}' nor a '{cols.text}' column "
-            f"(columns: {', '.join(sorted(names))})"
-        )
-    skipped: dict[str, int] = {}
-    items: list[Item] = []
-    for row_no, row in enumerate(rows):
-        source = f"{path.name}:{row_no}"
-        item_id = str(_cell(row, cols.id) or source)
-        meta = {k: v for k, v in row.items() if k not in (cols.path, cols.text, cols.id)}
-        meta = {k: v for k, v in meta.items() if v is not None}
-        media, text = _cell(row, cols.path), _cell(row, cols.text)
-        if media:
-            modality = MEDIA_EXT.get(os.path.splitext(str(media))[1].lower(), "unknown")
-            if modality in ("image", "audio") and modality not in wanted:
-                skipped[modality] = skipped.get(modality, 0) + 1
-                continue
-            full = Path(str(media)) if os.path.isabs(str(media)) else path.parent / str(media)
-            if text:
-                meta["text"] = str(text)
-            items.append(Item(0, item_id, source, modality, path=str(full), metadata=meta))
-        else:
-            items.append(Item(0, item_id, source, "text", text=str(text or ""), metadata=meta))
-    return items, skipped
+    a text are text items; relative paths are relative to the table's folder. Streamed from the
+    table in batches."""
+    row_no = 0
+    for rows in _table_batches(path):
+        if row_no == 0 and rows and cols.path not in rows[0] and cols.text not in rows[0]:
+            raise JobError(
+                f"{path}: has neither a '{cols.path}' nor a '{cols.text}' column "
+                f"(columns: {', '.join(sorted(rows[0]))})"
+            )
+        for row in rows:
+            item = _row_item(path, row_no, row, wanted, cols, skipped)
+            row_no += 1
+            if item is not None:
+                yield item
+
+
+def _row_item(path: Path, row_no: int, row: dict, wanted: set[str], cols: TableColumns,
+              skipped: dict[str, int]) -> Item | None:  # fmt: skip
+    source = f"{path.name}:{row_no}"
+    item_id = str(_cell(row, cols.id) or source)
+    meta = {k: v for k, v in row.items() if k not in (cols.path, cols.text, cols.id)}
+    meta = {k: v for k, v in meta.items() if v is not None}
+    media, text = _cell(row, cols.path), _cell(row, cols.text)
+    if not media:
+        return Item(0, item_id, source, "text", text=str(text or ""), metadata=meta)
+    modality = MEDIA_EXT.get(os.path.splitext(str(media))[1].lower(), "unknown")
+    if modality in ("image", "audio") and modality not in wanted:
+        skipped[modality] = skipped.get(modality, 0) + 1
+        return None
+    full = os.path.join(os.path.dirname(path), str(media))  # an absolute path stays as it is
+    if text:
+        meta["text"] = str(text)
+    return Item(0, item_id, source, modality, path=full, metadata=meta)
 
 
 def _cell(row: dict, key: str):
@@ -291,7 +324,9 @@ def _cell(row: dict, key: str):
     return None if isinstance(value, str) and not value.strip() else value
 
 
-def _read_table(path: Path) -> list[dict]:
+def _table_batches(path: Path) -> Iterator[list[dict]]:
+    """The table's rows, a batch at a time (parquet by its batches, CSV and JSON Lines by
+    pyarrow's streaming readers)."""
     import pyarrow as pa
 
     try:
@@ -299,15 +334,16 @@ def _read_table(path: Path) -> list[dict]:
         if suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            table = pq.read_table(path)
+            batches = pq.ParquetFile(path).iter_batches(batch_size=8192)
         elif suffix == ".csv":
             import pyarrow.csv as pcsv
 
-            table = pcsv.read_csv(path)
+            batches = pcsv.open_csv(path)
         else:
             import pyarrow.json as pjson
 
-            table = pjson.read_json(path)
+            batches = pjson.open_json(path)
+        for batch in batches:
+            yield batch.to_pylist()
     except (pa.ArrowInvalid, OSError) as e:
         raise JobError(f"{path}: cannot read the table ({str(e).splitlines()[0]})") from None
-    return table.to_pylist()

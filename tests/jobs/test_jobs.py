@@ -417,3 +417,32 @@ def test_cli_one_line_errors(tmp_path):
     res = CliRunner().invoke(app, ["job", "ingest", str(tmp_path), "shop"])
     assert res.exit_code == 2
     assert f"{tmp_path}: no _manifest.json" in res.output
+
+
+PLAN_PEAK = """
+import resource, sys
+from pathlib import Path
+from jobs.sources import plan
+
+p = plan([Path(sys.argv[1])], ["text", "image", "audio"], shard_size=10_000)
+seen = sum(len(s.items) for s in p.shards())
+assert seen == p.n_items == int(sys.argv[2]), (seen, p.n_items)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_planning_memory_does_not_grow_with_the_table(tmp_path):
+    """The planner lists a table a batch at a time, twice (sizes and fingerprint, then the
+    shards one by one): a million rows cost the driver about what a hundred thousand do (the
+    planner that held every item peaked at 1,329 MiB on a million rows, twice its 100 k figure)."""
+    peaks = {}
+    for n in (100_000, 1_000_000):
+        path = tmp_path / f"items-{n}.parquet"
+        paths = pa.array([f"img/{i:07d}.jpg" for i in range(n)])
+        pq.write_table(pa.table({"id": [f"r{i}" for i in range(n)], "path": paths}), path,
+                       row_group_size=50_000)  # fmt: skip
+        res = subprocess.run([sys.executable, "-c", PLAN_PEAK, str(path), str(n)],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        peaks[n] = int(res.stdout.strip()) / 1024  # MiB
+    assert peaks[1_000_000] < 1.25 * peaks[100_000], peaks
