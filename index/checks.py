@@ -61,6 +61,16 @@ class Checks:
             raise CollectionError(f"id {dup!r} appears twice in one upsert")
         return out
 
+    @classmethod
+    def _check_removals(cls, ids: list[str], remove: Sequence[str]) -> list[str]:
+        """The ids an upsert also deletes: none of them among the ids it writes."""
+        out = cls._check_ids(remove, allow_duplicates=True)
+        both = set(out) & set(ids)
+        if both:
+            first = sorted(both)[0]
+            raise CollectionError(f"id {first!r} is both written and removed in one upsert")
+        return list(dict.fromkeys(out))
+
     def _check_vectors(self, vectors: np.ndarray, n: int | None, what: str) -> np.ndarray:
         v = np.asarray(vectors, dtype=np.float32)
         if v.ndim != 2:

@@ -167,19 +167,23 @@ class Collection(Checks):
         vectors: np.ndarray,
         metadata: Sequence[dict | None] | None = None,
         model: str | None = None,
+        remove: Sequence[str] = (),
     ) -> int:
-        """Insert or replace items; returns the write's lsn once it is durable."""
+        """Insert or replace items, and delete the items `remove` names (a video's segments that
+        its new version no longer has), all in one transaction; returns the write's lsn once it
+        is durable."""
         self._check_open()
         if self.space is not None:
             self.space.check(f"writing to collection '{self.name}'")
         ids = self._check_ids(ids)
+        remove = self._check_removals(ids, remove)
         vecs = self._check_vectors(vectors, len(ids), "vectors")
         self._check_model(model)
         metas = self._check_metadata(metadata, len(ids))
-        if not ids:
+        if not ids and not remove:
             return self.store.lsn
         with self._lock.write():
-            res = self.store.upsert(ids, vecs, metas)
+            res = self.store.upsert(ids, vecs, metas, remove)
             self._apply(lambda: (self._ann.remove(res.removed), self._ann.add(res.added, vecs)))
             self._applied = res.lsn
             self._count += len(res.added) - len(res.removed)

@@ -88,18 +88,25 @@ class MilvusCollection(Checks):
         vectors: np.ndarray,
         metadata: Sequence[dict | None] | None = None,
         model: str | None = None,
+        remove: Sequence[str] = (),
     ) -> None:
-        """Insert or replace items. Milvus applies each call whole; a batch over 16 MiB goes in
-        several calls, so a failure part way leaves the earlier calls applied."""
+        """Insert or replace items, and delete the items `remove` names. Milvus has no
+        transaction over several calls: the removals go first, then the items (a batch over
+        16 MiB in several calls), so a crash part way leaves a video's whole item claiming at
+        least the segments that are stored, and a retry of the same write (which removes and
+        writes the same ids again) repairs it."""
         self._check_open()
         if self.space is not None:
             self.space.check(f"writing to collection '{self.name}'")
         ids = self._check_ids(ids)
+        remove = self._check_removals(ids, remove)
         ids_expr(ids)  # an id Milvus could not address later is refused now
         vecs = self._check_vectors(vectors, len(ids), "vectors")
         self._check_model(model)
         raw = self._check_metadata(metadata, len(ids))
         metas = list(metadata) if metadata is not None else [None] * len(ids)
+        if remove:
+            self.delete(remove)
         rows, size = [], 0
         for i, v, m, r in zip(ids, vecs, metas, raw, strict=True):
             stored = None if m is None else encode(m)

@@ -125,11 +125,13 @@ class ItemStore:
         return StorageFailed(self.failed)
 
     def upsert(
-        self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[str | None]
-    ) -> WriteResult:
+        self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[str | None],
+        remove: Sequence[str] = (),
+    ) -> WriteResult:  # fmt: skip
+        """Insert or replace `ids` and delete `remove` (ids not among them), in one transaction."""
         vectors = np.ascontiguousarray(vectors, dtype="<f4")
         with self._transaction() as (cur, lsn):
-            removed = self._remove(cur, ids, lsn)
+            removed = self._remove(cur, [*ids, *remove], lsn)
             cur.executemany(
                 "INSERT INTO items(id, vector, meta, lsn) VALUES (?, ?, ?, ?)",
                 ((i, v.tobytes(), m, lsn) for i, v, m in zip(ids, vectors, metas, strict=True)),
