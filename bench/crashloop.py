@@ -1,9 +1,11 @@
 """Crash loop through the HTTP API: start the service as a process, put and delete items from
-several writers, drop and recreate a second collection, SIGKILL the service while writes are in
-flight, restart it, and check: every item whose put was acknowledged (200) in that cycle is there
-with its vector (and a sample of 500 from earlier cycles), every acknowledged delete stays deleted,
-the recreated collection holds exactly what was put into it, and the count lies between what was
-acknowledged and what was sent.
+several writers, replace video items (their segment count shrinking and growing), put multi-part
+items and items with pictures, drop and recreate a second collection, SIGKILL the service while
+writes are in flight, restart it, and check: every item whose put was acknowledged (200) in that
+cycle is there with its vector (and a sample of 500 from earlier cycles), every acknowledged
+delete stays deleted, no video has a segment beyond its whole item's `segments`, every media URL
+of a hit is readable, the recreated collection holds exactly what was put into it, and the count
+lies between what was acknowledged and what was sent.
 
     python bench/crashloop.py [--cycles 20] [--model house] [--seed 0]
 """
@@ -11,6 +13,8 @@ acknowledged and what was sent.
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import os
 import signal
 import subprocess
@@ -22,11 +26,17 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from encoders.video import encode_video  # noqa: E402
 from service.runner import free_port  # noqa: E402
+
+VIDEOS = 4  # video items the video writer keeps replacing
+SEGMENTS = (4, 2)  # a 4 s clip cut every 1 s or every 2 s: versions of 4 and of 2 segments
+MOST_SEGMENTS = max(SEGMENTS)
 
 
 def start(model: str, data: Path, port: int) -> subprocess.Popen:
@@ -56,6 +66,8 @@ class State:
         self.deleted: set[str] = set()
         self.doubt: set[str] = set()  # a delete whose answer never came: either state is right
         self.sent: set[str] = set()
+        self.videos: set[str] = set()  # video ids ever put (their segments are checked)
+        self.video_puts = 0  # acknowledged puts of a video, a multi-part and a picture item
         self.lock = threading.Lock()
 
 
@@ -97,6 +109,52 @@ def writer(url: str, prefix: str, dim: int, st: State, stop: threading.Event) ->
             n += 10
 
 
+def data_url(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def clip_bytes(rng) -> bytes:
+    """A 4 s MP4 whose colour changes every second (so its segments differ)."""
+    colours = rng.integers(0, 255, size=(4, 3))
+    frames = [np.full((32, 32, 3), colours[int(t // 4)], np.uint8) for t in range(16)]
+    return encode_video(frames, 4.0, "MP4")
+
+
+def png_url(rng) -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (24, 24), tuple(int(x) for x in rng.integers(0, 255, 3))).save(buf, "PNG")
+    return data_url(buf.getvalue(), "image/png")
+
+
+def video_writer(url: str, prefix: str, st: State, stop: threading.Event) -> None:
+    """Replaces its video items with versions of 4 and of 2 segments, and puts multi-part
+    items (a text and a picture fused) and items with a picture. Their vectors are the model's,
+    so only their presence is tracked (in `sent`); the checks look at segments and media."""
+    rng = np.random.default_rng(abs(hash(prefix)) % 2**32)
+    clip = data_url(clip_bytes(rng), "video/mp4")
+    n = 0
+    with httpx.Client(timeout=60) as c:
+        while not stop.is_set():
+            vid = f"{prefix}-v{n % VIDEOS}"
+            interval = 4 / SEGMENTS[(n // VIDEOS) % len(SEGMENTS)]
+            items = [
+                {"id": vid, "video": clip, "segments": {"interval": interval}},
+                {"id": f"{prefix}-m{n}", "text": "a red square", "image": png_url(rng)},
+                {"id": f"{prefix}-i{n}", "image": png_url(rng)},
+            ]
+            with st.lock:
+                st.videos.add(vid)
+                st.sent.update([vid, *(f"{vid}@{i}" for i in range(MOST_SEGMENTS))])
+                st.sent.update(it["id"] for it in items[1:])
+            try:
+                r = c.put(f"{url}/collections/crash/items", json={"items": items})
+            except httpx.HTTPError:
+                return  # the service died under this put
+            with st.lock:
+                st.video_puts += r.status_code == 200
+            n += 1
+
+
 def scratch(url: str, k: int) -> list[str]:
     """Drop the second collection and make it again with ten items; returns their ids."""
     with httpx.Client(timeout=30) as c:
@@ -122,6 +180,7 @@ def cycle(args, data: Path, k: int, st: State, rng) -> tuple[int, int]:
     stop = threading.Event()
     threads = [threading.Thread(target=writer, args=(url, f"c{k}w{w}", dim, st, stop))
                for w in range(3)]  # fmt: skip
+    threads.append(threading.Thread(target=video_writer, args=(url, f"c{k}v", st, stop)))
     for t in threads:
         t.start()
     time.sleep(rng.uniform(0.5, 2.5))
@@ -161,11 +220,31 @@ def check(url: str, st: State, cycle_prefix: str, rng, scratch_ids: list[str]) -
             wrong += not ok
         for item_id in st.deleted:
             wrong += c.get(f"{url}/collections/crash/items/{item_id}").status_code != 404
+        wrong += videos_whole(c, url, st) + media_readable(c, url)
         got = c.get(f"{url}/collections/scratch").json()["count"]
         wrong += got != len(scratch_ids)
         wrong += sum(c.get(f"{url}/collections/scratch/items/{i}").status_code != 200
                      for i in scratch_ids)  # fmt: skip
         return wrong
+
+
+def videos_whole(c: httpx.Client, url: str, st: State) -> int:
+    """Videos with a segment stored beyond what their whole item says (or segments without a
+    whole item)."""
+    wrong = 0
+    for vid in sorted(st.videos):
+        r = c.get(f"{url}/collections/crash/items/{vid}")
+        has = r.json()["metadata"]["segments"] if r.status_code == 200 else 0
+        for i in range(has, MOST_SEGMENTS):
+            wrong += c.get(f"{url}/collections/crash/items/{vid}@{i}").status_code != 404
+    return wrong
+
+
+def media_readable(c: httpx.Client, url: str) -> int:
+    """Hits of a picture query whose media URL does not answer 200."""
+    body = {"query": {"text": "a red square"}, "k": 50}
+    hits = c.post(f"{url}/collections/crash/search", json=body).json()["hits"]
+    return sum(c.get(f"{url}{h['media']}").status_code != 200 for h in hits if h["media"])
 
 
 def main() -> None:
@@ -187,7 +266,8 @@ def main() -> None:
     print(
         f"crash loop: {args.cycles} SIGKILL cycles, {len(st.acked)} acknowledged items, "
         f"{lost} lost or undone, {len(st.deleted)} acknowledged deletes (checked gone), "
-        f"{args.cycles} drops and re-creates, "
+        f"{st.video_puts} acknowledged video puts ({len(st.videos)} videos of {SEGMENTS} "
+        f"segments, checked whole), {args.cycles} drops and re-creates, "
         f"{len(st.sent) - len(st.acked) - len(st.deleted)} ids sent but not acknowledged or in "
         f"doubt, {time.time() - t0:.0f} s"
     )

@@ -1,5 +1,6 @@
 """The crash loop through the HTTP API, three cycles (bench/crashloop.py runs 20 or more): the
-service is SIGKILLed while puts are in flight and restarted; every acknowledged item is there."""
+service is SIGKILLed while puts are in flight and restarted; every acknowledged item is there, no
+video keeps a segment beyond its whole item's count, every hit's media is readable."""
 
 from __future__ import annotations
 
@@ -25,3 +26,5 @@ def test_no_acknowledged_put_is_lost_across_sigkills():
                         out.stdout)  # fmt: skip
     assert summary, out.stdout + out.stderr[-3000:]
     assert int(summary[1]) > 0 and int(summary[2]) == 0, out.stdout
+    videos = re.search(r"(\d+) acknowledged video puts", out.stdout)
+    assert videos and int(videos[1]) > 0, out.stdout
