@@ -1,11 +1,13 @@
 """Batch job bench: items/s of the decode workers alone against the whole job (decode, model,
-writing parquet) on the same images with the same workers, and the job's peak memory on N and on
-10x N inputs, all measured in the same run.
+writing parquet) on the same images with the same workers, the job's peak memory on N and on
+10x N inputs, and (with --ray) the local and the Ray runner on the same input: items/s and the
+bytes the driver received, beside the bytes of the rows written (what a driver that writes the
+shards itself must receive), all measured in the same run.
 
 Images: the Tux Paint stamps' PNGs when installed (real pictures, repeated to reach N), else
 synthetic 256 px JPEGs. Each figure is the best of `--repeats` runs.
 
-    python bench/jobs.py [--model house] [--items 2000] [--workers 2] [--batch-size 64]
+    python bench/jobs.py [--model house] [--items 2000] [--workers 2] [--batch-size 64] [--ray]
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--ray", action="store_true", help="also compare the local and Ray runners")
     ap.add_argument("--child", nargs=2, metavar=("SRC", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -123,6 +126,36 @@ def main() -> None:
     print(f"peak memory, {10 * args.items} inputs: job {large['self_mib']:.0f} MiB, "
           f"largest worker {large['worker_mib']:.0f} MiB "
           f"({large['self_mib'] / small['self_mib']:.2f}x the job's at 1x)")  # fmt: skip
+    if args.ray:
+        runners(tmp, src, files, args)
+
+
+def runners(tmp: Path, src: Path, files: list[str], args) -> None:
+    """The same job through both runners (Ray started and warmed up on a small job first, so its
+    start-up is not counted); items/s from each manifest, and the driver's bytes."""
+    import ray
+
+    from jobs import JobOptions, embed_job
+
+    ray.init(include_dashboard=False, log_to_driver=False)
+    small = table(tmp, files[:8], 32)
+    opts = dict(workers=args.workers, batch_size=args.batch_size, shard_size=1000)
+    embed_job([small], tmp / "warm", args.model, JobOptions(runner="ray", **opts))
+    got = {}
+    for runner in ("local", "ray"):
+        out = tmp / f"runner-{runner}"
+        got[runner] = embed_job([src], out, args.model, JobOptions(runner=runner, **opts))
+    rows_bytes = sum(pq.read_table(p).nbytes for p in (tmp / "runner-ray").glob("shard-*.parquet"))
+    local, remote = got["local"]["last_run"], got["ray"]["last_run"]
+    print(f"local runner           {local['items_per_s']:8.1f} items/s")
+    print(
+        f"ray runner             {remote['items_per_s']:8.1f} items/s "
+        f"({remote['items_per_s'] / local['items_per_s']:.2f}x local; {args.workers} actors)"
+    )
+    print(f"ray driver received    {remote['driver_bytes_received']:8d} bytes for "
+          f"{remote['items']} items; the rows written are {rows_bytes} bytes "
+          f"({rows_bytes / max(1, remote['driver_bytes_received']):.0f}x)")  # fmt: skip
+    ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ or anything of HTTP.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,10 +73,11 @@ def run_ray(
     window: float | None = None,
     address: str | None = None,
     progress: Progress | None = None,
-) -> None:
+) -> int:
     """Embed `shards` (listed lazily) on Ray: `address` names a cluster (default: a local one,
     or the one that RAY_ADDRESS names); `workers` is the number of model actors. `dim` is the
-    model's (the actors load the same model)."""
+    model's (the actors load the same model). Returns the bytes the driver received (the
+    pickled answers of the actors; bench/jobs.py reports them)."""
     ray = _ray()
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
@@ -85,17 +87,19 @@ def run_ray(
               for _ in range(workers)]  # fmt: skip
     idle = [a for a in actors for _ in range(INFLIGHT_PER_ACTOR)]
     running: dict = {}  # object ref -> the actor it runs on
-    source = iter(shards)
+    source, received = iter(shards), 0
     try:
         while True:
             while idle and (shard := next(source, None)) is not None:
                 a = idle.pop(0)
                 running[a.run.remote(shard)] = a
             if not running:
-                return
+                return received
             (ref,), _ = ray.wait(list(running), num_returns=1)
             idle.append(running.pop(ref))
-            _name, n_items, n_err = ray.get(ref)
+            answer = ray.get(ref)
+            received += len(pickle.dumps(answer))
+            _name, n_items, n_err = answer
             if progress is not None:
                 progress(n_items, n_err)
     finally:

@@ -87,16 +87,16 @@ def embed_job(
         image_prefit=enc.image_prefit,
     )
     t0 = time.perf_counter()
-    work = _work(the_plan, pending, out, enc.dim)
+    work, received = _work(the_plan, pending, out, enc.dim), None
     if n_items and opts.runner == "local":
         run_local(enc, work, out, dec, workers=opts.workers, batch_size=opts.batch_size,
                   window=opts.window, progress=progress)  # fmt: skip
     elif n_items:
         from jobs.ray_runner import run_ray
 
-        run_ray(spec, enc.dim, work, out, dec, workers=max(1, opts.workers),
-                batch_size=opts.batch_size, device=opts.device, window=opts.window,
-                address=opts.ray_address, progress=progress)  # fmt: skip
+        received = run_ray(spec, enc.dim, work, out, dec, workers=max(1, opts.workers),
+                           batch_size=opts.batch_size, device=opts.device, window=opts.window,
+                           address=opts.ray_address, progress=progress)  # fmt: skip
     for _ in work:  # the empty shards after the last one with items
         pass
     seconds = time.perf_counter() - t0
@@ -110,6 +110,7 @@ def embed_job(
             "runner": opts.runner, "workers": opts.workers, "batch_size": opts.batch_size,
             "shards": len(pending), "items": n_items, "seconds": round(seconds, 3),
             "items_per_s": round(n_items / seconds, 1) if seconds > 0 else None,
+            "driver_bytes_received": received,  # Ray: the actors' answers; local: None
         },
     }  # fmt: skip
     write_manifest(out, manifest)
