@@ -12,9 +12,9 @@ import pytest
 from encoders import load_encoder
 from encoders.audio import Waveform
 from encoders.house import default_house_dir
-from training.audio_data import espeak_binary
-from training.audio_trainer import AudioTrainConfig, AudioTrainer, augment
-from training.data import TUXPAINT_DIR, MissingData
+from housedata.sets import TUXPAINT_DIR, MissingData
+from training.audio.data import espeak_binary
+from training.audio.train import AudioTrainConfig, AudioTrainer, augment
 
 
 def _missing() -> str | None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from training.caption_eval import _references, named_colour, named_items, scores
-from training.data import FASHION_DIR, TUXPAINT_DIR
+from housedata.sets import FASHION_DIR, TUXPAINT_DIR
+from training.captioner.eval import _references, named_colour, named_items, scores
 
 
 def test_items_are_read_longest_wording_first():
@@ -40,7 +40,8 @@ def test_scores_of_identical_and_disjoint_captions():
 )
 def test_the_suite_runs_beside_its_baselines(captioned_dir):
     from encoders import load_encoder
-    from training.eval import evaluate, metric_rows
+    from training.evaluate import evaluate
+    from training.metrics import metric_rows
 
     res = evaluate(load_encoder(f"house:{captioned_dir}", device="cpu"), ("captioning",), limit=30)
     m = res["suites"]["captioning"]

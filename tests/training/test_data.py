@@ -10,18 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.data import (
+from housedata.sets import (
     COLOURS,
     FASHION_DIR,
     TUXPAINT_DIR,
-    CaptionFolder,
     NotoEmoji,
-    TarShards,
     TuxPaintStamps,
     fashion_mnist,
     in_split,
     tint,
 )
+from training.towers.data import CaptionFolder, TarShards
 
 needs_fashion = pytest.mark.skipif(
     not FASHION_DIR.exists(), reason="Debian package dataset-fashion-mnist is not installed"

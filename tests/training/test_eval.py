@@ -8,7 +8,9 @@ import torch
 from PIL import Image
 
 from encoders.base import IMAGE, TEXT, Encoder
-from training.eval import class_vectors, evaluate, retrieval
+from training.evaluate import evaluate
+from training.metrics import class_vectors
+from training.towers.eval import retrieval
 
 
 class Lookup(Encoder):

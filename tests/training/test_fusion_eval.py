@@ -7,8 +7,9 @@ import pytest
 from encoders import load_encoder
 from encoders.house import default_house_dir
 from fusion.classifier import KINDS
-from training.data import FASHION_DIR
-from training.eval import evaluate, metric_rows
+from housedata.sets import FASHION_DIR
+from training.evaluate import evaluate
+from training.metrics import metric_rows
 
 pytestmark = pytest.mark.skipif(
     not (default_house_dir() / "model.safetensors").is_file() or not FASHION_DIR.exists(),
@@ -31,7 +32,7 @@ def test_fusion_fashion_reports_calibration_beside_its_floor():
 
 def test_head_figures_put_the_head_beside_equal_weights():
     from tests.fusion.test_head import things
-    from training.fusion_eval import head_figures
+    from training.fusion.eval import head_figures
 
     v, _, groups = things(50, 4)  # the third part ("recording") is noise
     test = groups >= 30
@@ -46,7 +47,7 @@ def test_head_figures_put_the_head_beside_equal_weights():
 
 
 def test_the_head_suite_needs_an_audio_tower(tiny_clip_dir):
-    from training.eval import default_suites
+    from training.evaluate import default_suites
 
     enc = load_encoder(f"hf:{tiny_clip_dir}")
     assert "fusion-head" not in default_suites(enc)

@@ -8,8 +8,8 @@ import pytest
 
 from encoders.house import default_house_dir
 from generation.decoder import DEFAULT_GUIDANCE, has_decoder
-from training.data import FASHION_DIR, TUXPAINT_DIR
-from training.eval import metric_rows
+from housedata.sets import FASHION_DIR, TUXPAINT_DIR
+from training.metrics import metric_rows
 
 
 def test_a_metric_named_with_a_prefix_takes_that_prefix_chance():
@@ -27,7 +27,7 @@ def test_a_metric_named_with_a_prefix_takes_that_prefix_chance():
 )  # fmt: skip
 def test_the_suite_on_the_shipped_decoder():
     from encoders import load_encoder
-    from training.generation_eval import generation
+    from training.decoder.eval import generation
 
     res = generation(load_encoder("house"), limit=6, steps=4)
     assert res["prompts"] == 6 and res["pictures"] == 6 and res["composed_pictures"] == 6

@@ -11,17 +11,10 @@ import pytest
 from encoders import load_encoder
 from encoders.house import default_house_dir
 from encoders.temporal import load_temporal_head
-from training.data import FASHION_DIR
-from training.temporal_trainer import TemporalTrainConfig, clip_set, save_run, train_temporal
-from training.video_data import (
-    HELD_OUT_PAIRS,
-    ClipSpec,
-    caption,
-    render,
-    reversed_spec,
-    sample_specs,
-    train_pairs,
-)
+from housedata.clips import ClipSpec, render
+from housedata.sets import FASHION_DIR
+from training.temporal.data import HELD_OUT_PAIRS, caption, reversed_spec, sample_specs, train_pairs
+from training.temporal.train import TemporalTrainConfig, clip_set, save_run, train_temporal
 
 pytestmark = pytest.mark.skipif(
     not (default_house_dir() / "model.safetensors").is_file() or not FASHION_DIR.exists(),
@@ -66,7 +59,8 @@ def test_a_few_steps_train_a_head_the_house_model_loads(house, tmp_path):
 
 
 def test_video_suites_report_beside_chance_and_mean_pooling(house):
-    from training.eval import evaluate, metric_rows
+    from training.evaluate import evaluate
+    from training.metrics import metric_rows
 
     res = evaluate(house, ("video-order", "video-moments"), limit=12)
     rows = {(s, m): (v, c, b) for s, m, v, c, b in metric_rows(res)}

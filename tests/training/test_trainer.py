@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from encoders import load_encoder
-from training.trainer import TrainConfig, Trainer
+from training.towers.train import TrainConfig, Trainer
 
 COLOURS = {
     "red": (220, 30, 30),
