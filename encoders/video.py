@@ -7,8 +7,9 @@ duration, sampled frames and pixels per frame (from the header, and again on eve
 and decoding that stops at the duration cap instead of trusting the header. Frames are decoded by
 PyAV (its own FFmpeg) and only the sampled ones are converted to RGB, scaled down to `side` pixels
 on the short side on the way; shot boundaries come from the difference between thumbnails of
-consecutive frames against its recent level (an adaptive threshold). Knows nothing of models,
-FAISS or HTTP.
+consecutive frames against its recent level (an adaptive threshold). Writing video files (for
+tests, benchmarks, training data and the demo) is housedata.writer's, not this module's. Knows
+nothing of models, FAISS or HTTP.
 """
 
 from __future__ import annotations
