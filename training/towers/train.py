@@ -1,9 +1,9 @@
-"""The trainer: contrastive training of two towers with InfoNCE or sigmoid loss.
+"""The house towers' trainer: contrastive training of two towers with InfoNCE or sigmoid loss.
 
-Owns the loop: AdamW with decoupled weight decay (none on biases, norms and temperatures), linear
-warm-up then cosine decay, gradient clipping, bf16 autocast on CUDA, evaluation and atomic
-checkpoints every N steps, resume at the same step with the same batches (the data depends only on
-seed and step), and data-parallel training under torchrun (DDP, one process per GPU; gloo on CPU).
+Owns the loop (with training.core's AdamW, warm-up and cosine schedule and step, and
+training.checkpoint's checkpoints): evaluation and a checkpoint every N steps, resume at the same
+step with the same batches (the data depends only on seed and step), and data-parallel training
+under torchrun (DDP, one process per GPU; gloo on CPU).
 The house model's MiniLM trunk is locked (LiT-style): its embedding of every caption in the
 mixture is computed once, cached on disk, and only the head trains.
 """
