@@ -15,6 +15,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY encoders encoders
+COPY housedata housedata
 COPY training training
 COPY index index
 COPY fusion fusion

@@ -63,7 +63,7 @@ house: install data
 	cp runs/house-siglip/model/config.json runs/house-siglip/model/model.safetensors \
 	   runs/house-siglip/model/training.json models/house/
 	$(BIN)/jointspace eval --model house --out models/house/eval.json
-	$(BIN)/python -m training.model_card models/house --table models/house/loss_table.md
+	$(BIN)/python -m training.towers.card models/house --table models/house/loss_table.md
 
 # Retrains the house audio tower against the shipped house model's frozen text and image towers
 # and refreshes models/house/audio (weights, eval, card).
@@ -74,7 +74,7 @@ house-audio: install data
 	   runs/house-audio/model/audio/training.json models/house/audio/
 	$(BIN)/jointspace eval --model house --suite audio-speech --suite audio-sounds \
 	   --out models/house/audio/eval.json
-	$(BIN)/python -m training.audio_card models/house/audio
+	$(BIN)/python -m training.audio.card models/house/audio
 
 # Retrains the captioner's mapper on the shipped house model's vectors and refreshes
 # models/house/captioner (weights, eval, card); ablation.json there, the pictures-only comparison
@@ -85,7 +85,7 @@ house-captioner: install data
 	cp runs/captioner/model/captioner.json runs/captioner/model/mapper.safetensors \
 	   runs/captioner/model/losses.json models/house/captioner/
 	$(BIN)/jointspace eval --model house --suite captioning --out models/house/captioner/eval.json
-	$(BIN)/python -m training.caption_card models/house/captioner
+	$(BIN)/python -m training.captioner.card models/house/captioner
 
 house-temporal: install data
 	$(BIN)/jointspace train --target temporal --out runs/temporal
@@ -94,7 +94,7 @@ house-temporal: install data
 	   runs/temporal/model/training.json models/house/temporal/
 	$(BIN)/jointspace eval --model house --suite video-order --suite video-moments \
 	   --out models/house/temporal/eval.json
-	$(BIN)/python -m training.temporal_card models/house/temporal
+	$(BIN)/python -m training.temporal.card models/house/temporal
 
 # The image decoder and its prior, then the generation suite and the card with its sample grids:
 # about 85 minutes on 2 cores. The shipped decoder was trained 3,000 steps, then resumed to 6,000
@@ -107,7 +107,7 @@ house-decoder: install data
 	   runs/decoder/model/prior.safetensors runs/decoder/model/training.json \
 	   runs/decoder/model/losses.json models/house/decoder/
 	$(BIN)/jointspace eval --model house --suite generation --out models/house/decoder/eval.json
-	$(BIN)/python -m training.decoder_card models/house/decoder
+	$(BIN)/python -m training.decoder.card models/house/decoder
 
 bench: install
 	$(BIN)/python bench/encoders.py

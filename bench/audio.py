@@ -26,10 +26,10 @@ from bench.encoders import best_rate
 from bench.service import load
 from encoders import decode_audio, load_encoder
 from encoders.audio import encode_audio
+from housedata.sets import TUXPAINT_DIR
 from service.engine import Engine
 from service.runner import running
 from service.settings import Settings
-from training.data import TUXPAINT_DIR
 
 
 def sample_clips(n: int) -> tuple[list[bytes], str]:

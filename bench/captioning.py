@@ -34,7 +34,7 @@ def main() -> None:
     args = ap.parse_args()
     from encoders import load_encoder
     from generation.captioner import captioner_dir, load_captioner
-    from training.caption_data import fashion_pairs
+    from training.captioner.data import fashion_pairs
 
     enc = load_encoder("house", device="cpu")
     folder = captioner_dir(enc)

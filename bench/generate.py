@@ -72,7 +72,7 @@ def main() -> None:
     args = ap.parse_args()
     from encoders import load_encoder
     from generation.decoder import decoder_dir, load_decoder, sample
-    from training.caption_data import fashion_pairs
+    from training.captioner.data import fashion_pairs
 
     enc = load_encoder("house", device="cpu")
     folder = decoder_dir(enc)

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from training.data import TUXPAINT_DIR
+from housedata.sets import TUXPAINT_DIR
 
 
 def image_files(tmp: Path, n: int) -> tuple[list[str], str]:

@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from encoders.video import decode_video
-from training.data import fashion_mnist
-from training.video_data import shot_clip
+from housedata.clips import shot_clip
+from housedata.sets import fashion_mnist
 
 
 def score(found: list[list[float]], truth: list[list[float]]) -> str:

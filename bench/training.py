@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss as OCClipLoss
 from torch import nn
 
+from training.core import make_optimizer, train_step
 from training.losses import ClipLoss, SigLipLoss
-from training.trainer import make_optimizer, train_step
 
 
 class OpenClipTowers(nn.Module):

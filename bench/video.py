@@ -22,7 +22,8 @@ import numpy as np
 
 from bench.encoders import best_rate
 from encoders import load_encoder
-from encoders.video import decode_video, encode_video
+from encoders.video import decode_video
+from housedata.writer import write_video
 
 FPS, W, H = 24, 320, 240
 
@@ -39,7 +40,7 @@ def make_clip(seconds: int, seed: int) -> bytes:
             x, y = (i * 3) % (W - 60), (i * 2) % (H - 60)
             f[y : y + 60, x : x + 60] = colour
             frames.append(f)
-    return encode_video(frames[: seconds * FPS], FPS)
+    return write_video(frames[: seconds * FPS], FPS)
 
 
 def every_frame(data: bytes) -> int:

@@ -32,7 +32,7 @@ def fit_classifier(
     from encoders import load_encoder
     from fusion.classifier import KINDS, fit
     from fusion.registry import Registry
-    from training.labelled import read_examples
+    from training.fusion.labelled import read_examples
 
     if fusion not in KINDS[:3]:
         fail(f"--fusion must be one of early, late, attention, not {fusion!r}")
@@ -73,7 +73,7 @@ def fit_fusion_head(
     from encoders import load_encoder
     from fusion.head import HeadConfig, train_head
     from fusion.registry import head_registry
-    from training.labelled import read_examples
+    from training.fusion.labelled import read_examples
 
     registry = head_registry(data_dir)
     registry.check_name(out_name)
@@ -101,8 +101,8 @@ def head_summary(i: dict) -> str:
 
 
 def embed_with_progress(examples: list, enc: Encoder, check: bool) -> Examples:
-    """training.labelled.embed_examples with a progress bar over the parts."""
-    from training.labelled import count_parts, embed_examples
+    """training.fusion.labelled.embed_examples with a progress bar over the parts."""
+    from training.fusion.labelled import count_parts, embed_examples
 
     err.print(f"embedding {len(examples)} examples with {enc.name}", highlight=False)
     total = count_parts(examples)

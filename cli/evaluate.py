@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cli.common import fail, friendly, out
 from encoders import load_encoder
-from training.eval import SUITES
+from training.evaluate import SUITES
 
 
 @friendly
@@ -31,8 +31,9 @@ def eval_cmd(
     device: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Zero-shot top-1 and retrieval Recall@1/5/10 of any model on the held-out splits."""
-    from training.data import MissingData
-    from training.eval import evaluate, metric_rows
+    from housedata.sets import MissingData
+    from training.evaluate import evaluate
+    from training.metrics import metric_rows
 
     enc = load_encoder(model, device=device)
     try:

@@ -44,8 +44,8 @@ def train(
     ] = None,
 ) -> None:
     """Train the house towers; resumes from the run directory's checkpoint when there is one."""
-    from training.data import MissingData
-    from training.trainer import TrainConfig, Trainer
+    from housedata.sets import MissingData
+    from training.towers.train import TrainConfig, Trainer
 
     if text_share is not None and target != "captioner":
         fail(ValueError("--text-share applies to --target captioner only"))
@@ -94,8 +94,8 @@ def train(
 
 def train_audio(config: Path | None, **overrides) -> None:
     """The audio tower against the frozen house towers; the model lands in OUT/model/audio."""
-    from training.audio_trainer import AudioTrainConfig, AudioTrainer
-    from training.data import MissingData
+    from housedata.sets import MissingData
+    from training.audio.train import AudioTrainConfig, AudioTrainer
 
     try:
         cfg = AudioTrainConfig.load(str(config) if config else None, **overrides)
@@ -113,9 +113,9 @@ def train_captioner(**options) -> None:
     """The captioner's mapper against the frozen language model; lands in OUT/model."""
     from encoders import load_encoder
     from generation.lm import load_language_model
-    from training.caption_data import build
-    from training.caption_trainer import CaptionConfig, CaptionTrainer, run
-    from training.data import MissingData
+    from housedata.sets import MissingData
+    from training.captioner.data import build
+    from training.captioner.train import CaptionConfig, CaptionTrainer, run
 
     cfg = CaptionConfig(**{k: v for k, v in options.items() if v is not None})
     try:
@@ -134,8 +134,8 @@ def train_captioner(**options) -> None:
 def train_temporal_head(**options) -> None:
     """The temporal head over the house image tower's frame vectors; lands in OUT/model."""
     from encoders import load_encoder
-    from training.data import MissingData
-    from training.temporal_trainer import TemporalTrainConfig, save_run, train_temporal
+    from housedata.sets import MissingData
+    from training.temporal.train import TemporalTrainConfig, save_run, train_temporal
 
     cfg = TemporalTrainConfig(**{k: v for k, v in options.items() if v is not None})
     enc = load_encoder("house")
@@ -159,9 +159,9 @@ def train_decoder(target: str, **options) -> None:
     """The image decoder and then the prior (or the prior alone) on the house model's vectors;
     both land in OUT/model."""
     from encoders import load_encoder
-    from training.data import MissingData
-    from training.decoder_data import build
-    from training.decoder_trainer import DecoderTrainConfig, DecoderTrainer, prior_only, run
+    from housedata.sets import MissingData
+    from training.decoder.data import build
+    from training.decoder.train import DecoderTrainConfig, DecoderTrainer, prior_only, run
 
     opts = {k: v for k, v in options.items() if v is not None}
     if target == "prior":  # --steps, --lr, --batch-size mean the prior's

@@ -7,8 +7,9 @@ duration, sampled frames and pixels per frame (from the header, and again on eve
 and decoding that stops at the duration cap instead of trusting the header. Frames are decoded by
 PyAV (its own FFmpeg) and only the sampled ones are converted to RGB, scaled down to `side` pixels
 on the short side on the way; shot boundaries come from the difference between thumbnails of
-consecutive frames against its recent level (an adaptive threshold). Knows nothing of models,
-FAISS or HTTP.
+consecutive frames against its recent level (an adaptive threshold). Writing video files (for
+tests, benchmarks, training data and the demo) is housedata.writer's, not this module's. Knows
+nothing of models, FAISS or HTTP.
 """
 
 from __future__ import annotations
@@ -305,56 +306,6 @@ def segments(
             inside = [int(np.abs(times - (a + b) / 2).argmin())]
         out.append(Segment(round(a, 3), round(b, 3), inside))
     return out
-
-
-#: container -> (PyAV muxer, video encoder, pixel format, audio encoder) used by `encode_video`
-WRITERS = {
-    "MP4": ("mp4", "libx264", "yuv420p", "aac"),
-    "WebM": ("webm", "libvpx-vp9", "yuv420p", "libopus"),
-    "GIF": ("gif", "gif", "rgb8", None),
-}
-
-
-def encode_video(frames: list[np.ndarray], fps: float = 8.0, kind: str = "MP4",
-                 audio: Waveform | None = None) -> bytes:  # fmt: skip
-    """Encode RGB uint8 frames (h, w, 3), with an optional mono audio track, as one of `WRITERS`.
-
-    Used by tests, benchmarks, training data and the demo to make their own files; no input
-    reaches it."""
-    import fractions
-
-    import av
-
-    muxer, codec, pix, audio_codec = WRITERS[kind]
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format=muxer) as out:
-        stream = out.add_stream(codec, rate=fractions.Fraction(fps).limit_denominator(1000))
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = pix
-        sound = None
-        if audio is not None and audio_codec is not None:
-            rate = 48_000 if audio_codec == "libopus" else audio.rate
-            sound = out.add_stream(audio_codec, rate=rate, layout="mono")
-        for a in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(a, np.uint8), format="rgb24")
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode())
-        if sound is not None:
-            _mux_audio(out, sound, audio)
-    return buf.getvalue()
-
-
-def _mux_audio(out, sound, audio: Waveform) -> None:
-    import av
-
-    resampler = av.AudioResampler(format=sound.codec_context.format.name, layout="mono",
-                                  rate=sound.rate)  # fmt: skip
-    frame = av.AudioFrame.from_ndarray(audio.samples[None].astype(np.float32), format="fltp",
-                                       layout="mono")  # fmt: skip
-    frame.sample_rate = audio.rate
-    for f in [*resampler.resample(frame), *resampler.resample(None)]:
-        out.mux(sound.encode(f))
-    out.mux(sound.encode(None))
 
 
 @dataclass

@@ -17,7 +17,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from index.collection import Collection, new_config
+from index.checks import new_config
+from index.collection import Collection
 from index.errors import (
     CollectionError,
     CollectionExists,

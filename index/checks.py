@@ -1,14 +1,16 @@
 """What every collection backend checks before it writes or searches: ids, vectors, metadata, k
 and the model stamp, with the same messages whichever engine holds the vectors.
 
-A mixin: the class using it has `name`, `dim`, `metric`, `model` and a `_closed` flag. Knows
-nothing of FAISS, Milvus, torch or HTTP.
+A mixin: the class using it has `name`, `dim`, `metric`, `model` and a `_closed` flag. Also the
+records both backends return (`Hit`, `Item`) and a new collection's checked configuration. Knows
+nothing of Milvus, torch or HTTP, and of FAISS only its factory grammar (in `new_config`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -117,3 +119,30 @@ class Checks:
                 raise CollectionError(f"metadata over {MAX_META_BYTES} bytes")
             out.append(raw)
         return out
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    metadata: dict | None
+
+
+@dataclass
+class Item:
+    id: str
+    vector: np.ndarray
+    metadata: dict | None
+
+
+def new_config(name: str, dim: int, metric: str, model: str | None, factory: str) -> dict:
+    """A new collection's configuration, checked (the same for every backend)."""
+    from index.ann import METRICS, validate_factory  # FAISS's factory grammar, only here
+
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= 65_536:
+        raise CollectionError(f"dim must be an integer from 1 to 65536, not {dim!r}")
+    if metric not in METRICS:
+        raise CollectionError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
+    if factory != "auto":
+        validate_factory(factory, dim, metric)
+    return {"name": name, "dim": dim, "metric": metric, "model": model, "factory": factory}

@@ -6,7 +6,8 @@ plus a replay of what the store holds beyond that snapshot's lsn, or rebuilt fro
 snapshot is valid. A readers-writer lock lets searches run together while each write (store commit
 plus index update) runs alone, so a search never sees a write half-applied. Where a GPU is in use,
 unfiltered searches go to a GPU replica of the index (index/gpu.py) while it is current, refreshed
-in the background after writes. Knows nothing of torch, the encoders or HTTP.
+in the background after writes (index/refresher.py); small filtered sets and re-ranking are scored
+exactly (index/exact.py). Knows nothing of torch, the encoders or HTTP.
 """
 
 from __future__ import annotations
@@ -14,47 +15,31 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from index.ann import (
-    METRICS,
     AnnIndex,
     auto_factory,
-    pad_to_k,
     train_size,
     validate_factory,
-    worst_score,
 )
-from index.checks import MAX_K, Checks
-from index.errors import CollectionError, SnapshotError
+from index.checks import MAX_K, Checks, Hit, Item
+from index.errors import CollectionError
+from index.exact import exact_top_k, rescore
 from index.filters import compile_filter
 from index.gpu import CloneFn, GpuReplica, resolve_device, to_gpu
+from index.recovery import build_index, replay_snapshot
+from index.refresher import GpuRefresher
 from index.rwlock import RWLock
-from index.snapshot import list_snapshots, read_snapshot, write_snapshot
+from index.snapshot import list_snapshots, write_snapshot
 from index.space import SpaceGuard
 from index.store import ItemStore
 
 log = logging.getLogger("jointspace.index")
 
 EXACT_BELOW = 4096  # filters matching at most this many items are scored exactly
-TRAIN_SAMPLE = 200_000
-
-
-@dataclass
-class Hit:
-    id: str
-    score: float
-    metadata: dict | None
-
-
-@dataclass
-class Item:
-    id: str
-    vector: np.ndarray
-    metadata: dict | None
 
 
 class Collection(Checks):
@@ -101,10 +86,8 @@ class Collection(Checks):
         self._filter_cache_lsn = -1
         use_gpu = gpu_clone is not None or resolve_device(search_device) == "gpu"
         self.gpu: GpuReplica | None = GpuReplica(gpu_clone or to_gpu) if use_gpu else None
-        self._gpu_flag = threading.Lock()
-        self._gpu_wanted = self._gpu_running = False
-        self._gpu_thread: threading.Thread | None = None
-        self._kick_gpu()
+        self._refresher = GpuRefresher(self.gpu, self._state, self._lock, self.name)
+        self._refresher.kick()
 
     # -- recovery -----------------------------------------------------------------------------
     @property
@@ -113,27 +96,10 @@ class Collection(Checks):
 
     def _recover(self) -> tuple[AnnIndex, int]:
         expect = {"dim": self.dim, "metric": self.metric, "name": self.name}
-        snaps = list_snapshots(self.snapshot_dir)
-        for path in snaps:
-            try:
-                snap = read_snapshot(path, expect)
-            except SnapshotError as e:
-                log.error("skipping snapshot: %s", e)
-                self.recovery_errors.append(str(e))
-                continue
-            ann = AnnIndex(snap.manifest["factory"], self.dim, self.metric, snap.index, snap.dead)
-            base = int(snap.manifest["lsn"])
-            ann.remove(self.store.removed_since(base))
-            view, rows = self.store.scan(self.dim, after_lsn=base)
-            n_new = 0
-            for labels, vecs in rows:
-                ann.add(labels, vecs)
-                n_new += len(labels)
-            self._built_at = int(snap.manifest.get("built_at", snap.manifest["count"]))
-            self._dirty = n_new
+        found = replay_snapshot(self.store, self.snapshot_dir, expect, self.recovery_errors)
+        if found is not None:
+            ann, view, self._built_at, self._dirty = found
             return ann, view
-        if snaps:
-            log.error("no valid snapshot in %s: rebuilding from the item store", self.snapshot_dir)
         ann, view = self._build(self._target_factory(self._count))
         self._dirty = self._count
         return ann, view
@@ -143,21 +109,7 @@ class Collection(Checks):
 
     def _build(self, factory: str) -> tuple[AnnIndex, int]:
         """A fresh index over the store's current rows; falls back to Flat until trainable."""
-        view, rows = self.store.scan(self.dim)
-        parts = list(rows)
-        labels = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
-        vecs = (
-            np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, self.dim), np.float32)
-        )
-        if len(labels) < train_size(factory):
-            factory = "Flat"
-        ann = AnnIndex(factory, self.dim, self.metric)
-        if not ann.is_trained:
-            rng = np.random.default_rng(0)
-            pick = rng.choice(len(vecs), size=min(len(vecs), TRAIN_SAMPLE), replace=False)
-            ann.train(vecs[np.sort(pick)])
-        ann.add(labels, vecs)
-        self._built_at = len(labels)
+        ann, view, self._built_at = build_index(self.store, self.dim, self.metric, factory)
         return ann, view
 
     # -- writes -------------------------------------------------------------------------------
@@ -188,7 +140,7 @@ class Collection(Checks):
             self._applied = res.lsn
             self._count += len(res.added) - len(res.removed)
             self._dirty += len(ids)
-        self._kick_gpu()
+        self._refresher.kick()
         self._maybe_maintain()
         return res.lsn
 
@@ -204,7 +156,7 @@ class Collection(Checks):
             self._applied = res.lsn
             self._count -= len(res.removed)
             self._dirty += len(res.removed)
-        self._kick_gpu()
+        self._refresher.kick()
         self._maybe_maintain()
         return len(res.removed)
 
@@ -266,7 +218,7 @@ class Collection(Checks):
                     res = self._ann.search(q, fetch, allowed, nprobe=nprobe, ef=ef)
                 scores, labels = res
                 if exact_rerank:
-                    scores, labels = self._rescore(q, labels, k)
+                    scores, labels = rescore(self.store, self.dim, self.metric, q, labels, k)
                 short = (labels[:, : min(k, n_cand)] < 0).any(axis=1)
                 if short.any():  # the ANN index found too few: score those queries exactly
                     s2, l2 = self._exact(q[short], k, allowed)
@@ -311,47 +263,6 @@ class Collection(Checks):
         compile_filter({key: {"$exists": True}})  # validates the key
         with self._lock.write():
             self.store.create_field_index(key)
-
-    def _order(self, scores: np.ndarray) -> np.ndarray:
-        return np.argsort(scores if self.metric == "l2" else -scores, axis=1, kind="stable")
-
-    def _score(self, q: np.ndarray, vecs: np.ndarray) -> np.ndarray:
-        if self.metric == "l2":
-            return (q * q).sum(1)[:, None] - 2 * q @ vecs.T + (vecs * vecs).sum(1)[None, :]
-        return q @ vecs.T
-
-    def _exact(self, q: np.ndarray, k: int, allowed: np.ndarray | None):
-        """Brute-force top-k over `allowed` labels (None: every item), vectors from the store."""
-        best_s = np.zeros((len(q), 0), np.float32)
-        best_l = np.zeros((len(q), 0), np.int64)
-        if allowed is None:
-            chunks = self.store.scan(self.dim)[1]
-        else:
-            chunks = (
-                self.store.vectors(allowed[i : i + 50_000], self.dim)
-                for i in range(0, len(allowed), 50_000)
-            )
-        for labels, vecs in chunks:
-            s = np.concatenate([best_s, self._score(q, vecs).astype(np.float32)], axis=1)
-            lab = np.concatenate([best_l, np.broadcast_to(labels, (len(q), len(labels)))], axis=1)
-            order = self._order(s)[:, :k]
-            best_s = np.take_along_axis(s, order, 1)
-            best_l = np.take_along_axis(lab, order, 1)
-        return pad_to_k(best_s, best_l, k, self.metric)
-
-    def _rescore(self, q: np.ndarray, cand: np.ndarray, k: int):
-        """Exact scores for ANN candidates, from the stored float32 vectors."""
-        labels, vecs = self.store.vectors(np.unique(cand[cand >= 0]), self.dim)
-        pos = {int(x): i for i, x in enumerate(labels)}
-        worst = worst_score(self.metric)
-        exact = self._score(q, vecs) if len(labels) else np.zeros((len(q), 0), np.float32)
-        s = np.full(cand.shape, worst, np.float32)
-        for r in range(len(q)):
-            for c, lab in enumerate(cand[r]):
-                if lab >= 0 and int(lab) in pos:
-                    s[r, c] = exact[r, pos[int(lab)]]
-        order = self._order(s)[:, :k]
-        return np.take_along_axis(s, order, 1), np.take_along_axis(cand, order, 1)
 
     # -- maintenance --------------------------------------------------------------------------
     def snapshot(self) -> Path | None:
@@ -399,7 +310,7 @@ class Collection(Checks):
                     new.add(labels, vecs)
                 self._ann = new
                 self._dirty = max(self._dirty, 1)
-            self._kick_gpu()
+            self._refresher.kick()
 
     def settle(self) -> None:
         """After a bulk load: wait for background work, rebuild when due (an IVF index trained
@@ -439,45 +350,21 @@ class Collection(Checks):
         """Wait for background maintenance (snapshot, rebuild, GPU refresh) to finish."""
         if self._bg is not None:
             self._bg.join()
-        while True:
-            with self._gpu_flag:
-                thread = self._gpu_thread if self._gpu_running else None
-            if thread is None:
-                return
-            thread.join()
+        self._refresher.wait()
 
     # -- GPU replica --------------------------------------------------------------------------
+    def _state(self) -> tuple[AnnIndex, int]:
+        """What the replica copies: the index and the lsn it has applied."""
+        return self._ann, self._applied
+
+    def _exact(self, q: np.ndarray, k: int, allowed: np.ndarray | None):
+        return exact_top_k(self.store, self.dim, self.metric, q, k, allowed)
+
     @property
     def search_device(self) -> str:
         """Where an unfiltered search runs right now: 'gpu' while the replica is current."""
         g = self.gpu
         return "gpu" if g is not None and g.current(self._ann, self._applied) else "cpu"
-
-    def _kick_gpu(self) -> None:
-        """Ask for the replica to catch up with the index; one refresher thread at a time, which
-        runs again while writes keep arriving."""
-        if self.gpu is None:
-            return
-        with self._gpu_flag:
-            self._gpu_wanted = True
-            if self._gpu_running:
-                return
-            self._gpu_running = True
-            self._gpu_thread = threading.Thread(target=self._refresh_gpu, daemon=True)
-            self._gpu_thread.start()
-
-    def _refresh_gpu(self) -> None:
-        while True:
-            with self._gpu_flag:
-                if not self._gpu_wanted or self._closed:
-                    self._gpu_running = False
-                    return
-                self._gpu_wanted = False
-            try:
-                with self._lock.read():
-                    self.gpu.refresh(self._ann, self._applied)
-            except Exception:
-                log.exception("refreshing the GPU replica of '%s' failed", self.name)
 
     def close(self) -> None:
         """Finish background work, snapshot what changed, close the store."""
@@ -491,8 +378,7 @@ class Collection(Checks):
                 log.error("collection '%s': shutdown snapshot failed, the log replay will cover "
                           "it: %s: %s", self.name, type(e).__name__, e)  # fmt: skip
         self._closed = True
-        if self.gpu is not None:
-            self.gpu.drop()
+        self._refresher.close()
         self.store.close()
 
     def info(self) -> dict:
@@ -507,13 +393,3 @@ class Collection(Checks):
             "lsn": self._applied,
             "search_device": self.search_device,
         }
-
-
-def new_config(name: str, dim: int, metric: str, model: str | None, factory: str) -> dict:
-    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= 65_536:
-        raise CollectionError(f"dim must be an integer from 1 to 65536, not {dim!r}")
-    if metric not in METRICS:
-        raise CollectionError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
-    if factory != "auto":
-        validate_factory(factory, dim, metric)
-    return {"name": name, "dim": dim, "metric": metric, "model": model, "factory": factory}

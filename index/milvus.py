@@ -20,8 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from index.catalog import NAME_RE, Catalog
-from index.checks import MAX_ID_CHARS
-from index.collection import new_config
+from index.checks import MAX_ID_CHARS, new_config
 from index.errors import (
     CollectionError,
     CollectionExists,

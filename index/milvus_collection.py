@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from index.checks import MAX_K, MAX_META_BYTES, Checks
-from index.collection import Hit, Item
+from index.checks import MAX_K, MAX_META_BYTES, Checks, Hit, Item
 from index.errors import CollectionError, IndexUnavailable
 from index.milvus_filters import decode, encode, ids_expr, to_expr
 from index.space import SpaceGuard

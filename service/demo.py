@@ -17,9 +17,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from encoders import AUDIO
-from service.engine import Engine
-from service.videos import video_rows
-from training.data import (
+from housedata.clips import ClipSpec, render, shot_clip, to_video
+from housedata.sets import (
     FASHION_CLASSES,
     TUXPAINT_DIR,
     MissingData,
@@ -27,7 +26,8 @@ from training.data import (
     fashion_mnist,
     tint,
 )
-from training.video_data import ClipSpec, render, shot_clip, to_video
+from service.engine import Engine
+from service.videos import video_rows
 
 log = logging.getLogger("jointspace.demo")
 NAME = "demo"

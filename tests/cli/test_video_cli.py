@@ -11,14 +11,15 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from encoders import load_encoder
-from encoders.video import decode_video, encode_video
+from encoders.video import decode_video
+from housedata.writer import write_video
 
 runner = CliRunner()
 
 
 def write_clip(path, colours=((200, 30, 30), (30, 200, 30), (30, 30, 200))):
     frames = [np.full((48, 64, 3), c, np.uint8) for c in colours for _ in range(16)]
-    path.write_bytes(encode_video(frames, 8))
+    path.write_bytes(write_video(frames, 8))
     return path
 
 

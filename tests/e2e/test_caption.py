@@ -93,8 +93,8 @@ SHIPPED = default_house_dir() / "captioner"
 
 @pytest.mark.skipif(not has_captioner(SHIPPED), reason="models/house/captioner is not built")
 def test_the_shipped_captioner_names_a_tinted_garment(make_client):
-    from training.caption_eval import named_colour, named_items
-    from training.data import FASHION_DIR, fashion_mnist, tint
+    from housedata.sets import FASHION_DIR, fashion_mnist, tint
+    from training.captioner.eval import named_colour, named_items
 
     if not FASHION_DIR.exists():
         pytest.skip("needs the Debian package dataset-fashion-mnist")

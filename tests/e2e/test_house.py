@@ -8,10 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from encoders.house import default_house_dir
+from housedata.sets import FASHION_DIR, TUXPAINT_DIR
 from service.app import create_app
 from service.demo import PER_CLASS, TINTS, demo_sounds
 from service.settings import Settings
-from training.data import FASHION_DIR, TUXPAINT_DIR
 
 pytestmark = pytest.mark.skipif(
     not (default_house_dir() / "model.safetensors").is_file()
@@ -109,7 +109,7 @@ def test_words_find_sounds_and_a_sound_finds_pictures(house):
 def test_composed_query_like_this_but_in_another_colour(house):
     """Query = an item in colour A plus "in B instead of A"; a hit is the same item in colour B at
     rank 1. Held-out items: the demo uses the Fashion-MNIST test split."""
-    from training.data import fashion_mnist
+    from housedata.sets import fashion_mnist
 
     _, labels = fashion_mnist("test")
     images = [int(i) for c in range(10) for i in np.flatnonzero(labels == c)[:10]]  # in the demo
@@ -132,7 +132,7 @@ def test_classify_and_embeddings_with_the_house_model(house):
 
     from PIL import Image
 
-    from training.data import fashion_mnist, tint
+    from housedata.sets import fashion_mnist, tint
 
     grey, labels = fashion_mnist("test")
     idx = int(np.flatnonzero(labels == 7)[0])  # a sneaker

@@ -442,12 +442,12 @@ def test_page_adds_a_video_finds_its_moments_and_plays_one(live, tmp_path):
     import numpy as np
     from selenium.webdriver.common.by import By
 
-    from encoders.video import encode_video
+    from housedata.writer import write_video
 
     frames = [np.full((48, 64, 3), c, np.uint8) for c in ((200, 30, 30), (30, 30, 200))
               for _ in range(24)]  # fmt: skip
     film = tmp_path / "film.webm"
-    film.write_bytes(encode_video(frames, 8, "WebM"))  # 6 s: segments 0-4 and 4-6
+    film.write_bytes(write_video(frames, 8, "WebM"))  # 6 s: segments 0-4 and 4-6
     httpx.post(f"{live}/collections", json={"name": "films"}).raise_for_status()
     driver = chromium(tmp_path)
     try:

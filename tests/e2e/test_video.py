@@ -9,7 +9,8 @@ import base64
 import numpy as np
 import pytest
 
-from encoders.video import decode_video, encode_video
+from encoders.video import decode_video
+from housedata.writer import write_video
 
 RED, GREEN, BLUE = (200, 30, 30), (30, 200, 30), (30, 30, 200)
 ALLOWED_VIDEO = "MP4/MOV (H.264, HEVC, MPEG-4, AV1, VP9), WebM/Matroska (VP8, VP9, AV1, H.264), GIF"
@@ -28,7 +29,7 @@ def clip(colours=(RED, GREEN, BLUE), seconds=2.0, kind="MP4") -> bytes:
             a[:] = c
             a[12:24, i * 3 : i * 3 + 8] = 255
             frames.append(a)
-    return encode_video(frames, 8, kind)
+    return write_video(frames, 8, kind)
 
 
 def url(data: bytes, mime: str = "video/mp4") -> str:

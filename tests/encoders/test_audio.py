@@ -13,7 +13,7 @@ from PIL import Image
 import encoders.audio as A
 from encoders import InputError, Waveform
 from encoders.audio import AudioLimits, decode_audio, encode_audio, sniff_audio, windows
-from training.data import TUXPAINT_DIR
+from housedata.sets import TUXPAINT_DIR
 
 RATE = 22_050
 

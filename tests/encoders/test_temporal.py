@@ -108,10 +108,11 @@ def test_a_few_hundred_steps_learn_an_order_mean_pooling_cannot_see():
 
 def test_encode_video_pooling_refusals(tiny_clip_dir):
     from encoders import load_encoder
-    from encoders.video import decode_video, encode_video
+    from encoders.video import decode_video
+    from housedata.writer import write_video
 
     enc = load_encoder(f"hf:{tiny_clip_dir}")
-    v = decode_video(encode_video([np.zeros((16, 16, 3), np.uint8)] * 8, 4))
+    v = decode_video(write_video([np.zeros((16, 16, 3), np.uint8)] * 8, 4))
     with pytest.raises(InputError) as e:
         enc.encode_video([v], pooling="temporal")
     assert str(e.value) == (f"model 'hf:{tiny_clip_dir}' has no temporal head: use pooling 'mean' "

@@ -14,12 +14,12 @@ from encoders.video import (
     Video,
     VideoLimits,
     decode_video,
-    encode_video,
     has_video_stream,
     mean_pool,
     segments,
     sniff_video,
 )
+from housedata.writer import write_video
 
 RED, GREEN, BLUE = (200, 30, 30), (30, 200, 30), (30, 30, 200)
 
@@ -40,7 +40,7 @@ def shots_clip(colours, seconds=2.0, fps=8, size=(48, 64)) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("kind", ["MP4", "WebM", "GIF"])
 def test_every_allowed_container_decodes(kind):
-    data = encode_video(shots_clip([RED, GREEN, BLUE]), 8, kind)
+    data = write_video(shots_clip([RED, GREEN, BLUE]), 8, kind)
     assert sniff_video(data[:16]) == kind
     v = decode_video(data, name=kind)
     assert v.times == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
@@ -52,19 +52,19 @@ def test_every_allowed_container_decodes(kind):
 
 
 def test_frames_are_scaled_down_to_the_side_never_up():
-    data = encode_video(shots_clip([RED], size=(120, 200)), 8)
+    data = write_video(shots_clip([RED], size=(120, 200)), 8)
     assert decode_video(data, side=60).frames[0].size == (100, 60)
     assert decode_video(data, side=512).frames[0].size == (200, 120)
 
 
 def test_sampling_rate_is_a_parameter():
-    data = encode_video(shots_clip([RED, GREEN]), 8)
+    data = write_video(shots_clip([RED, GREEN]), 8)
     assert decode_video(data, fps=2).times == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
     assert decode_video(data, fps=0.5).times == [0.0, 2.0]
 
 
 def test_shot_boundaries_of_a_clip_with_known_cuts():
-    data = encode_video(shots_clip([RED, GREEN, BLUE, RED], seconds=1.5), 8)
+    data = write_video(shots_clip([RED, GREEN, BLUE, RED], seconds=1.5), 8)
     v = decode_video(data, fps=0.5, shots=True)
     assert v.cuts == [1.5, 3.0, 4.5]
     # the first frame of every shot is kept, whatever the sampling rate
@@ -74,11 +74,11 @@ def test_shot_boundaries_of_a_clip_with_known_cuts():
 
 
 def test_a_moving_bar_is_not_a_cut():
-    assert decode_video(encode_video(shots_clip([GREEN], seconds=4)), shots=True).cuts == []
+    assert decode_video(write_video(shots_clip([GREEN], seconds=4)), shots=True).cuts == []
 
 
 def test_interval_segments_start_and_end():
-    v = decode_video(encode_video(shots_clip([RED, GREEN, BLUE]), 8))
+    v = decode_video(write_video(shots_clip([RED, GREEN, BLUE]), 8))
     spans = [(s.start, s.end, s.frames) for s in segments(v, 4.0)]
     assert spans == [(0.0, 4.0, [0, 1, 2, 3]), (4.0, 6.0, [4, 5])]
     spans = [(s.start, s.end, s.frames) for s in segments(v, 1.5, start=1.0, end=4.0)]
@@ -94,11 +94,11 @@ def test_interval_segments_start_and_end():
 def test_the_audio_track_goes_through_the_audio_decoder(tone):
     wave = Waveform(tone(3.0, 16_000), 16_000)
     for kind in ("MP4", "WebM"):
-        data = encode_video(shots_clip([RED]), 8, kind, audio=wave)
+        data = write_video(shots_clip([RED]), 8, kind, audio=wave)
         v = decode_video(data, audio_rate=16_000)
         assert v.audio is not None and v.audio.rate == 16_000
         assert abs(v.audio.seconds - 3.0) < 0.1
-    assert decode_video(encode_video(shots_clip([RED]), 8), audio_rate=16_000).audio is None
+    assert decode_video(write_video(shots_clip([RED]), 8), audio_rate=16_000).audio is None
 
 
 ALLOWED = "MP4/MOV (H.264, HEVC, MPEG-4, AV1, VP9), WebM/Matroska (VP8, VP9, AV1, H.264), GIF"
@@ -111,7 +111,7 @@ def refused(data, message, **kw):
 
 
 def test_refusals_name_the_input_and_the_limit(tone):
-    mp4 = encode_video(shots_clip([RED, GREEN, BLUE]), 8)
+    mp4 = write_video(shots_clip([RED, GREEN, BLUE]), 8)
     refused(b"", "clip: empty file")
     refused(b"hello world, not a video", f"clip: not a supported video format (allowed: {ALLOWED})")
     refused(mp4, "clip: 2000 bytes is over the limit of 1000 bytes".replace("2000", str(len(mp4))),
@@ -131,9 +131,9 @@ def test_refusals_name_the_input_and_the_limit(tone):
 
 
 def test_corrupt_and_truncated_files_are_refused():
-    mp4 = encode_video(shots_clip([RED, GREEN, BLUE]), 8)
+    mp4 = write_video(shots_clip([RED, GREEN, BLUE]), 8)
     refused(mp4[: len(mp4) // 2], "clip: corrupt MP4 header")  # the index is at the end
-    webm = encode_video(shots_clip([RED, GREEN, BLUE] * 2), 8, "WebM")
+    webm = write_video(shots_clip([RED, GREEN, BLUE] * 2), 8, "WebM")
     refused(webm[: len(webm) // 2], "clip: truncated WebM data (5.0 s of a declared 12.0 s)")
     garbage = webm[:200] + bytes(range(256)) * 40
     with pytest.raises(InputError, match=r"^clip: (truncated|corrupt)"):
@@ -142,7 +142,7 @@ def test_corrupt_and_truncated_files_are_refused():
 
 def test_a_header_that_lies_about_its_length_stops_at_the_cap():
     # a GIF declares no length: decoding stops at the duration cap, not at the end of the data
-    gif = encode_video(shots_clip([RED, GREEN], seconds=3), 8, "GIF")
+    gif = write_video(shots_clip([RED, GREEN], seconds=3), 8, "GIF")
     refused(gif, "clip: the header declares 6.0 s of video, over the limit of 2 s",
             limits=VideoLimits(max_seconds=2))  # fmt: skip
 
@@ -167,8 +167,8 @@ def house():
 
 @house_only
 def test_batched_videos_equal_one_by_one(house):
-    a = decode_video(encode_video(shots_clip([RED, GREEN, BLUE]), 8))
-    b = decode_video(encode_video(shots_clip([BLUE, RED]), 8))
+    a = decode_video(write_video(shots_clip([RED, GREEN, BLUE]), 8))
+    b = decode_video(write_video(shots_clip([BLUE, RED]), 8))
     together = house.encode_video([a, b], 2.0)
     for v, got in zip([a, b], together, strict=True):
         alone = house.encode_video([v], 2.0)[0]
@@ -182,9 +182,9 @@ def test_batched_videos_equal_one_by_one(house):
 
 @house_only
 def test_two_resolutions_give_close_vectors(house):
-    small = decode_video(encode_video(shots_clip([RED, GREEN, BLUE], size=(96, 128)), 8))
-    large = decode_video(encode_video(shots_clip([RED, GREEN, BLUE], size=(288, 384)), 8))
-    other = decode_video(encode_video(shots_clip([GREEN, BLUE, RED], size=(96, 128)), 8))
+    small = decode_video(write_video(shots_clip([RED, GREEN, BLUE], size=(96, 128)), 8))
+    large = decode_video(write_video(shots_clip([RED, GREEN, BLUE], size=(288, 384)), 8))
+    other = decode_video(write_video(shots_clip([GREEN, BLUE, RED], size=(96, 128)), 8))
     a, b, c = house.encode_video([small, large, other], 2.0)
     assert float(a.vector @ b.vector) > 0.95
     same = np.sum(a.segment_vectors * b.segment_vectors, 1)

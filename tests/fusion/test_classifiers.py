@@ -150,7 +150,7 @@ def test_the_registry_keeps_classifiers_stamped_with_their_model(tmp_path):
 
 
 def test_the_eval_suites_helpers():
-    from training.fusion_eval import probe_accuracy, without
+    from training.fusion.eval import probe_accuracy, without
 
     ex = toy(90)
     train = ex.subset(np.flatnonzero(ex.labels != 2)).only("image")  # no example of c2

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from fusion.classifier import ClassifierError
 from fusion.registry import Registry, head_registry
-from training.labelled import embed_examples, read_examples
+from training.fusion.labelled import embed_examples, read_examples
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
 

@@ -19,8 +19,8 @@ from generation.captioner import (
     load_captioner,
 )
 from generation.lm import load_language_model
-from training.caption_data import Captions, sentence
-from training.caption_trainer import CaptionConfig, CaptionTrainer, gap_noise, run, tokenize
+from training.captioner.data import Captions, sentence
+from training.captioner.train import CaptionConfig, CaptionTrainer, gap_noise, run, tokenize
 
 TOY = ["a red boot.", "a blue dress.", "a green bag.", "an electric kettle."]
 

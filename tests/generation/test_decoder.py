@@ -23,8 +23,8 @@ from generation.decoder import (
     save_decoder,
 )
 from generation.prior import Prior, has_prior, load_prior, save_prior
-from training.decoder_data import DecoderData
-from training.decoder_trainer import (
+from training.decoder.data import DecoderData
+from training.decoder.train import (
     DecoderTrainConfig,
     DecoderTrainer,
     prior_only,
