@@ -31,7 +31,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from encoders.video import encode_video  # noqa: E402
+from housedata.writer import write_video  # noqa: E402
 from service.runner import free_port  # noqa: E402
 
 VIDEOS = 4  # video items the video writer keeps replacing
@@ -117,7 +117,7 @@ def clip_bytes(rng) -> bytes:
     """A 4 s MP4 whose colour changes every second (so its segments differ)."""
     colours = rng.integers(0, 255, size=(4, 3))
     frames = [np.full((32, 32, 3), colours[int(t // 4)], np.uint8) for t in range(16)]
-    return encode_video(frames, 4.0, "MP4")
+    return write_video(frames, 4.0, "MP4")
 
 
 def png_url(rng) -> str:
