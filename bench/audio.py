@@ -26,9 +26,9 @@ from bench.encoders import best_rate
 from bench.service import load
 from encoders import decode_audio, load_encoder
 from encoders.audio import encode_audio
-from service.engine import Engine
+from runtime.engine import Engine
+from runtime.settings import Settings
 from service.runner import running
-from service.settings import Settings
 from training.data import TUXPAINT_DIR
 
 

@@ -149,7 +149,7 @@ def ingest_cmd(
     from index.backend import open_catalog
     from jobs import ingest
     from jobs.ingest import finished_job
-    from service.settings import Settings, SettingsError
+    from runtime.settings import Settings, SettingsError
 
     total = sum(finished_job(job_dir)["rows"].values())  # before any data directory is touched
     try:  # the service's data directory and free-space floor, from the same variables

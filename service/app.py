@@ -15,15 +15,15 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from runtime.engine import Engine
+from runtime.settings import Settings, SettingsError
 from service import errors
 from service.access import Keyring, KeysFileError, MediaSigner
 from service.audit import AuditLog
 from service.contract import build_openapi, operation_id
-from service.engine import Engine
 from service.http_util import BodyLimit, Timed
 from service.metrics import Metrics
 from service.routes import ROUTERS
-from service.settings import Settings, SettingsError
 
 log = logging.getLogger("jointspace.service")
 DESCRIPTION = (

@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from encoders import AUDIO
-from service.engine import Engine
-from service.videos import video_rows
+from runtime.engine import Engine
+from runtime.videos import video_rows
 from training.data import (
     FASHION_CLASSES,
     TUXPAINT_DIR,

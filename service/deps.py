@@ -19,11 +19,11 @@ from encoders import InputError
 from fusion import fuse
 from fusion.head import HeadError
 from index import Collection
+from runtime.engine import Cancel, Cut, Engine
+from runtime.settings import Settings
 from service import schemas as S
 from service.access import OPEN, Denied, Key
-from service.engine import Cancel, Cut, Engine
 from service.http_util import decode_b64
-from service.settings import Settings
 
 F32_MAX = float(np.finfo(np.float32).max)
 

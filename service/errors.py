@@ -27,10 +27,10 @@ from index import (
     StorageFailed,
     StorageFull,
 )
+from runtime.batcher import Overloaded
+from runtime.engine import ModelError
 from service.access import Denied
-from service.batcher import Overloaded
 from service.contract import api_routes
-from service.engine import ModelError
 
 log = logging.getLogger("jointspace.service")
 

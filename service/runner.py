@@ -11,8 +11,8 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from runtime.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 
 
 def free_port() -> int:

@@ -8,10 +8,10 @@ import asyncio
 from fastapi import APIRouter, Depends
 
 from encoders import InputError
+from runtime.engine import Engine
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
 from service.deps import check_count, disconnect_watch, embed_items, get_engine, require
-from service.engine import Engine
 
 router = APIRouter(tags=["captions"], generate_unique_id_function=operation_id)
 

@@ -10,11 +10,11 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
 from fusion.classifier import ClassifierError, Examples, check_examples, fit
+from runtime.engine import Engine
 from service import schemas as S
 from service.access import check_scope
 from service.contract import errors, operation_id
 from service.deps import audit, get_engine, open_collection, require
-from service.engine import Engine
 
 log = logging.getLogger("jointspace.classifiers")
 router = APIRouter(tags=["classifiers"], generate_unique_id_function=operation_id)

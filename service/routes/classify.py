@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from encoders import AUDIO, IMAGE, TEXT, InputError
 from fusion import DEFAULT_TEMPLATES, class_matrix
 from fusion import scores as class_scores
+from runtime.engine import Engine
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
 from service.deps import (
@@ -20,7 +21,6 @@ from service.deps import (
     get_engine,
     require,
 )
-from service.engine import Engine
 
 router = APIRouter(tags=["classification"], generate_unique_id_function=operation_id)
 

@@ -8,6 +8,8 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from encoders import InputError
+from runtime.engine import Engine
+from runtime.videos import check_video_item, stale_segments, video_rows
 from service import schemas as S
 from service.access import Key, check_scope
 from service.contract import BATCHED, errors, operation_id
@@ -24,9 +26,7 @@ from service.deps import (
     open_collection,
     require,
 )
-from service.engine import Engine
 from service.http_util import decode_b64
-from service.videos import check_video_item, stale_segments, video_rows
 
 router = APIRouter(tags=["collections"], generate_unique_id_function=operation_id)
 Name = Path(pattern=S.NAME_PATTERN, description="The collection's name")

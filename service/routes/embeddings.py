@@ -21,6 +21,7 @@ from encoders.audio import sniff_audio
 from encoders.decode import ALLOWED_FORMATS, sniff_format
 from encoders.video import ALLOWED as ALLOWED_VIDEO
 from encoders.video import has_video_stream, sniff_video
+from runtime.engine import Engine
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
 from service.deps import (
@@ -32,7 +33,6 @@ from service.deps import (
     get_engine,
     require,
 )
-from service.engine import Engine
 from service.http_util import decode_b64
 
 router = APIRouter(tags=["embeddings"], generate_unique_id_function=operation_id)

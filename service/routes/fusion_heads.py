@@ -7,10 +7,10 @@ import asyncio
 
 from fastapi import APIRouter, Depends, Path, Request
 
+from runtime.engine import Engine
 from service import schemas as S
 from service.contract import errors, operation_id
 from service.deps import audit, get_engine, require
-from service.engine import Engine
 
 router = APIRouter(tags=["fusion heads"], generate_unique_id_function=operation_id)
 Name = Path(alias="head", pattern=S.NAME_PATTERN, description="The fusion head's name")

@@ -14,12 +14,12 @@ from fastapi import APIRouter, Depends, Request
 from encoders import InputError
 from fusion import compose, parse_modification
 from generation.decoder import MODIFICATION_WEIGHT
+from runtime.engine import Engine
+from runtime.generator import Draw
 from service import schemas as S
 from service.access import check_scope
 from service.contract import BATCHED, errors, operation_id
 from service.deps import disconnect_watch, embed_query, get_engine, open_collection, require
-from service.engine import Engine
-from service.generator import Draw
 
 router = APIRouter(tags=["images"], generate_unique_id_function=operation_id)
 

@@ -12,10 +12,10 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from index.space import human
+from runtime.engine import Engine
 from service import schemas as S
 from service.contract import errors, operation_id
 from service.deps import get_engine, open_collection, require
-from service.engine import Engine
 from service.errors import error_response
 
 router = APIRouter(tags=["operations"], generate_unique_id_function=operation_id)

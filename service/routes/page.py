@@ -10,10 +10,10 @@ from pathlib import Path as FsPath
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
+from runtime.engine import MEDIA_TYPES, Engine
 from service.access import Denied
 from service.contract import errors, operation_id
 from service.deps import count_refusal, get_engine
-from service.engine import MEDIA_TYPES, Engine
 from service.schemas import NAME_PATTERN
 
 router = APIRouter(tags=["page"], generate_unique_id_function=operation_id)

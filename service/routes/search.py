@@ -9,6 +9,8 @@ from fastapi import APIRouter, Depends, Request
 
 from encoders import InputError
 from fusion import compose, parse_modification
+from runtime.engine import Engine
+from runtime.videos import grouped_search
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
 from service.deps import (
@@ -19,9 +21,7 @@ from service.deps import (
     open_collection,
     require,
 )
-from service.engine import Engine
 from service.routes.collections import Name
-from service.videos import grouped_search
 
 router = APIRouter(tags=["search"], generate_unique_id_function=operation_id)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from runtime.settings import Settings
 from service.app import create_app
 from service.openapi_doc import render, served_document
-from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 ERROR_REF = "#/components/schemas/ErrorResponse"

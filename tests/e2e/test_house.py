@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from encoders.house import default_house_dir
+from runtime.settings import Settings
 from service.app import create_app
 from service.demo import PER_CLASS, TINTS, demo_sounds
-from service.settings import Settings
 from training.data import FASHION_DIR, TUXPAINT_DIR
 
 pytestmark = pytest.mark.skipif(

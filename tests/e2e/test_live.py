@@ -22,9 +22,9 @@ from PIL import Image
 from encoders import load_encoder
 from encoders.house import default_house_dir
 from generation.decoder import has_decoder
-from service.engine import Engine
+from runtime.engine import Engine
+from runtime.settings import Settings
 from service.runner import running
-from service.settings import Settings
 
 
 @pytest.fixture(scope="module")

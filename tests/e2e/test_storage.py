@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from index import space as space_mod
+from runtime.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 
 
 def items(prefix: str, n: int, dim: int = 24, seed: int = 0) -> list[dict]:

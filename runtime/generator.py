@@ -19,8 +19,8 @@ from PIL import Image
 
 from generation.decoder import load_decoder, sample
 from generation.prior import has_prior, image_side, load_prior
-from service.batcher import Batcher
-from service.settings import Settings
+from runtime.batcher import Batcher
+from runtime.settings import Settings
 
 
 @dataclass(frozen=True)

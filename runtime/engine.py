@@ -56,9 +56,9 @@ from generation.captioner import (
 )
 from generation.decoder import decoder_dir, require_decoder
 from index.backend import open_catalog
-from service.batcher import Batcher, Overloaded
-from service.generator import Draw, Generator
-from service.settings import Settings, SettingsError
+from runtime.batcher import Batcher, Overloaded
+from runtime.generator import Draw, Generator
+from runtime.settings import Settings, SettingsError
 
 
 class Cancel(asyncio.Event):
