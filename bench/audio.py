@@ -26,7 +26,7 @@ from bench.encoders import best_rate
 from bench.service import load
 from encoders import decode_audio, load_encoder
 from encoders.audio import encode_audio
-from runtime.engine import Engine
+from runtime.container import Runtime as Engine
 from runtime.settings import Settings
 from service.runner import running
 from training.data import TUXPAINT_DIR

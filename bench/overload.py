@@ -90,7 +90,7 @@ def run_load(url: str, clients: int, texts_per: int, seconds: float) -> dict:
 
 def main() -> None:
     from encoders import load_encoder
-    from runtime.engine import Engine
+    from runtime.container import Runtime as Engine
     from runtime.settings import Settings
     from service.runner import running
 

@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 
 from encoders import load_encoder
-from runtime.engine import Engine
+from runtime.container import Runtime as Engine
 from runtime.settings import Settings
 from service.runner import running
 

@@ -75,12 +75,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     """The document for the running service (cached on the app after the first call)."""
     if app.openapi_schema:
         return app.openapi_schema
-    settings, engine = app.state.settings, app.state.engine
+    settings, runtime = app.state.settings, app.state.runtime
     doc = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes,
         tags=app.openapi_tags,
     )  # fmt: skip
-    dim = engine.encoder.dim
+    dim = runtime.encoder.dim
     _fill_limits(doc, {
         "items": {"maxItems": settings.max_items},
         "text": {"maxLength": settings.max_text_chars},

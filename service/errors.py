@@ -28,7 +28,8 @@ from index import (
     StorageFull,
 )
 from runtime.batcher import Overloaded
-from runtime.engine import ModelError
+from runtime.pipeline import ItemNotFound
+from runtime.waiting import ModelError
 from service.access import Denied
 from service.contract import api_routes
 
@@ -56,6 +57,7 @@ LIBRARY = {
     NoDecoder: (422, "no_decoder"),
     CollectionNotFound: (404, "not_found"),
     Unknown: (404, "not_found"),  # a classifier or fusion head
+    ItemNotFound: (404, "not_found"),  # an id query's item
     CollectionExists: (409, "conflict"),
     CollectionError: (400, "invalid_request"),
     JointspaceError: (400, "invalid_request"),

@@ -12,7 +12,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from runtime.engine import media_stem
+from runtime.media import media_stem
 from runtime.settings import Settings, SettingsError
 from service.app import create_app
 

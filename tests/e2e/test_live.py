@@ -22,7 +22,7 @@ from PIL import Image
 from encoders import load_encoder
 from encoders.house import default_house_dir
 from generation.decoder import has_decoder
-from runtime.engine import Engine
+from runtime.container import Runtime as Engine
 from runtime.settings import Settings
 from service.runner import running
 
