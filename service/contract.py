@@ -80,6 +80,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes,
         tags=app.openapi_tags,
     )  # fmt: skip
+    _hoist_defs(doc, doc.setdefault("components", {}).setdefault("schemas", {}))
     dim = runtime.encoder.dim
     _fill_limits(doc, {
         "items": {"maxItems": settings.max_items},
@@ -105,6 +106,36 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                     op["responses"] = dict(sorted(op["responses"].items()))
     app.openapi_schema = doc
     return doc
+
+
+def _hoist_defs(node: Any, schemas: dict[str, Any]) -> None:
+    """A schema embedded whole (the JSON form of /embed) carries its own `$defs`, which its
+    `#/$defs/...` references cannot reach from the document's root: its definitions join
+    components/schemas and the references point there."""
+    if isinstance(node, dict):
+        defs = node.pop("$defs", None)
+        if defs:
+            _repoint(node, defs)
+            for name, schema in defs.items():
+                _repoint(schema, defs)
+                schemas.setdefault(name, schema)
+        for v in node.values():
+            _hoist_defs(v, schemas)
+    elif isinstance(node, list):
+        for v in node:
+            _hoist_defs(v, schemas)
+
+
+def _repoint(node: Any, defs: dict[str, Any]) -> None:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs:
+            node["$ref"] = "#/components/schemas/" + ref[8:]
+        for v in node.values():
+            _repoint(v, defs)
+    elif isinstance(node, list):
+        for v in node:
+            _repoint(v, defs)
 
 
 def _ref_response(code: int) -> dict[str, Any]:
