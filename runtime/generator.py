@@ -1,6 +1,6 @@
-"""Image generation for the engine: the served model's decoder and prior, loaded at start-up, behind
-their own batcher, so that generation has its own queue limit, wait budget and metrics and never
-holds up embedding.
+"""Image generation: the served model's decoder and prior, loaded at start-up, behind their own
+batcher, so that generation has its own queue limit, wait budget and metrics and never holds up
+embedding.
 
 One request is one job and runs alone (`max_batch=1`): a picture's pixels then depend only on the
 request (vectors, steps, guidance, seed), never on what else was queued, so the same request with

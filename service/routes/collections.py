@@ -8,7 +8,6 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from encoders import Encoder, InputError
-from runtime import inputs as I
 from runtime.media import MediaStore
 from runtime.pipeline import Embedded, Pipeline, float32_vector
 from runtime.settings import Settings
@@ -105,10 +104,10 @@ async def upsert_items(
     inputs = []
     for it in req.items:
         what = f"item '{it.id}'"
-        if isinstance(it, S.VideoItem):
-            check_video_item(it.id, it.metadata, what)
         inputs.append(to_input(it, what))
-        if isinstance(inputs[-1], I.Vector):
+        if inputs[-1].modality == "video":
+            check_video_item(it.id, it.metadata, what)
+        elif inputs[-1].modality == "vector":
             given_vector(it, col)
     out = await pipe.embed(inputs, truncate=req.truncate, cancel=gone)
     rows = {i: video_rows(it.id, it.metadata, r.clip.video.frames, r.clip.video.duration, r.video)
@@ -119,7 +118,7 @@ async def upsert_items(
     stale = stale_segments(old, {req.items[i].id: len(r.ids) - 1 for i, r in rows.items()})
     keep = [i for i in range(len(req.items)) if i not in rows]
     vecs = [out[i].vector[None] for i in keep] + [np.stack(r.vectors) for r in rows.values()]
-    model_made = not any(isinstance(x, I.Vector) for x in inputs)
+    model_made = all(x.modality != "vector" for x in inputs)
     lsn = await asyncio.to_thread(
         col.upsert, [ids[i] for i in keep] + [x for r in rows.values() for x in r.ids],
         np.concatenate(vecs).astype(np.float32),

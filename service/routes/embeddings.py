@@ -16,11 +16,6 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from encoders import Encoder, InputError
-from encoders.audio import ALLOWED as ALLOWED_AUDIO
-from encoders.audio import sniff_audio
-from encoders.decode import ALLOWED_FORMATS, sniff_format
-from encoders.video import ALLOWED as ALLOWED_VIDEO
-from encoders.video import has_video_stream, sniff_video
 from runtime.pipeline import Embedded, Pipeline
 from runtime.settings import Settings
 from service import schemas as S
@@ -110,22 +105,6 @@ EMBED_BODY = {
         },
     }
 }
-
-
-def media_kind(name: str, data: bytes) -> str:
-    """An uploaded file is an image, an audio clip or a video by its bytes (never by its name or
-    content type: a GIF is an image, an MP4 with a video stream a video, one without it audio);
-    anything else is refused naming the three allow-lists."""
-    if sniff_format(data[:16]):
-        return "image"
-    if sniff_video(data[:16]) and (sniff_audio(data[:16]) is None or has_video_stream(data)):
-        return "video"
-    if sniff_audio(data[:16]):
-        return "audio"
-    raise InputError(
-        f"{name}: not a supported image ({', '.join(ALLOWED_FORMATS)}), audio ({ALLOWED_AUDIO}) "
-        f"or video format ({ALLOWED_VIDEO})"
-    )
 
 
 def _json_not_text(v: str) -> bool:
@@ -218,8 +197,7 @@ async def embed(
     multi: list[S.MultiQuery] = []
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         texts, files, truncate, segs = await read_multipart(request, settings.max_items)
-        blobs = [(name, (media_kind(name, data), data)) for name, data in files]
-        blobs.sort(key=lambda b: MEDIA_ORDER.index(b[1][0]))  # the answer's order: by modality
+        blobs = [(name, ("file", data)) for name, data in files]
     else:
         try:
             req = S.EmbedRequest.model_validate_json(await request.body())
@@ -234,8 +212,9 @@ async def embed(
         raise InputError("nothing to embed: give texts, images, audios, videos or multi")
     check_count(settings, len(texts) + len(blobs) + len(multi), "inputs")
     cut = cut_of(segs)
-    inputs = [to_input(t, f"text {i}") for i, t in enumerate(texts)]
-    inputs += [to_input(blob, name, cut) for name, blob in blobs]
+    media = [to_input(blob, name, cut) for name, blob in blobs]
+    media.sort(key=lambda x: MEDIA_ORDER.index(x.modality))  # the answer's order: by modality
+    inputs = [to_input(t, f"text {i}") for i, t in enumerate(texts)] + media
     inputs += [to_input(q, f"multi {i}") for i, q in enumerate(multi)]
     out = await pipe.embed(inputs, truncate=truncate, cancel=gone)
     embeddings = [_embedding(x.modality, r) for x, r in zip(inputs, out, strict=True)]

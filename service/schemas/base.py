@@ -40,7 +40,7 @@ def limited(limit: str, **kw: Any) -> Any:
 
 
 Vector = list[float]
-# Texts are checked by the engine (empty, too long) with messages that name the input; the schema
+# Texts are checked by the runtime (empty, too long) with messages that name the input; the schema
 # states the same rules.
 Text = Annotated[str, Field(json_schema_extra={"pattern": NONBLANK, "x-limit": "text"})]
 
