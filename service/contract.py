@@ -3,7 +3,7 @@ document as served, with the limits of the settings the service started with fil
 
 Routes declare their errors with `errors(...)`; every error uses the one error model. The document
 is built once, after start-up (the served model's vector length is known then): `x-limit` marks
-left by service/schemas.py become `maxItems`, `maxLength` and the vector length, and when keys are
+left by service/schemas/ become `maxItems`, `maxLength` and the vector length, and when keys are
 configured every guarded route gains 401, 403 and 429 and the bearer security scheme.
 """
 
