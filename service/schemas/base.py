@@ -23,12 +23,24 @@ def _no_default(schema: dict) -> None:
     schema.pop("default", None)
 
 
+#: pydantic leaves a bound on an optional number as its own keyword (`gt`), which JSON Schema does
+#: not know: the standard keyword says the same beside it
+BOUNDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum", "le": "maximum"}
+
+
+def _standard_bounds(schema: dict) -> None:
+    for raw, standard in BOUNDS.items():
+        if raw in schema:
+            schema.setdefault(standard, schema[raw])
+
+
 def opt(*, limit: str | None = None, **kw: Any) -> Any:
     """An optional request field: absent means unset; the schema shows no null and no default."""
     extra = {"x-limit": limit} if limit else None
 
     def edit(schema: dict) -> None:
         _no_default(schema)
+        _standard_bounds(schema)
         if extra:
             schema.update(extra)
 
