@@ -90,10 +90,11 @@ def embed(
         raise typer.BadParameter("give at least one --text, --image or --audio")
     # Validate every input before the model loads, so a bad one fails in milliseconds.
     check_texts(texts)
-    max_pixels = max_pixels or Limits.defaults().max_pixels
+    service = Limits.defaults()  # the limits `jointspace serve` applies, --max-* flags aside
+    max_pixels = max_pixels or service.max_pixels
     for p in paths:
         decode_image(p, max_pixels=max_pixels)
-    limits = dataclasses.replace(Limits.defaults().audio, max_seconds=max_seconds)
+    limits = dataclasses.replace(service.audio, max_seconds=max_seconds)
     for p in sounds:
         decode_audio(p, limits=limits)
     enc = load_encoder(model, device=device)
