@@ -27,9 +27,9 @@ from bench.service import load
 from encoders import decode_audio, load_encoder
 from encoders.audio import encode_audio
 from housedata.sets import TUXPAINT_DIR
-from service.engine import Engine
+from runtime.container import Runtime as Engine
+from runtime.settings import Settings
 from service.runner import running
-from service.settings import Settings
 
 
 def sample_clips(n: int) -> tuple[list[bytes], str]:

@@ -52,8 +52,8 @@ def summarise(report: Path) -> tuple[int, Counter, list[str]]:
 
 
 def main() -> None:
+    from runtime.settings import Settings
     from service.runner import running
-    from service.settings import Settings
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="house")

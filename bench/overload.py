@@ -90,9 +90,9 @@ def run_load(url: str, clients: int, texts_per: int, seconds: float) -> dict:
 
 def main() -> None:
     from encoders import load_encoder
-    from service.engine import Engine
+    from runtime.container import Runtime as Engine
+    from runtime.settings import Settings
     from service.runner import running
-    from service.settings import Settings
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="house")

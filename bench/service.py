@@ -24,9 +24,9 @@ import httpx
 import numpy as np
 
 from encoders import load_encoder
-from service.engine import Engine
+from runtime.container import Runtime as Engine
+from runtime.settings import Settings
 from service.runner import running
-from service.settings import Settings
 
 WORDS = "a red blue green dress shoe bag coat striped cotton leather small big photo of the".split()
 

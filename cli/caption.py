@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 
 from cli.common import friendly, out
-from encoders import AudioLimits, decode_audio, decode_image, load_encoder
+from encoders import decode_audio, decode_image, load_encoder
 from encoders.audio import sniff_audio
 from encoders.base import AUDIO
 from encoders.errors import InputError
+from runtime.limits import Limits
 
 
 @friendly
@@ -31,8 +32,10 @@ def caption(
     folder = require_captioner(enc)
     if "audio" in kinds:
         enc.require(AUDIO)
-    images = [decode_image(f) for f, k in zip(files, kinds, strict=True) if k == "image"]
-    clips = [decode_audio(f, enc.audio_rate, limits=AudioLimits(), name=str(f))
+    limits = Limits.defaults()
+    images = [decode_image(f, max_pixels=limits.max_pixels)
+              for f, k in zip(files, kinds, strict=True) if k == "image"]  # fmt: skip
+    clips = [decode_audio(f, enc.audio_rate, limits=limits.audio, name=str(f))
              for f, k in zip(files, kinds, strict=True) if k == "audio"]  # fmt: skip
     vectors = {"image": iter(enc.embed_images(images)) if images else iter(()),
                "audio": iter(enc.embed_audio(clips)) if clips else iter(())}  # fmt: skip

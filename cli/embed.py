@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -14,9 +15,10 @@ import typer
 from rich.table import Table
 
 from cli.common import err, friendly, out, progress
-from encoders import DEFAULT_MAX_PIXELS, AudioLimits, decode_audio, decode_image, load_encoder
+from encoders import decode_audio, decode_image, load_encoder
 from encoders.base import AUDIO, IMAGE, batches, check_texts
-from encoders.video import VideoLimits, decode_video
+from encoders.video import decode_video
+from runtime.limits import Limits
 
 
 @friendly
@@ -65,7 +67,9 @@ def embed(
     ] = None,
     similarity: Annotated[bool, typer.Option(help="Print the cosine similarity matrix.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Inputs per forward pass.")] = 32,
-    max_pixels: Annotated[int, typer.Option(min=1)] = DEFAULT_MAX_PIXELS,
+    max_pixels: Annotated[
+        int | None, typer.Option(min=1, help="Largest image (default: the service's limit).")
+    ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")] = None,
 ) -> None:
     """Embed texts, images and audio; texts come first in the output, then images, then audio
@@ -86,9 +90,11 @@ def embed(
         raise typer.BadParameter("give at least one --text, --image or --audio")
     # Validate every input before the model loads, so a bad one fails in milliseconds.
     check_texts(texts)
+    service = Limits.defaults()  # the limits `jointspace serve` applies, --max-* flags aside
+    max_pixels = max_pixels or service.max_pixels
     for p in paths:
         decode_image(p, max_pixels=max_pixels)
-    limits = AudioLimits(max_seconds=max_seconds)
+    limits = dataclasses.replace(service.audio, max_seconds=max_seconds)
     for p in sounds:
         decode_audio(p, limits=limits)
     enc = load_encoder(model, device=device)
@@ -160,7 +166,7 @@ def embed_videos(
     """Each video decoded and checked before the model loads, then per video a JSON line per
     segment and one for the whole video (`"whole": true`), or those rows written to --out with
     ids `FILE#t=START,END`."""
-    limits = VideoLimits(max_seconds=max_seconds)
+    limits = dataclasses.replace(Limits.defaults().video, max_seconds=max_seconds)
     for p in paths:  # a bad file fails before the model loads; decoded again one at a time
         decode_video(p, fps=fps, shots=shots, limits=limits)
     enc = load_encoder(model, device=device)

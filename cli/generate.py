@@ -15,6 +15,7 @@ from cli.common import fail, friendly, out
 from encoders import decode_image, load_encoder
 from encoders.errors import InputError
 from generation.decoder import DEFAULT_GUIDANCE, MODIFICATION_WEIGHT
+from runtime.limits import Limits
 
 
 @friendly
@@ -50,7 +51,7 @@ def generate(
     prior = load_prior(folder) if has_prior(folder) else None
 
     if image is not None:
-        v = enc.embed_images([decode_image(image)])[0]
+        v = enc.embed_images([decode_image(image, max_pixels=Limits.defaults().max_pixels)])[0]
     else:
         v = image_side(prior, enc.embed_text([prompt]))[0]
     if modification:

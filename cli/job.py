@@ -156,7 +156,7 @@ def ingest_cmd(
     from index.backend import open_catalog
     from jobs import ingest
     from jobs.ingest import finished_job
-    from service.settings import Settings, SettingsError
+    from runtime.settings import Settings, SettingsError
 
     # before any data directory is touched
     total = sum(finished_job(job_dir, lambda: migrated(job_dir))["rows"].values())

@@ -45,8 +45,8 @@ def serve(
     from index import DataDirBusy, IndexUnavailable
     from index.backend import open_catalog
     from index.catalog import lock_data_dir
+    from runtime.settings import Settings, SettingsError
     from service.app import create_app
-    from service.settings import Settings, SettingsError
 
     try:
         settings = Settings.load(

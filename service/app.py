@@ -1,6 +1,6 @@
-"""The app factory: `create_app(settings)` wires the settings, the engine, the keys, metrics, the
-error handlers, the middleware and the routers (service/routes/). No route lives here; all model
-and index work happens in the engine and the library packages.
+"""The app factory: `create_app(settings)` wires the settings, the runtime's parts (runtime/), the
+keys, metrics, the error handlers, the middleware and the routers (service/routes/). No route lives
+here; all model and index work happens in the runtime and the library packages.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from runtime.container import Runtime
+from runtime.settings import Settings, SettingsError
 from service import errors
 from service.access import Keyring, KeysFileError, MediaSigner
 from service.audit import AuditLog
 from service.contract import build_openapi, operation_id
-from service.engine import Engine
 from service.http_util import BodyLimit, Timed
 from service.metrics import Metrics
 from service.routes import ROUTERS
-from service.settings import Settings, SettingsError
 
 log = logging.getLogger("jointspace.service")
 DESCRIPTION = (
@@ -64,7 +64,7 @@ def _reload_on_sighup(keyring: Keyring):
             loop.remove_signal_handler(signal.SIGHUP)
 
 
-def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     settings = settings or Settings.load()
     metrics = Metrics()
     keyring = load_keyring(settings)
@@ -74,22 +74,22 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        eng = engine or await asyncio.to_thread(Engine, settings)
-        eng.observe(metrics.batch, shed, metrics.wait)
-        eng.on_video = metrics.video
-        if eng.generator is not None:
-            eng.generator.on_images = metrics.generated.inc
-        await eng.start()
-        app.state.engine = eng
+        rt = runtime or await asyncio.to_thread(Runtime, settings)
+        rt.observe(metrics.batch, shed, metrics.wait)
+        rt.decoders.on_video = metrics.video
+        if rt.generator is not None:
+            rt.generator.on_images = metrics.generated.inc
+        await rt.start()
+        app.state.runtime = rt
         if settings.demo:
             from service.demo import ensure_demo
 
-            await asyncio.to_thread(ensure_demo, eng)
+            await asyncio.to_thread(ensure_demo, rt)
         with _reload_on_sighup(keyring):
             try:
                 yield
             finally:  # uvicorn has stopped accepting and finished in-flight requests by now
-                await eng.stop()
+                await rt.stop()
 
     app = FastAPI(
         title="jointspace", version="0.2.0", description=DESCRIPTION, lifespan=lifespan,

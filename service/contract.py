@@ -3,7 +3,7 @@ document as served, with the limits of the settings the service started with fil
 
 Routes declare their errors with `errors(...)`; every error uses the one error model. The document
 is built once, after start-up (the served model's vector length is known then): `x-limit` marks
-left by service/schemas.py become `maxItems`, `maxLength` and the vector length, and when keys are
+left by service/schemas/ become `maxItems`, `maxLength` and the vector length, and when keys are
 configured every guarded route gains 401, 403 and 429 and the bearer security scheme.
 """
 
@@ -75,12 +75,13 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     """The document for the running service (cached on the app after the first call)."""
     if app.openapi_schema:
         return app.openapi_schema
-    settings, engine = app.state.settings, app.state.engine
+    settings, runtime = app.state.settings, app.state.runtime
     doc = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes,
         tags=app.openapi_tags,
     )  # fmt: skip
-    dim = engine.encoder.dim
+    _hoist_defs(doc, doc.setdefault("components", {}).setdefault("schemas", {}))
+    dim = runtime.encoder.dim
     _fill_limits(doc, {
         "items": {"maxItems": settings.max_items},
         "text": {"maxLength": settings.max_text_chars},
@@ -105,6 +106,36 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                     op["responses"] = dict(sorted(op["responses"].items()))
     app.openapi_schema = doc
     return doc
+
+
+def _hoist_defs(node: Any, schemas: dict[str, Any]) -> None:
+    """A schema embedded whole (the JSON form of /embed) carries its own `$defs`, which its
+    `#/$defs/...` references cannot reach from the document's root: its definitions join
+    components/schemas and the references point there."""
+    if isinstance(node, dict):
+        defs = node.pop("$defs", None)
+        if defs:
+            _repoint(node, defs)
+            for name, schema in defs.items():
+                _repoint(schema, defs)
+                schemas.setdefault(name, schema)
+        for v in node.values():
+            _hoist_defs(v, schemas)
+    elif isinstance(node, list):
+        for v in node:
+            _hoist_defs(v, schemas)
+
+
+def _repoint(node: Any, defs: dict[str, Any]) -> None:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs:
+            node["$ref"] = "#/components/schemas/" + ref[8:]
+        for v in node.values():
+            _repoint(v, defs)
+    elif isinstance(node, list):
+        for v in node:
+            _repoint(v, defs)
 
 
 def _ref_response(code: int) -> dict[str, Any]:

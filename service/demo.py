@@ -26,8 +26,8 @@ from housedata.sets import (
     fashion_mnist,
     tint,
 )
-from service.engine import Engine
-from service.videos import video_rows
+from runtime.container import Runtime as Engine
+from runtime.videos import video_rows
 
 log = logging.getLogger("jointspace.demo")
 NAME = "demo"
@@ -103,7 +103,7 @@ def ensure_demo(engine: Engine, console: Console | None = None) -> bool:
             if _current(engine, sounds):
                 return True
             engine.catalog.drop(NAME)
-            engine.drop_media(NAME)
+            engine.media.drop(NAME)
         items = demo_items()
         videos = demo_clips()
     except MissingData as e:
@@ -121,15 +121,15 @@ def ensure_demo(engine: Engine, console: Console | None = None) -> bool:
             for item_id, im, meta in chunk:
                 if meta["source"] == "fashion-mnist":  # 28 px: enlarge, keeping the pixels sharp
                     im = im.resize((112, 112), Image.NEAREST)
-                engine.save_media(NAME, item_id, im)
+                engine.media.save_image(NAME, item_id, im)
             bar.advance(task, len(chunk))
         for start in range(0, len(sounds), 32):
             chunk = sounds[start : start + 32]
-            clips = [engine.read_clip(data, i) for i, data, _ in chunk]
+            clips = [engine.decoders.read_clip(data, i) for i, data, _ in chunk]
             vecs = enc.embed_audio([c.wave for c in clips])
             col.upsert([i for i, _, _ in chunk], vecs, [m for _, _, m in chunk], model=enc.name)
             for (item_id, _, _), clip in zip(chunk, clips, strict=True):
-                engine.save_audio_media(NAME, item_id, clip)
+                engine.media.save_audio(NAME, item_id, clip)
             bar.advance(task, len(chunk))
         for item_id, data, meta, shots in videos:
             _add_clip(engine, col, item_id, data, meta, shots)
@@ -141,11 +141,11 @@ def ensure_demo(engine: Engine, console: Console | None = None) -> bool:
 def _add_clip(engine: Engine, col, item_id: str, data: bytes, meta: dict, shots: bool) -> None:
     """A video item as the service stores one: a row per segment and one for the whole video."""
     enc = engine.encoder
-    clip = engine.read_video(data, item_id, shots=shots)
+    clip = engine.decoders.read_video(data, item_id, shots=shots)
     emb = enc.encode_video([clip.video], engine.settings.video_interval_s, shots=shots,
-                           pooling=engine.pooling(None))[0]  # fmt: skip
+                           pooling=engine.pipeline.pooling(None))[0]  # fmt: skip
     rows = video_rows(item_id, meta, clip.video.frames, clip.video.duration, emb)
     col.upsert(rows.ids, np.stack(rows.vectors), rows.metadata, model=enc.name)
-    engine.save_video_media(NAME, item_id, clip)
+    engine.media.save_video(NAME, item_id, clip)
     for sid, thumb in rows.thumbs:
-        engine.save_media(NAME, sid, thumb.resize((112, 112), Image.NEAREST))
+        engine.media.save_image(NAME, sid, thumb.resize((112, 112), Image.NEAREST))

@@ -27,10 +27,11 @@ from index import (
     StorageFailed,
     StorageFull,
 )
+from runtime.batcher import Overloaded
+from runtime.pipeline import ItemNotFound
+from runtime.waiting import ModelError
 from service.access import Denied
-from service.batcher import Overloaded
 from service.contract import api_routes
-from service.engine import ModelError
 
 log = logging.getLogger("jointspace.service")
 
@@ -56,6 +57,7 @@ LIBRARY = {
     NoDecoder: (422, "no_decoder"),
     CollectionNotFound: (404, "not_found"),
     Unknown: (404, "not_found"),  # a classifier or fusion head
+    ItemNotFound: (404, "not_found"),  # an id query's item
     CollectionExists: (409, "conflict"),
     CollectionError: (400, "invalid_request"),
     JointspaceError: (400, "invalid_request"),

@@ -74,7 +74,7 @@ class Metrics:
         )  # fmt: skip
 
     def video(self, what: str, n: float) -> None:
-        """The engine's video progress: videos waiting for and in the decode workers, frames
+        """The decoders' video progress: videos waiting for and in the decode workers, frames
         sampled and seconds decoded."""
         if what in ("waiting", "decoding"):
             self.videos.labels(what).inc(n)

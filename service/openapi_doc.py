@@ -8,8 +8,8 @@ import tempfile
 
 from fastapi.testclient import TestClient
 
+from runtime.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 
 
 def served_document(**overrides) -> dict:

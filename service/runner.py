@@ -11,8 +11,8 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from runtime.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 
 
 def free_port() -> int:
@@ -23,13 +23,13 @@ def free_port() -> int:
 
 @contextmanager
 def running(
-    settings: Settings, engine=None, startup_timeout: float = 120.0, **uvicorn_options
+    settings: Settings, runtime=None, startup_timeout: float = 120.0, **uvicorn_options
 ) -> Iterator[str]:
     """Serve `settings` on 127.0.0.1 at a free port; yields the base URL; shuts down cleanly.
     `uvicorn_options` go to uvicorn.Config (e.g. loop="asyncio", http="h11")."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings, engine), host="127.0.0.1", port=port, log_level="warning",
+        create_app(settings, runtime), host="127.0.0.1", port=port, log_level="warning",
         timeout_graceful_shutdown=10, **uvicorn_options,
     )  # fmt: skip
     server = uvicorn.Server(config)

@@ -21,6 +21,7 @@ FORBIDDEN = {
     "generation": {"index", "fusion", "training", "service", "cli", "faiss", "fastapi", "uvicorn"},
     "training": {"index", "service", "cli", "faiss", "fastapi", "uvicorn"},
     "jobs": {"fusion", "training", "service", "cli", "fastapi", "uvicorn", "typer", "ray"},
+    "runtime": {"service", "cli", "training", "fastapi", "starlette", "uvicorn", "typer"},
     "service": {"cli", "typer", "training"},
     "housedata": {
         "training",

@@ -10,19 +10,20 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
 from fusion.classifier import ClassifierError, Examples, check_examples, fit
+from runtime.registries import Models
 from service import schemas as S
 from service.access import check_scope
 from service.contract import errors, operation_id
-from service.deps import audit, get_engine, open_collection, require
-from service.engine import Engine
+from service.deps import audit, get_catalog, get_models, open_collection, require
 
 log = logging.getLogger("jointspace.classifiers")
+MODELS = Depends(get_models)
 router = APIRouter(tags=["classifiers"], generate_unique_id_function=operation_id)
 Name = Path(alias="classifier", pattern=S.NAME_PATTERN, description="The classifier's name")
 
 
-def _status(eng: Engine, name: str) -> S.ClassifierStatus:
-    return S.ClassifierStatus(**eng.classifiers.status(name))  # unknown: 404
+def _status(models: Models, name: str) -> S.ClassifierStatus:
+    return S.ClassifierStatus(**models.classifiers.status(name))  # unknown: 404
 
 
 @router.post(
@@ -30,19 +31,19 @@ def _status(eng: Engine, name: str) -> S.ClassifierStatus:
     responses=errors(400, 404, 409, 422, 503),
 )  # fmt: skip
 async def create_classifier(
-    req: S.ClassifierCreate, request: Request, eng: Engine = Depends(get_engine),
-    key=require("admin"),
+    req: S.ClassifierCreate, request: Request, models: Models = MODELS,
+    catalog=Depends(get_catalog), key=require("admin"),
 ) -> S.ClassifierStatus:  # fmt: skip
     """Train a classifier in the background on the collection's items, labelled by a metadata
     field (80% to train, 20% to calibrate and report); poll GET /classifiers/{name}."""
     check_scope(key, req.collection)
-    if req.name in eng.classifiers.names():
+    if req.name in models.classifiers.names():
         raise HTTPException(409, f"classifier '{req.name}' already exists: delete it first")
-    col = await open_collection(eng, req.collection)
-    if col.model is not None and col.model != eng.encoder.name:
+    col = await open_collection(catalog, req.collection)
+    if col.model is not None and col.model != models.model:
         raise ClassifierError(
             f"collection '{req.collection}' holds vectors from '{col.model}', but the service "
-            f"serves '{eng.encoder.name}': a classifier must read the vectors it will be given"
+            f"serves '{models.model}': a classifier must read the vectors it will be given"
         )
     vectors, values = await asyncio.to_thread(col.labelled, req.label_field)
     if not len(vectors):
@@ -55,53 +56,51 @@ async def create_classifier(
                   classes, ("vector",))  # fmt: skip
     check_examples(ex)
     source = f"collection '{req.collection}', label field '{req.label_field}'"
-    status = eng.classifiers.set_status(
-        req.name, status="training", model=eng.encoder.name, fusion=req.fusion, source=source,
+    status = models.classifiers.set_status(
+        req.name, status="training", model=models.model, fusion=req.fusion, source=source,
         error=None,
     )  # fmt: skip
-    eng.training[req.name] = asyncio.create_task(_train(eng, req, ex, source))
+    models.training[req.name] = asyncio.create_task(_train(models, req, ex, source))
     audit(request, req.collection, len(vectors))
     return S.ClassifierStatus(**status)
 
 
-async def _train(eng: Engine, req: S.ClassifierCreate, ex: Examples, source: str) -> None:
+async def _train(models: Models, req: S.ClassifierCreate, ex: Examples, source: str) -> None:
     try:
         clf = await asyncio.to_thread(fit, ex, req.fusion, epochs=req.epochs)
-        await asyncio.to_thread(eng.classifiers.save, req.name, clf, eng.encoder.name,
+        await asyncio.to_thread(models.classifiers.save, req.name, clf, models.model,
                                 source=source)  # fmt: skip
     except Exception as e:  # the job's outcome is its status; the service goes on
         log.exception("training classifier '%s' failed", req.name)
-        eng.classifiers.set_status(req.name, status="failed", error=f"{type(e).__name__}: {e}")
+        models.classifiers.set_status(req.name, status="failed", error=f"{type(e).__name__}: {e}")
     finally:
-        eng.training.pop(req.name, None)
+        models.training.pop(req.name, None)
 
 
 @router.get("/classifiers", response_model=list[S.ClassifierStatus])
-async def list_classifiers(
-    eng: Engine = Depends(get_engine), _=require("read")
-) -> list[S.ClassifierStatus]:
-    return [_status(eng, n) for n in eng.classifiers.names()]
+async def list_classifiers(models: Models = MODELS, _=require("read")) -> list[S.ClassifierStatus]:
+    return [_status(models, n) for n in models.classifiers.names()]
 
 
 @router.get(
     "/classifiers/{classifier}", response_model=S.ClassifierStatus, responses=errors(404, 422)
 )
 async def get_classifier(
-    name: str = Name, eng: Engine = Depends(get_engine), _=require("read")
+    name: str = Name, models: Models = MODELS, _=require("read")
 ) -> S.ClassifierStatus:
     """training, ready (with the validation figures) or failed (with why)."""
-    return _status(eng, name)
+    return _status(models, name)
 
 
 @router.delete(
     "/classifiers/{classifier}", response_model=S.ClassifierStatus, responses=errors(404, 409, 422)
 )
 async def delete_classifier(
-    request: Request, name: str = Name, eng: Engine = Depends(get_engine), _=require("admin")
+    request: Request, name: str = Name, models: Models = MODELS, _=require("admin")
 ) -> S.ClassifierStatus:
-    status = _status(eng, name)
-    if name in eng.training:
+    status = _status(models, name)
+    if name in models.training:
         raise HTTPException(409, f"classifier '{name}' is training: wait for it to finish")
-    await asyncio.to_thread(eng.classifiers.delete, name)
+    await asyncio.to_thread(models.classifiers.delete, name)
     audit(request, name, 0)
     return status

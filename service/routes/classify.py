@@ -7,42 +7,49 @@ import asyncio
 import numpy as np
 from fastapi import APIRouter, Depends
 
-from encoders import AUDIO, IMAGE, TEXT, InputError
+from encoders import Encoder, InputError
 from fusion import DEFAULT_TEMPLATES, class_matrix
 from fusion import scores as class_scores
+from runtime import inputs as I
+from runtime.pipeline import Pipeline
+from runtime.registries import Models
+from runtime.settings import Settings
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
 from service.deps import (
     check_count,
     disconnect_watch,
-    embed_parts,
     embed_query,
-    get_engine,
+    get_encoder,
+    get_models,
+    get_pipeline,
+    get_settings,
     require,
 )
-from service.engine import Engine
+from service.inputs import to_input
 
 router = APIRouter(tags=["classification"], generate_unique_id_function=operation_id)
 
 
 @router.post("/classify", response_model=S.ClassifyResponse, responses=errors(400, 404, *BATCHED))
 async def classify(
-    req: S.ClassifyRequest, eng: Engine = Depends(get_engine), _=require("read"),
+    req: S.ClassifyRequest, settings: Settings = Depends(get_settings),
+    enc: Encoder = Depends(get_encoder), pipe: Pipeline = Depends(get_pipeline),
+    models: Models = Depends(get_models), _=require("read"),
     gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.ClassifyResponse:  # fmt: skip
     """Zero-shot: softmax over the labels for CLIP-style models, independent sigmoids for
     SigLIP-style ones, with the model's own temperature. With `classifier`: that trained
     classifier's labels, as calibrated probabilities that sum to 1."""
     if req.classifier is not None:
-        return await _trained(req, eng, gone)
+        return await _trained(req, models, pipe, gone)
     templates = req.templates or DEFAULT_TEMPLATES
     if any(t.count("{}") != 1 for t in templates):
         raise InputError("each template needs exactly one {} where the label goes")
-    check_count(eng.settings, len(req.labels) * len(templates), "prompts (labels x templates)")
-    x, _ = await embed_query(eng, req.input, gone)
+    check_count(settings, len(req.labels) * len(templates), "prompts (labels x templates)")
+    x = (await embed_query(pipe, req.input, gone)).vector
     prompts = [t.format(label) for label in req.labels for t in templates]
-    pv = (await eng.embed_texts(prompts, truncate=True, cancel=gone)).vectors
-    enc = eng.encoder
+    pv = await pipe.texts(prompts, truncate=True, cancel=gone)
     sc = class_scores(x[None], class_matrix(pv, len(req.labels)), enc.loss, enc.logit_scale,
                       enc.logit_bias)[0]  # fmt: skip
     order = np.argsort(-sc, kind="stable")
@@ -52,19 +59,12 @@ async def classify(
     )
 
 
-def _modality(q: S.TextQuery | S.ImageQuery | S.AudioQuery | S.VectorQuery | S.MultiQuery) -> str:
-    if isinstance(q, S.TextQuery):
-        return TEXT
-    if isinstance(q, S.ImageQuery):
-        return IMAGE
-    return AUDIO if isinstance(q, S.AudioQuery) else "vector"
-
-
-async def _trained(req: S.ClassifyRequest, eng: Engine, gone: asyncio.Event) -> S.ClassifyResponse:
-    clf = await asyncio.to_thread(eng.classifier, req.classifier)  # unknown: 404
+async def _trained(req: S.ClassifyRequest, models: Models, pipe: Pipeline,
+                   gone: asyncio.Event) -> S.ClassifyResponse:  # fmt: skip
+    clf = await asyncio.to_thread(models.classifier, req.classifier)  # unknown: 404
     vectors = np.zeros((1, len(clf.modalities), clf.dim), np.float32)
     present = np.zeros((1, len(clf.modalities)), bool)
-    for part, x in (await _parts(req, clf.modalities, eng, gone)).items():
+    for part, x in (await _parts(req, clf.modalities, pipe, gone)).items():
         slot = clf.modalities.index(part)
         vectors[0, slot], present[0, slot] = _unit(x), True
     p = clf.predict_proba(vectors, present)[0]
@@ -77,23 +77,24 @@ async def _trained(req: S.ClassifyRequest, eng: Engine, gone: asyncio.Event) -> 
 
 
 async def _parts(
-    req: S.ClassifyRequest, modalities: tuple[str, ...], eng: Engine, gone: asyncio.Event
+    req: S.ClassifyRequest, modalities: tuple[str, ...], pipe: Pipeline, gone: asyncio.Event
 ) -> dict[str, np.ndarray]:
     """The input's vector per part the classifier reads: a classifier trained on a collection
     reads one `vector` (a fused input's fused vector); one trained on parts reads each part."""
     q = req.input
     if modalities == ("vector",):
-        return {"vector": (await embed_query(eng, q, gone))[0]}
-    given = list(q.parts()) if isinstance(q, S.MultiQuery) else [_modality(q)]
+        return {"vector": (await embed_query(pipe, q, gone)).vector}
+    x = to_input(q, "input", by_kind=True)
+    given = list(x.parts) if isinstance(x, I.Multi) else [x.modality]
     unread = [p for p in given if p not in modalities]
     if unread:
         kind = "a vector" if unread == ["vector"] else ", ".join(unread)
         raise InputError(
             f"classifier '{req.classifier}' reads {', '.join(modalities)}; the input has {kind}"
         )
-    if isinstance(q, S.MultiQuery):
-        return (await embed_parts(eng, q, gone, "input")).parts
-    return {given[0]: (await embed_query(eng, q, gone))[0]}
+    if isinstance(x, I.Multi):
+        return (await pipe.embed([x], cancel=gone))[0].parts
+    return {given[0]: (await embed_query(pipe, q, gone)).vector}
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

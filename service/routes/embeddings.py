@@ -15,25 +15,20 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from encoders import InputError
-from encoders.audio import ALLOWED as ALLOWED_AUDIO
-from encoders.audio import sniff_audio
-from encoders.decode import ALLOWED_FORMATS, sniff_format
-from encoders.video import ALLOWED as ALLOWED_VIDEO
-from encoders.video import has_video_stream, sniff_video
+from encoders import Encoder, InputError
+from runtime.pipeline import Embedded, Pipeline
+from runtime.settings import Settings
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
 from service.deps import (
     check_count,
-    cut_of,
     disconnect_watch,
-    embed_items,
-    embed_parts,
-    get_engine,
+    get_encoder,
+    get_pipeline,
+    get_settings,
     require,
 )
-from service.engine import Engine
-from service.http_util import decode_b64
+from service.inputs import cut_of, to_input
 
 router = APIRouter(tags=["embeddings"], generate_unique_id_function=operation_id)
 READ = require("read")
@@ -41,25 +36,28 @@ READ = require("read")
 
 @router.post("/v1/embeddings", response_model=S.EmbeddingsResponse, responses=errors(404, *BATCHED))
 async def create_embeddings(
-    req: S.EmbeddingsRequest, eng: Engine = Depends(get_engine), _=READ,
+    req: S.EmbeddingsRequest, settings: Settings = Depends(get_settings),
+    encoder: Encoder = Depends(get_encoder), pipe: Pipeline = Depends(get_pipeline), _=READ,
     gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.EmbeddingsResponse:  # fmt: skip
     """OpenAI-compatible: `input` is a text or a list of texts, `{"type": "image"}`,
     `{"type": "audio"}` and `{"type": "video"}` items (an audio or video item's vector is the
     whole clip's pooled vector), and `{"type": "multi"}` items: several of text, image and audio
     fused into one vector."""
-    settings = eng.settings
-    if req.model is not None and req.model not in {eng.encoder.name, settings.model}:
+    if req.model is not None and req.model not in {encoder.name, settings.model}:
         raise HTTPException(
             404, f"model '{req.model}' is not served here (serving {settings.model})"
         )
-    inputs = [req.input] if isinstance(req.input, str) else list(req.input)
-    if not inputs:
+    items = [req.input] if isinstance(req.input, str) else list(req.input)
+    if not items:
         raise InputError("input is empty")
-    check_count(settings, len(inputs), "inputs")
-    if req.dimensions is not None and req.dimensions > eng.encoder.dim:
-        raise InputError(f"dimensions {req.dimensions} is more than the model's {eng.encoder.dim}")
-    vecs, tokens = await embed_items(eng, inputs, gone, truncate=req.truncate)
+    check_count(settings, len(items), "inputs")
+    if req.dimensions is not None and req.dimensions > encoder.dim:
+        raise InputError(f"dimensions {req.dimensions} is more than the model's {encoder.dim}")
+    inputs = [to_input(x, f"input {i}") for i, x in enumerate(items)]
+    out = await pipe.embed(inputs, truncate=req.truncate, cancel=gone)
+    vecs = np.stack([r.vector for r in out]).astype(np.float32)
+    tokens = sum(r.n_tokens for r in out)
     if req.dimensions is not None:
         vecs = vecs[:, : req.dimensions]
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True).clip(1e-12)
@@ -107,22 +105,6 @@ EMBED_BODY = {
         },
     }
 }
-
-
-def media_kind(name: str, data: bytes) -> str:
-    """An uploaded file is an image, an audio clip or a video by its bytes (never by its name or
-    content type: a GIF is an image, an MP4 with a video stream a video, one without it audio);
-    anything else is refused naming the three allow-lists."""
-    if sniff_format(data[:16]):
-        return "image"
-    if sniff_video(data[:16]) and (sniff_audio(data[:16]) is None or has_video_stream(data)):
-        return "video"
-    if sniff_audio(data[:16]):
-        return "audio"
-    raise InputError(
-        f"{name}: not a supported image ({', '.join(ALLOWED_FORMATS)}), audio ({ALLOWED_AUDIO}) "
-        f"or video format ({ALLOWED_VIDEO})"
-    )
 
 
 def _json_not_text(v: str) -> bool:
@@ -200,7 +182,8 @@ def _video_segments(form) -> S.VideoSegments | None:
     responses=errors(*BATCHED),
 )  # fmt: skip
 async def embed(
-    request: Request, eng: Engine = Depends(get_engine), _=READ,
+    request: Request, settings: Settings = Depends(get_settings),
+    pipe: Pipeline = Depends(get_pipeline), _=READ,
     gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.EmbedResponse:  # fmt: skip
     """Native form: JSON `{"texts": [...], "images": [base64...], "audios": [base64...],
@@ -211,18 +194,17 @@ async def embed(
     audio embedding carries its windows (`segments`) beside the clip's pooled vector, a video
     embedding its segments (every `interval` seconds, or at shot boundaries with `shots`) beside
     the whole video's vector."""
-    settings = eng.settings
     multi: list[S.MultiQuery] = []
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         texts, files, truncate, segs = await read_multipart(request, settings.max_items)
-        blobs = [(name, data, media_kind(name, data)) for name, data in files]
+        blobs = [(name, ("file", data)) for name, data in files]
     else:
         try:
             req = S.EmbedRequest.model_validate_json(await request.body())
         except ValidationError as e:
             raise RequestValidationError(e.errors()) from None
         texts, truncate, multi, segs = req.texts, req.truncate, req.multi, req.segments
-        blobs = [(f"{kind} {i}", decode_b64(b, f"{kind} {i}"), kind)
+        blobs = [(f"{kind} {i}", (kind, b))
                  for kind, given in (("image", req.images), ("audio", req.audios),
                                      ("video", req.videos))
                  for i, b in enumerate(given)]  # fmt: skip
@@ -230,38 +212,24 @@ async def embed(
         raise InputError("nothing to embed: give texts, images, audios, videos or multi")
     check_count(settings, len(texts) + len(blobs) + len(multi), "inputs")
     cut = cut_of(segs)
-    images, clips, videos = [], [], []
-    for name, data, kind in blobs:
-        if kind == "image":
-            images.append(eng.decode(data, name))
-        elif kind == "audio":
-            clips.append(await eng.decode_audio(data, name))
-        else:
-            videos.append(await eng.decode_video(data, name, shots=cut.shots))
-    out: list[S.Embedding] = []
-    if texts:
-        res = await eng.embed_texts(texts, truncate=truncate, cancel=gone)
-        rows = zip(res.vectors, res.truncated, res.n_tokens, strict=True)
-        out += [S.Embedding(modality="text", vector=v.tolist(), truncated=t, n_tokens=n)
-                for v, t, n in rows]  # fmt: skip
-    if images:
-        vecs = await eng.embed_images(images, cancel=gone)
-        out += [S.Embedding(modality="image", vector=v.tolist()) for v in vecs]
-    if clips:
-        res = await eng.embed_audio(clips, cancel=gone)
-        for v, spans, seg in zip(res.vectors, res.segments, res.segment_vectors, strict=True):
-            out.append(_with_segments("audio", v, spans, seg))
-    if videos:
-        for r in await eng.embed_videos(videos, cut, cancel=gone):
-            spans = [(s.start, s.end) for s in r.segments]
-            out.append(_with_segments("video", r.vector, spans, r.segment_vectors))
-    for i, q in enumerate(multi):
-        f = await embed_parts(eng, q, gone, f"multi {i}", truncate=truncate)
-        out.append(S.Embedding(modality="multi", vector=f.vector.tolist(), n_tokens=f.n_tokens))
-    return S.EmbedResponse(model=settings.model, dim=eng.encoder.dim, embeddings=out)
+    media = [to_input(blob, name, cut) for name, blob in blobs]
+    media.sort(key=lambda x: MEDIA_ORDER.index(x.modality))  # the answer's order: by modality
+    inputs = [to_input(t, f"text {i}") for i, t in enumerate(texts)] + media
+    inputs += [to_input(q, f"multi {i}") for i, q in enumerate(multi)]
+    out = await pipe.embed(inputs, truncate=truncate, cancel=gone)
+    embeddings = [_embedding(x.modality, r) for x, r in zip(inputs, out, strict=True)]
+    return S.EmbedResponse(model=settings.model, dim=pipe.encoder.dim, embeddings=embeddings)
 
 
-def _with_segments(modality: str, vector: np.ndarray, spans: list, vectors) -> S.Embedding:
-    segments = [S.Segment(start=a, end=b, vector=sv.tolist())
-                for (a, b), sv in zip(spans, vectors, strict=True)]  # fmt: skip
-    return S.Embedding(modality=modality, vector=vector.tolist(), segments=segments)
+MEDIA_ORDER = ("image", "audio", "video")
+
+
+def _embedding(modality: str, r: Embedded) -> S.Embedding:
+    if modality in ("audio", "video"):
+        segments = [S.Segment(start=a, end=b, vector=sv.tolist())
+                    for (a, b), sv in zip(r.segments, r.segment_vectors, strict=True)]  # fmt: skip
+        return S.Embedding(modality=modality, vector=r.vector.tolist(), segments=segments)
+    if modality == "image":
+        return S.Embedding(modality=modality, vector=r.vector.tolist())
+    return S.Embedding(modality=modality, vector=r.vector.tolist(), truncated=r.truncated,
+                       n_tokens=r.n_tokens)  # fmt: skip

@@ -11,67 +11,79 @@ import time
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 
-from encoders import InputError
+from encoders import Encoder, InputError
 from fusion import compose, parse_modification
 from generation.decoder import MODIFICATION_WEIGHT
+from runtime.generator import Draw, Generator, require_generator
+from runtime.pipeline import Pipeline
+from runtime.settings import Settings
 from service import schemas as S
 from service.access import check_scope
 from service.contract import BATCHED, errors, operation_id
-from service.deps import disconnect_watch, embed_query, get_engine, open_collection, require
-from service.engine import Engine
-from service.generator import Draw
+from service.deps import (
+    disconnect_watch,
+    embed_query,
+    get_catalog,
+    get_encoder,
+    get_generator,
+    get_pipeline,
+    get_settings,
+    open_collection,
+    require,
+)
 
 router = APIRouter(tags=["images"], generate_unique_id_function=operation_id)
 
 
 @router.post("/generate", response_model=S.GenerateResponse, responses=errors(400, 404, *BATCHED))
 async def generate(
-    req: S.GenerateRequest, request: Request, eng: Engine = Depends(get_engine),
-    _=require("read"), gone: asyncio.Event = Depends(disconnect_watch),
+    req: S.GenerateRequest, request: Request, s: Settings = Depends(get_settings),
+    encoder: Encoder = Depends(get_encoder), generator: Generator | None = Depends(get_generator),
+    pipe: Pipeline = Depends(get_pipeline), catalog=Depends(get_catalog), _=require("read"),
+    gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.GenerateResponse:  # fmt: skip
     """Draw `n` pictures of a prompt (through the prior), an image, a collection item's vector or
     a vector, optionally moved by a modification ("in blue instead of red"). The same request with
     the same seed returns the same bytes."""
     if req.collection is not None:
         check_scope(request.state.key, req.collection)  # the collection comes in the body
-    gen = eng.require_generator()  # before any media is decoded
-    s = eng.settings
+    gen = require_generator(generator, encoder)  # before any media is decoded
     if req.n > s.max_generate_n:
         raise InputError(f"n {req.n} is over the limit of {s.max_generate_n}")
     if req.steps > s.max_generate_steps:
         raise InputError(f"steps {req.steps} is over the limit of {s.max_generate_steps}")
-    v = await image_vector(req, eng, gone)
+    v = await image_vector(req, gen, pipe, catalog, gone)
     if req.modification:
         terms = parse_modification(req.modification, weight=MODIFICATION_WEIGHT)
         if not terms:
             raise InputError("the modification has no terms")
-        tv = (await eng.embed_texts([t.text for t in terms], cancel=gone)).vectors
+        tv = await pipe.texts([t.text for t in terms], cancel=gone)
         try:
             v = compose(v, gen.image_vectors(tv), [t.weight for t in terms])
         except ValueError as e:
             raise InputError(str(e)) from None
     job = Draw(np.repeat(v[None], req.n, 0), req.steps, req.guidance, req.seed)
-    pngs = await eng.generate(job, cancel=gone)
+    pngs = await gen.generate(job, cancel=gone)
     return S.GenerateResponse(
         created=int(time.time()),
         data=[S.GeneratedImage(b64_json=base64.b64encode(p).decode()) for p in pngs],
     )
 
 
-async def image_vector(req: S.GenerateRequest, eng: Engine, gone: asyncio.Event) -> np.ndarray:
+async def image_vector(req: S.GenerateRequest, gen: Generator, pipe: Pipeline, catalog,
+                       gone: asyncio.Event) -> np.ndarray:  # fmt: skip
     """The image-space vector the request asks to draw."""
     if req.prompt is not None:
         if not req.prompt.strip():
             raise InputError("prompt is empty")
-        tv = (await eng.embed_texts([req.prompt], cancel=gone)).vectors
-        return eng.require_generator().image_vectors(tv)[0]
+        return gen.image_vectors(await pipe.texts([req.prompt], cancel=gone))[0]
     if req.image is not None:
-        return (await embed_query(eng, S.ImageQuery(image=req.image), gone))[0]
+        return (await embed_query(pipe, S.ImageQuery(image=req.image), gone)).vector
     if req.vector is not None:
-        return (await embed_query(eng, S.VectorQuery(vector=req.vector), gone))[0]
-    col = await open_collection(eng, req.collection)
+        return (await embed_query(pipe, S.VectorQuery(vector=req.vector), gone)).vector
+    col = await open_collection(catalog, req.collection)
     made_by = getattr(col, "model", None)
-    if made_by and made_by != eng.encoder.name:
+    if made_by and made_by != pipe.encoder.name:
         raise InputError(f"collection '{col.name}' holds vectors of model '{made_by}'; the decoder "
-                         f"draws vectors of model '{eng.encoder.name}'")  # fmt: skip
-    return (await embed_query(eng, S.IdQuery(id=req.id), gone, col))[0]
+                         f"draws vectors of model '{pipe.encoder.name}'")  # fmt: skip
+    return (await embed_query(pipe, S.IdQuery(id=req.id), gone, col)).vector

@@ -10,10 +10,11 @@ from pathlib import Path as FsPath
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
+from runtime.media import MEDIA_TYPES, MediaStore
 from service.access import Denied
 from service.contract import errors, operation_id
-from service.deps import count_refusal, get_engine
-from service.engine import MEDIA_TYPES, Engine
+from service.deps import count_refusal
+from service.deps import get_media as media_store
 from service.schemas import NAME_PATTERN
 
 router = APIRouter(tags=["page"], generate_unique_id_function=operation_id)
@@ -59,11 +60,11 @@ media_access.role = "read"  # declared with 401/403 when keys are configured (se
 async def get_media(
     collection: str = Path(pattern=NAME_PATTERN),
     file: str = Path(pattern=MEDIA_FILE),
-    eng: Engine = Depends(get_engine),
+    media: MediaStore = Depends(media_store),
     _: None = Depends(media_access),
 ) -> FileResponse:
     """An item's thumbnail or clip, by the URL a response gave (`media`)."""
-    path = eng.media_dir / collection / file  # both parts matched their patterns already
+    path = media.path(collection, file)  # both parts matched their patterns already
     if not path.is_file():
         raise HTTPException(404, "no such media")
     return FileResponse(path, media_type=MEDIA_TYPES[path.suffix])

@@ -9,19 +9,20 @@ from fastapi import APIRouter, Depends, Request
 
 from encoders import InputError
 from fusion import compose, parse_modification
+from runtime.pipeline import Pipeline
+from runtime.videos import grouped_search
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
 from service.deps import (
     disconnect_watch,
     embed_query,
-    get_engine,
+    get_catalog,
+    get_pipeline,
     media_urls,
     open_collection,
     require,
 )
-from service.engine import Engine
 from service.routes.collections import Name
-from service.videos import grouped_search
 
 router = APIRouter(tags=["search"], generate_unique_id_function=operation_id)
 
@@ -31,22 +32,24 @@ router = APIRouter(tags=["search"], generate_unique_id_function=operation_id)
     responses=errors(400, 404, *BATCHED),
 )  # fmt: skip
 async def search_collection(
-    req: S.SearchRequest, request: Request, name: str = Name, eng: Engine = Depends(get_engine),
-    _=require("read"), gone: asyncio.Event = Depends(disconnect_watch),
+    req: S.SearchRequest, request: Request, name: str = Name, catalog=Depends(get_catalog),
+    pipe: Pipeline = Depends(get_pipeline), _=require("read"),
+    gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.SearchResponse:  # fmt: skip
     """Query by text, image, vector or an item's id; optionally moved by weighted text terms
     or a modification phrase ("in blue instead of red"). An id query leaves that item out.
     `group_by` keeps the best hit per value of a metadata field (`video_id`: the best moment of
     each video)."""
-    col = await open_collection(eng, name)
-    q, exclude = await embed_query(eng, req.query, gone, col)
+    col = await open_collection(catalog, name)
+    found_query = await embed_query(pipe, req.query, gone, col)
+    q, exclude = found_query.vector, found_query.ref
     terms = list(req.terms)
     if req.modification:
         terms += [
             S.TermIn(text=t.text, weight=t.weight) for t in parse_modification(req.modification)
         ]
     if terms:
-        tv = (await eng.embed_texts([t.text for t in terms], cancel=gone)).vectors
+        tv = await pipe.texts([t.text for t in terms], cancel=gone)
         try:
             q = compose(q, tv, [t.weight for t in terms])
         except ValueError as e:

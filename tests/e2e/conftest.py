@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from runtime.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 
 
 def _png(colour=(200, 20, 20), size=(16, 16)) -> str:

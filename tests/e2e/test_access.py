@@ -12,9 +12,9 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+from runtime.media import media_stem
+from runtime.settings import Settings, SettingsError
 from service.app import create_app
-from service.engine import media_stem
-from service.settings import Settings, SettingsError
 
 TOKENS = {"read": "r" * 32, "write": "w" * 32, "admin": "a" * 32, "root": "x" * 32}
 ENTRIES = [

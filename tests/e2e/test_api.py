@@ -87,7 +87,7 @@ def test_official_openai_client_matches_embed(client):
     from openai import OpenAI
 
     oa = OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=client)
-    res = oa.embeddings.create(model=client.app.state.engine.settings.model, input=["a blue bag"])
+    res = oa.embeddings.create(model=client.app.state.runtime.settings.model, input=["a blue bag"])
     native = client.post("/embed", json={"texts": ["a blue bag"]}).json()
     np.testing.assert_allclose(res.data[0].embedding, native["embeddings"][0]["vector"], atol=1e-6)
 
@@ -309,7 +309,7 @@ def test_metrics(client):
 
 
 def test_model_failure_is_500_for_that_request_only(client, monkeypatch):
-    eng = client.app.state.engine
+    eng = client.app.state.runtime
     real = eng.encoder._text_batch
 
     def boom(texts):

@@ -39,7 +39,7 @@ def url(data: bytes, mime: str = "audio/wav") -> str:
 
 
 def vector_of(client, data: bytes) -> np.ndarray:
-    enc = client.app.state.engine.encoder
+    enc = client.app.state.runtime.encoder
     return enc.embed_audio([decode_audio(data, enc.audio_rate)])[0]
 
 

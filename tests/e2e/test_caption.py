@@ -83,7 +83,7 @@ def test_a_model_without_a_captioner_is_refused(client, png):
     assert r.status_code == 422
     assert r.json()["error"] == {
         "type": "no_captioner", "code": 422,
-        "message": f"model '{client.app.state.engine.encoder.name}' has no captioner; models with "
+        "message": f"model '{client.app.state.runtime.encoder.name}' has no captioner; models with "
         "one: 'house' (its captioner ships in models/house/captioner)",
     }  # fmt: skip
 

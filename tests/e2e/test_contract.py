@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from runtime.settings import Settings
 from service.app import create_app
 from service.openapi_doc import render, served_document
-from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 ERROR_REF = "#/components/schemas/ErrorResponse"
@@ -225,3 +225,36 @@ def test_a_generated_client_works_and_parses_errors(client, tmp_path):
         sys.path.remove(str(tmp_path))
         for mod in [m for m in sys.modules if m == "jsclient" or m.startswith("jsclient.")]:
             del sys.modules[mod]
+
+
+def _refs(node, where: str = "#"):
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield where, node["$ref"]
+        for k, v in node.items():
+            yield from _refs(v, f"{where}/{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _refs(v, f"{where}/{i}")
+
+
+def _resolve(doc: dict, ref: str):
+    assert ref.startswith("#/"), f"{ref} is not a reference into the document"
+    node = doc
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        node = node[part] if isinstance(node, dict) else node[int(part)]
+    return node
+
+
+def test_every_reference_resolves(document):
+    """A generated client and schemathesis can follow every `$ref` from the document's root."""
+    refs = list(_refs(document))
+    assert refs
+    broken = []
+    for where, ref in refs:
+        try:
+            _resolve(document, ref)
+        except (KeyError, IndexError, ValueError, AssertionError):
+            broken.append(f"{where}: {ref}")
+    assert broken == []

@@ -25,7 +25,7 @@ def toy_head(dim: int, parts: tuple[str, ...], seed: int = 0):
 
 def test_a_named_head_fuses_everywhere(make_client, tiny_clip_dir, tmp_path, png):
     with make_client(f"hf:{tiny_clip_dir}") as c:
-        eng = c.app.state.engine
+        eng = c.app.state.runtime
         head = toy_head(eng.encoder.dim, ("text", "image"))
         head_registry(tmp_path / "data").save("shop", head, model=eng.encoder.name, source="toy")
         t = c.post("/embed", json={"texts": ["a red dress"]}).json()["embeddings"][0]["vector"]
@@ -68,7 +68,7 @@ def test_a_named_head_fuses_everywhere(make_client, tiny_clip_dir, tmp_path, png
 
 def test_refusals(make_client, tiny_clip_dir, tmp_path, png):
     with make_client(f"hf:{tiny_clip_dir}") as c:
-        eng = c.app.state.engine
+        eng = c.app.state.runtime
         heads = head_registry(tmp_path / "data")
         heads.save("sounds", toy_head(eng.encoder.dim, ("text", "audio")), model=eng.encoder.name,
                    source="toy")  # fmt: skip

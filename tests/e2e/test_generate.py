@@ -23,8 +23,8 @@ pytestmark = pytest.mark.skipif(
 def gen(tmp_path_factory):
     from fastapi.testclient import TestClient
 
+    from runtime.settings import Settings
     from service.app import create_app
-    from service.settings import Settings
 
     s = Settings.load({}, model="house", data_dir=tmp_path_factory.mktemp("gen"), demo=False,
                       max_wait_ms=2)  # fmt: skip

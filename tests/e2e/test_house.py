@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 
 from encoders.house import default_house_dir
 from housedata.sets import FASHION_DIR, TUXPAINT_DIR
+from runtime.settings import Settings
 from service.app import create_app
 from service.demo import PER_CLASS, TINTS, demo_sounds
-from service.settings import Settings
 
 pytestmark = pytest.mark.skipif(
     not (default_house_dir() / "model.safetensors").is_file()

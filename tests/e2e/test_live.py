@@ -22,9 +22,9 @@ from PIL import Image
 from encoders import load_encoder
 from encoders.house import default_house_dir
 from generation.decoder import has_decoder
-from service.engine import Engine
+from runtime.container import Runtime
+from runtime.settings import Settings
 from service.runner import running
-from service.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ def test_request_whose_client_left_never_reaches_the_model(tmp_path, tiny_clip_d
     enc.encode_text = encode_text
     s = Settings.load({}, model=f"hf:{tiny_clip_dir}", data_dir=tmp_path, demo=False,
                       max_batch=1, max_wait_ms=0)  # fmt: skip
-    with running(s, Engine(s, encoder=enc)) as url:
+    with running(s, Runtime(s, encoder=enc)) as url:
 
         async def go() -> None:
             async with httpx.AsyncClient(timeout=30) as c:
@@ -211,7 +211,7 @@ def test_a_request_past_its_queue_wait_budget_gets_429_not_500(tmp_path, tiny_cl
     enc.encode_text = encode_text
     s = Settings.load({}, model=f"hf:{tiny_clip_dir}", data_dir=tmp_path, demo=False,
                       max_batch=1, max_wait_ms=0, max_queue_wait_ms=300)  # fmt: skip
-    with running(s, Engine(s, encoder=enc)) as url:
+    with running(s, Runtime(s, encoder=enc)) as url:
 
         async def go() -> None:
             async with httpx.AsyncClient(timeout=30) as c:

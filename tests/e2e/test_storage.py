@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from index import space as space_mod
+from runtime.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 
 
 def items(prefix: str, n: int, dim: int = 24, seed: int = 0) -> list[dict]:
@@ -72,7 +72,7 @@ def test_a_full_disk_is_507_all_or_nothing_and_resumes(app_at, tmp_path):
     with app_at(tmp_path, min_free_bytes=0) as c:
         c.post("/collections", json={"name": "c"})
         assert c.put("/collections/c/items", json={"items": items("a", 3)}).status_code == 200
-        store = c.app.state.engine.catalog.get("c").store
+        store = c.app.state.runtime.catalog.get("c").store
         pages = store._w.execute("PRAGMA page_count").fetchone()[0]
         store._w.execute(f"PRAGMA max_page_count={pages + 1}")  # the file cannot grow: full
         msg = err(c.put("/collections/c/items", json={"items": items("b", 200, seed=1)}), 507,
@@ -123,7 +123,7 @@ def test_an_io_error_is_503_and_read_only_until_a_restart(app_at, tmp_path):
     with app_at(tmp_path, min_free_bytes=0) as c:
         c.post("/collections", json={"name": "c"})
         assert c.put("/collections/c/items", json={"items": items("a", 3)}).status_code == 200
-        store = c.app.state.engine.catalog.get("c").store
+        store = c.app.state.runtime.catalog.get("c").store
         healthy, store._w = store._w, _FailingCommit(store._w)
         why = (f"collection 'c' is read-only after an I/O error in {tmp_path / 'collections' / 'c'} "
                "(SQLITE_IOERR_FSYNC: disk I/O error): the write was not acknowledged; restart the "

@@ -37,7 +37,7 @@ def url(data: bytes, mime: str = "video/mp4") -> str:
 
 
 def embedded(client, data: bytes, interval=4.0, shots=False):
-    enc = client.app.state.engine.encoder
+    enc = client.app.state.runtime.encoder
     return enc.encode_video([decode_video(data, shots=shots)], interval, shots=shots)[0]
 
 
@@ -247,7 +247,7 @@ def test_pooling_option_and_its_refusal(client, make_client, tiny_clip_dir):
     if not (default_house_dir() / "temporal" / "model.safetensors").is_file():
         pytest.skip("models/house/temporal is not shipped")
     with make_client("house") as house:
-        enc = house.app.state.engine.encoder
+        enc = house.app.state.runtime.encoder
         want = {p: enc.encode_video([decode_video(mp4)], 4.0, pooling=p)[0]
                 for p in ("mean", "temporal")}  # fmt: skip
         got = {}

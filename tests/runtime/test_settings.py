@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from index.gpu import gpu_count
-from service.settings import Settings, SettingsError
+from runtime.settings import Settings, SettingsError
 
 KEY = "k" * 20
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from service.batcher import Batcher, Overloaded
+from runtime.batcher import Batcher, Overloaded
 
 
 def run(coro):

@@ -5,8 +5,8 @@ metadata field (best segment per video).
 A segment's id is the video's id, '@' and its index (safe in a URL path); its metadata is the
 user's plus `video_id` (the id given), `start` and `end` in seconds and `segment` (its index); the
 whole-video item's adds `video_id`, `start` 0, `end` the duration and `segments` (how many).
-Plain functions over the engine's types and a collection; the routes call them, nothing here
-imports a router.
+Plain functions over the encoders' video types and a collection; the routes call them. Imports
+encoders and index only (no web framework).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Service settings: defaults, then JOINTSPACE_* environment variables, then command-line flags.
 
 Validated once at start-up; a bad value or a bad combination stops the service with a message that
-says what to change. No other module reads the environment.
+says what to change. No other module reads the environment. Imports pydantic and index only (no
+web framework).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Image generation for the engine: the served model's decoder and prior, loaded at start-up, behind
-their own batcher, so that generation has its own queue limit, wait budget and metrics and never
-holds up embedding.
+"""Image generation: the served model's decoder and prior, loaded at start-up, behind their own
+batcher, so that generation has its own queue limit, wait budget and metrics and never holds up
+embedding.
 
 One request is one job and runs alone (`max_batch=1`): a picture's pixels then depend only on the
 request (vectors, steps, guidance, seed), never on what else was queued, so the same request with
@@ -10,6 +10,7 @@ of HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from generation.decoder import load_decoder, sample
+from encoders import Encoder
+from generation.decoder import load_decoder, require_decoder, sample
 from generation.prior import has_prior, image_side, load_prior
-from service.batcher import Batcher
-from service.settings import Settings
+from runtime.batcher import Batcher
+from runtime.settings import Settings
+from runtime.waiting import arrived, wait
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Generator:
             max_queue_wait_ms=settings.max_generate_wait_ms,
         )  # fmt: skip
         self.on_images = lambda n: None  # the metrics' counter of pictures drawn
+        self.timeout = settings.request_timeout_s
 
     def _run(self, jobs: list[Draw]) -> list[list[bytes]]:
         (job,) = jobs
@@ -53,6 +57,18 @@ class Generator:
         self.on_images(len(pixels))
         return [[png(p) for p in pixels]]
 
+    async def generate(self, job: Draw, cancel: asyncio.Event | None = None) -> list[bytes]:
+        """PNG bytes of the job's pictures, through the generation batcher."""
+        fut = self.batcher.submit([job], arrived(cancel))
+        return (await wait(fut, cancel, self.timeout))[0]
+
     def image_vectors(self, text_vectors: np.ndarray) -> np.ndarray:
         """Text vectors moved into the image space by the prior (as they are without one)."""
         return image_side(self.prior, text_vectors)
+
+
+def require_generator(gen: Generator | None, encoder: Encoder) -> Generator:
+    """The generator, or NoDecoder naming the models that have one."""
+    if gen is None:
+        require_decoder(encoder)
+    return gen

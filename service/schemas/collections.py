@@ -1,0 +1,133 @@
+"""Shapes of the collection routes: collections, upserted and fetched items, search.
+
+Imports pydantic and service.schemas only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from service.schemas.base import (
+    NAME_PATTERN,
+    NONBLANK,
+    Strict,
+    Text,
+    Vector,
+    exactly_one,
+    limited,
+    opt,
+)
+from service.schemas.inputs import ItemIn, Query
+
+# -- collections -----------------------------------------------------------------------------------
+CollectionName = Annotated[str, Field(pattern=NAME_PATTERN, description="1-64 letters, digits, "
+                                      "'_', '-', '.'; starts with a letter or digit")]  # fmt: skip
+
+
+class CollectionCreate(Strict):
+    name: CollectionName
+    metric: Literal["cosine", "ip", "l2"] = "cosine"
+    index: str = Field("auto", min_length=1, description="FAISS factory string, or auto")
+
+
+class CollectionInfo(BaseModel):
+    name: str
+    dim: int
+    metric: str
+    model: str | None
+    index: str
+    factory_setting: str
+    count: int
+    lsn: int | None = Field(
+        description="The collection's log position (null on the Milvus backend, which keeps "
+        "its own)"
+    )
+    search_device: str = Field(
+        description="Where an unfiltered search runs now: cpu or gpu (FAISS), or milvus"
+    )
+
+
+class CollectionDeleted(BaseModel):
+    deleted: str = Field(description="The name of the collection dropped")
+
+
+class ItemsDeleted(BaseModel):
+    deleted: int = Field(description="How many items were deleted")
+
+
+ITEM_KINDS = ("text", "image", "audio", "video", "vector")
+
+
+class UpsertRequest(Strict):
+    items: list[ItemIn] = limited("items", min_length=1)
+    truncate: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kinds(cls, data: Any) -> Any:
+        for it in data.get("items") or [] if isinstance(data, dict) else []:
+            ident = it.get("id") if isinstance(it, dict) else None
+            exactly_one(it, ITEM_KINDS, f"item '{ident}'")
+        return data
+
+
+class UpsertResponse(BaseModel):
+    upserted: int
+    lsn: int | None = Field(
+        description="The write's log position (null on the Milvus backend, which keeps its own)"
+    )
+
+
+class ItemOut(BaseModel):
+    id: str
+    vector: Vector | None = None
+    metadata: dict[str, Any] | None = None
+    media: str | None = None
+
+
+QUERY_KINDS = ("text", "image", "audio", "vector", "id")
+
+
+class TermIn(Strict):
+    text: Text
+    weight: float = Field(0.8, ge=-10, le=10)
+
+
+class SearchRequest(Strict):
+    query: Query = Field(description="Exactly one of text, image, audio, vector or an item's id")
+    k: int = Field(10, ge=1, le=1000)
+    filter: dict[str, Any] | SkipJsonSchema[None] = opt(description="Metadata filter")
+    terms: list[TermIn] = limited("items", default_factory=list,
+                                  description="Weighted text terms to add")  # fmt: skip
+    modification: str | SkipJsonSchema[None] = opt(
+        description='A phrase such as "in blue instead of red" or "but not striped"',
+        pattern=NONBLANK,
+    )
+    exact_rerank: bool = False
+    group_by: str | SkipJsonSchema[None] = opt(
+        min_length=1, max_length=256,
+        description="A metadata field: the best hit per value (`video_id`: the best segment per "
+        "video); hits without the field are each their own group",
+    )  # fmt: skip
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kinds(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            exactly_one(data.get("query"), QUERY_KINDS, "a query")
+        return data
+
+
+class Hit(BaseModel):
+    id: str
+    score: float
+    metadata: dict[str, Any] | None = None
+    media: str | None = None
+
+
+class SearchResponse(BaseModel):
+    hits: list[Hit]
+    terms: list[TermIn]
