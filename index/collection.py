@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +181,11 @@ class Collection(Checks):
     @property
     def index_factory(self) -> str:
         return self._ann.factory
+
+    def ids(self) -> Iterator[str]:
+        """Every item's id (for collecting media no item refers to any more)."""
+        self._check_open()
+        return self.store.ids()
 
     def get(self, ids: Sequence[str]) -> list[Item | None]:
         ids = self._check_ids(ids, allow_duplicates=True)

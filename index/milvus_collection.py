@@ -144,6 +144,20 @@ class MilvusCollection(Checks):
         return int(rows[0]["count(*)"])
 
     @engine_call
+    def ids(self) -> list[str]:
+        """Every item's id (for collecting media no item refers to any more)."""
+        self._check_open()
+        it = self.client.query_iterator(self.engine_name, batch_size=IDS_PER_CALL,
+                                        filter="", output_fields=["id"])  # fmt: skip
+        out: list[str] = []
+        try:
+            while batch := it.next():
+                out += [r["id"] for r in batch]
+        finally:
+            it.close()
+        return out
+
+    @engine_call
     def get(self, ids: Sequence[str]) -> list[Item | None]:
         ids = self._check_ids(ids, allow_duplicates=True)
         unique = list(dict.fromkeys(ids))

@@ -177,6 +177,15 @@ class ItemStore:
     def count(self) -> int:
         return self._r.execute("SELECT count(*) FROM items").fetchone()[0]
 
+    def ids(self) -> Iterator[str]:
+        """Every item's id, from one read view (its own connection)."""
+        conn = self._connect(synchronous="FULL")
+        try:
+            for (i,) in conn.execute("SELECT id FROM items"):
+                yield i
+        finally:
+            conn.close()
+
     def get(self, ids: Sequence[str]) -> dict[str, tuple[int, np.ndarray, dict | None]]:
         out = {}
         for chunk in _chunks(list(ids)):

@@ -8,7 +8,9 @@ Imports encoders, generation, index and runtime; no web framework.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 from pathlib import Path
 
 from encoders import Encoder, load_encoder
@@ -24,6 +26,8 @@ from runtime.pipeline import Pipeline
 from runtime.registries import Models
 from runtime.settings import Settings
 from runtime.towers import Towers
+
+log = logging.getLogger("jointspace.runtime")
 
 
 class Runtime:
@@ -42,6 +46,8 @@ class Runtime:
         self.decoders = Decoders(self.encoder, self.limits, settings.video_workers)
         self.pipeline = Pipeline(self.towers, self.decoders, settings, self.models.fusion_head)
         self.captions = Captions(self.encoder, settings)
+        self._stopping = False
+        self._collecting: asyncio.Future | None = None
         self.generator: Generator | None = None
         if (folder := decoder_dir(self.encoder)) is not None:
             self.generator = Generator(folder, settings)
@@ -67,8 +73,32 @@ class Runtime:
     async def start(self) -> None:
         for b in self.batchers.values():
             b.start()
+        self._collecting = asyncio.create_task(asyncio.to_thread(self.collect_media))
 
     async def stop(self) -> None:
+        self._stopping = True
+        if self._collecting is not None:
+            await self._collecting  # a collection being collected at the moment finishes first
         for b in self.batchers.values():
             await b.stop()
         self.catalog.close()
+
+    async def wait_for_media(self) -> None:
+        """Until the start-up collection of unreferenced media has finished."""
+        if self._collecting is not None:
+            await asyncio.shield(self._collecting)
+
+    def collect_media(self) -> int:
+        """At start, in a worker thread: the media files no item refers to (a crash between a
+        write's media and its transaction) go; returns how many."""
+        gone = 0
+        for name in self.catalog.names():
+            if self._stopping:
+                break
+            try:
+                gone += self.media.collect(name, self.catalog.get(name).ids())
+            except Exception:
+                log.exception("collecting the media of collection '%s' failed", name)
+        if gone:
+            log.info("removed %d media files that no item refers to", gone)
+        return gone

@@ -1,6 +1,9 @@
 """The media files kept beside the collections for the web page: an item's thumbnail (PNG), the
 audio of an audio item and the video of a video item, as they came (already decoded once, so known
-to be sane). One medium per item; file names are a hash of the item's id.
+to be sane). One medium per item; file names are a hash of the item's id. A write puts its media
+down before the transaction that makes its items visible, and media no item refers to (left by a
+crash between the two, or by a failed write) are collected at start and on delete, so every item's
+medium resolves and no orphan stays.
 
 Imports PIL and runtime.decoders only.
 """
@@ -11,6 +14,7 @@ import hashlib
 import io
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image
@@ -88,6 +92,21 @@ class MediaStore:
         for item_id in item_ids:
             for suffix in MEDIA_TYPES:
                 (self.root / collection / (media_stem(item_id) + suffix)).unlink(missing_ok=True)
+
+    def collect(self, collection: str, ids: Iterable[str]) -> int:
+        """Remove the media (and half-written temporary files) of `collection` that no id in
+        `ids` refers to; returns how many files went."""
+        d = self.root / collection
+        if not d.is_dir():
+            return 0
+        live = {media_stem(i) for i in ids}
+        gone = 0
+        for f in d.iterdir():
+            stem = f.name.split(".")[0]
+            if f.name.startswith(".") or (f.suffix in MEDIA_TYPES and stem not in live):
+                f.unlink(missing_ok=True)
+                gone += 1
+        return gone
 
     def drop(self, collection: str) -> None:
         shutil.rmtree(self.root / collection, ignore_errors=True)

@@ -119,16 +119,24 @@ async def upsert_items(
     keep = [i for i in range(len(req.items)) if i not in rows]
     vecs = [out[i].vector[None] for i in keep] + [np.stack(r.vectors) for r in rows.values()]
     model_made = all(x.modality != "vector" for x in inputs)
-    lsn = await asyncio.to_thread(
-        col.upsert, [ids[i] for i in keep] + [x for r in rows.values() for x in r.ids],
-        np.concatenate(vecs).astype(np.float32),
-        [req.items[i].metadata for i in keep] + [m for r in rows.values() for m in r.metadata],
-        pipe.encoder.name if model_made else None,
-    )  # fmt: skip
-    if stale:
-        await asyncio.to_thread(col.delete, stale)
-        lsn = getattr(col, "lsn", lsn)  # the delete's position (Milvus keeps none)
-    await save_item_media(media, name, req.items, out, rows, stale)
+    # media first, then the one transaction that makes the items (and the removal of a shrunk
+    # video's stale segments) visible: a crash in between leaves only unreferenced media, which
+    # the next start collects; a refused write takes its new items' media back at once
+    with_media = await save_item_media(media, name, req.items, out, rows)
+    try:
+        lsn = await asyncio.to_thread(
+            col.upsert, [ids[i] for i in keep] + [x for r in rows.values() for x in r.ids],
+            np.concatenate(vecs).astype(np.float32),
+            [req.items[i].metadata for i in keep] + [m for r in rows.values() for m in r.metadata],
+            pipe.encoder.name if model_made else None, stale,
+        )  # fmt: skip
+    except Exception:  # refused or failed (not cancelled: the write may still land)
+        new_ids = [it.id for it, o in zip(req.items, old, strict=True) if o is None]
+        new_ids += [s for i, r in rows.items() if old[i] is None for s, _ in r.thumbs]
+        await asyncio.to_thread(media.delete, name, new_ids)
+        raise
+    bare = [it.id for i, it in enumerate(req.items) if i not in with_media]
+    await asyncio.to_thread(media.delete, name, bare + stale)  # a replaced item's old medium
     audit(request, name, len(req.items))
     return S.UpsertResponse(upserted=len(req.items), lsn=lsn)
 
@@ -143,10 +151,9 @@ def given_vector(it: S.VectorItem, col) -> np.ndarray:
 
 
 async def save_item_media(media: MediaStore, name: str, items: list, out: list[Embedded],
-                          rows: dict, stale: list[str]) -> None:  # fmt: skip
+                          rows: dict) -> set[int]:  # fmt: skip
     """Each item's medium: its picture (a fused item's picture, else its sound), its sound, a
-    video's bytes and its segments' thumbnails; the old media of items that now have none, and
-    of dropped segments, go."""
+    video's bytes and its segments' thumbnails; returns the items that have one."""
     with_media = set()
     for i, (it, r) in enumerate(zip(items, out, strict=True)):
         if i in rows:
@@ -160,8 +167,7 @@ async def save_item_media(media: MediaStore, name: str, items: list, out: list[E
         else:
             continue
         with_media.add(i)
-    bare = [it.id for i, it in enumerate(items) if i not in with_media]
-    await asyncio.to_thread(media.delete, name, bare + stale)  # a replaced item's old medium
+    return with_media
 
 
 @router.get(
