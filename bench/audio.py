@@ -27,7 +27,7 @@ from bench.service import load
 from encoders import decode_audio, load_encoder
 from encoders.audio import encode_audio
 from housedata.sets import TUXPAINT_DIR
-from runtime.container import Runtime as Engine
+from runtime.container import Runtime
 from runtime.settings import Settings
 from service.runner import running
 
@@ -73,7 +73,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as d:
             s = Settings.load({}, model=args.model, data_dir=d, demo=False, max_batch=max_batch,
                               queue_size=4096, max_queue_wait_ms=60_000)  # fmt: skip
-            with running(s, Engine(s, encoder=enc)) as url:
+            with running(s, Runtime(s, encoder=enc)) as url:
                 asyncio.run(load(url, bodies[:16], 8, timeout=120))  # warm-up
                 results[name] = asyncio.run(load(url, bodies * 2, args.clients, timeout=120))
     print(f"service, {args.clients} clients, one clip per request to /v1/embeddings:")

@@ -90,7 +90,7 @@ def run_load(url: str, clients: int, texts_per: int, seconds: float) -> dict:
 
 def main() -> None:
     from encoders import load_encoder
-    from runtime.container import Runtime as Engine
+    from runtime.container import Runtime
     from runtime.settings import Settings
     from service.runner import running
 
@@ -115,7 +115,7 @@ def main() -> None:
             for cname, overrides in configs.items():
                 with tempfile.TemporaryDirectory() as d:
                     s = Settings.load({}, model=args.model, data_dir=d, demo=False, **overrides)
-                    with running(s, Engine(s, encoder=enc)) as url:
+                    with running(s, Runtime(s, encoder=enc)) as url:
                         pool.submit(run_load, url, 4, 1, 1.0).result()  # warm-up
                         r = pool.submit(run_load, url, clients, per, args.seconds).result()
                         s50, s99 = server_quantiles(url)

@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 
 from encoders import load_encoder
-from runtime.container import Runtime as Engine
+from runtime.container import Runtime
 from runtime.settings import Settings
 from service.runner import running
 
@@ -131,7 +131,7 @@ def main() -> None:
             for stack, options in stacks.items():
                 with tempfile.TemporaryDirectory() as d:
                     s = Settings.load({}, model=args.model, data_dir=d, demo=False, max_batch=1)
-                    with running(s, Engine(s, encoder=enc), **options) as url:
+                    with running(s, Runtime(s, encoder=enc), **options) as url:
                         remote(url, data[:30], 1)  # warm-up
                         m0 = server_sums(url)
                         seq.setdefault(stack, []).extend(remote(url, data[:200], 1)[1])
@@ -142,7 +142,7 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as d:
                     s = Settings.load({}, model=args.model, data_dir=d, demo=False,
                                       max_batch=max_batch, queue_size=4096)  # fmt: skip
-                    with running(s, Engine(s, encoder=enc)) as url:
+                    with running(s, Runtime(s, encoder=enc)) as url:
                         remote(url, data[:64], 8)  # warm-up
                         results[name] = remote(url, data, args.clients)
 

@@ -26,7 +26,7 @@ from housedata.sets import (
     fashion_mnist,
     tint,
 )
-from runtime.container import Runtime as Engine
+from runtime.container import Runtime
 from runtime.videos import video_rows
 
 log = logging.getLogger("jointspace.demo")
@@ -86,7 +86,7 @@ def demo_clips() -> list[tuple[str, bytes, dict, bool]]:
     return out
 
 
-def _current(engine: Engine, sounds: list) -> bool:
+def _current(engine: Runtime, sounds: list) -> bool:
     col = engine.catalog.get(NAME)
     if col.model != engine.encoder.name or not col.count:
         return False
@@ -94,7 +94,7 @@ def _current(engine: Engine, sounds: list) -> bool:
     return all(item is not None for item in col.get([*firsts, "clip-shots-0"]))
 
 
-def ensure_demo(engine: Engine, console: Console | None = None) -> bool:
+def ensure_demo(engine: Runtime, console: Console | None = None) -> bool:
     """Build the demo collection unless it exists for the served model. True when present."""
     enc = engine.encoder
     try:
@@ -138,7 +138,7 @@ def ensure_demo(engine: Engine, console: Console | None = None) -> bool:
     return True
 
 
-def _add_clip(engine: Engine, col, item_id: str, data: bytes, meta: dict, shots: bool) -> None:
+def _add_clip(engine: Runtime, col, item_id: str, data: bytes, meta: dict, shots: bool) -> None:
     """A video item as the service stores one: a row per segment and one for the whole video."""
     enc = engine.encoder
     clip = engine.decoders.read_video(data, item_id, shots=shots)
