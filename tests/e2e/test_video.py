@@ -219,6 +219,34 @@ def test_replacing_or_deleting_a_video_takes_its_segments(client):
     assert count(client, "r") == 1
 
 
+def test_a_shrinking_video_is_one_transaction(client, monkeypatch):
+    """Replacing a 3-segment video with a 2-segment one writes the whole item, its segments and
+    the removal of the stale segment in one store transaction: there is no second write a crash
+    could fall before."""
+    from index.store import ItemStore
+
+    client.post("/collections", json={"name": "t"})
+    put = lambda items: client.put("/collections/t/items", json={"items": items})  # noqa: E731
+    assert put([{"id": "v", "video": url(clip()), "segments": {"interval": 2}}]).status_code == 200
+    before = client.get("/collections/t").json()["lsn"]
+    writes = []
+    real = ItemStore._transaction
+
+    def counted(self):
+        writes.append(1)
+        return real(self)
+
+    monkeypatch.setattr(ItemStore, "_transaction", counted)
+    r = put([{"id": "v", "video": url(clip()), "segments": {"interval": 4}}])
+    assert r.status_code == 200 and r.json()["lsn"] == before + 1
+    assert len(writes) == 1
+    assert count(client, "t") == 3
+    assert client.get("/collections/t/items/v").json()["metadata"]["segments"] == 2
+    assert [client.get(f"/collections/t/items/v@{i}").status_code for i in range(3)] == [
+        200, 200, 404,
+    ]  # fmt: skip
+
+
 def test_video_item_refusals(client, make_client, tiny_clap_dir):
     client.post("/collections", json={"name": "bad"})
     r = client.put("/collections/bad/items", json={"items": [
