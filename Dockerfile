@@ -21,6 +21,7 @@ COPY index index
 COPY fusion fusion
 COPY generation generation
 COPY jobs jobs
+COPY runtime runtime
 COPY service service
 COPY cli cli
 COPY models models
