@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from pathlib import Path
 
 from encoders import Encoder, load_encoder
@@ -73,12 +74,16 @@ class Runtime:
     async def start(self) -> None:
         for b in self.batchers.values():
             b.start()
-        self._collecting = asyncio.create_task(asyncio.to_thread(self.collect_media))
+        started = time.time()
+        self._collecting = asyncio.create_task(asyncio.to_thread(self.collect_media, started))
 
     async def stop(self) -> None:
         self._stopping = True
         if self._collecting is not None:
-            await self._collecting  # a collection being collected at the moment finishes first
+            try:  # a collection being collected at the moment finishes first
+                await self._collecting
+            except Exception:
+                log.exception("collecting unreferenced media failed")
         for b in self.batchers.values():
             await b.stop()
         self.catalog.close()
@@ -88,15 +93,18 @@ class Runtime:
         if self._collecting is not None:
             await asyncio.shield(self._collecting)
 
-    def collect_media(self) -> int:
-        """At start, in a worker thread: the media files no item refers to (a crash between a
-        write's media and its transaction) go; returns how many."""
+    def collect_media(self, started: float) -> int:
+        """At start, in a worker thread: the media files written before `started` that no item
+        refers to (a crash between a write's media and its transaction) go; returns how many.
+        Only collections with a media folder are opened."""
         gone = 0
         for name in self.catalog.names():
             if self._stopping:
                 break
+            if not self.media.has(name):
+                continue
             try:
-                gone += self.media.collect(name, self.catalog.get(name).ids())
+                gone += self.media.collect(name, self.catalog.get(name).ids(), started)
             except Exception:
                 log.exception("collecting the media of collection '%s' failed", name)
         if gone:

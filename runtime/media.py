@@ -2,8 +2,7 @@
 audio of an audio item and the video of a video item, as they came (already decoded once, so known
 to be sane). One medium per item; file names are a hash of the item's id. A write puts its media
 down before the transaction that makes its items visible, and media no item refers to (left by a
-crash between the two, or by a failed write) are collected at start and on delete, so every item's
-medium resolves and no orphan stays.
+crash between the two) are collected when the service starts; a delete removes its items' media.
 
 Imports PIL and runtime.decoders only.
 """
@@ -93,19 +92,29 @@ class MediaStore:
             for suffix in MEDIA_TYPES:
                 (self.root / collection / (media_stem(item_id) + suffix)).unlink(missing_ok=True)
 
-    def collect(self, collection: str, ids: Iterable[str]) -> int:
-        """Remove the media (and half-written temporary files) of `collection` that no id in
-        `ids` refers to; returns how many files went."""
+    def has(self, collection: str) -> bool:
+        """Whether `collection` has any media folder at all."""
+        return (self.root / collection).is_dir()
+
+    def collect(self, collection: str, ids: Iterable[str], before: float) -> int:
+        """Remove the media files (and half-written temporary files) of `collection` last written
+        before `before` (a time.time()) that no id in `ids` refers to; returns how many went.
+        Files written since then belong to writes of this process still on their way to their
+        transaction, and are left alone."""
         d = self.root / collection
         if not d.is_dir():
             return 0
         live = {media_stem(i) for i in ids}
         gone = 0
         for f in d.iterdir():
-            stem = f.name.split(".")[0]
-            if f.name.startswith(".") or (f.suffix in MEDIA_TYPES and stem not in live):
-                f.unlink(missing_ok=True)
-                gone += 1
+            stem = f.name.lstrip(".").split(".")[0]
+            orphan = f.name.startswith(".") or (f.suffix in MEDIA_TYPES and stem not in live)
+            try:
+                if orphan and f.stat().st_mtime < before:
+                    f.unlink()
+                    gone += 1
+            except FileNotFoundError:
+                pass  # replaced or removed meanwhile
         return gone
 
     def drop(self, collection: str) -> None:

@@ -119,11 +119,13 @@ async def upsert_items(
     keep = [i for i in range(len(req.items)) if i not in rows]
     vecs = [out[i].vector[None] for i in keep] + [np.stack(r.vectors) for r in rows.values()]
     model_made = all(x.modality != "vector" for x in inputs)
-    # media first, then the one transaction that makes the items (and the removal of a shrunk
-    # video's stale segments) visible: a crash in between leaves only unreferenced media, which
-    # the next start collects; a refused write takes its new items' media back at once
-    with_media = await save_item_media(media, name, req.items, out, rows)
+    # A new item's media go down before the one transaction that makes it (and the removal of
+    # a shrunk video's stale segments) visible: a crash in between leaves only unreferenced
+    # media, which the next start collects, and a refused write takes them back. A replaced
+    # item's media are rewritten after the commit, so a refused write leaves it as it was.
+    fresh = {i for i, o in enumerate(old) if o is None}
     try:
+        with_media = await save_item_media(media, name, req.items, out, rows, fresh)
         lsn = await asyncio.to_thread(
             col.upsert, [ids[i] for i in keep] + [x for r in rows.values() for x in r.ids],
             np.concatenate(vecs).astype(np.float32),
@@ -131,10 +133,11 @@ async def upsert_items(
             pipe.encoder.name if model_made else None, stale,
         )  # fmt: skip
     except Exception:  # refused or failed (not cancelled: the write may still land)
-        new_ids = [it.id for it, o in zip(req.items, old, strict=True) if o is None]
-        new_ids += [s for i, r in rows.items() if old[i] is None for s, _ in r.thumbs]
-        await asyncio.to_thread(media.delete, name, new_ids)
+        taken = [ids[i] for i in fresh] + [s for i in fresh if i in rows for s, _ in rows[i].thumbs]
+        await asyncio.to_thread(media.delete, name, taken)
         raise
+    replaced = set(range(len(req.items))) - fresh
+    with_media |= await save_item_media(media, name, req.items, out, rows, replaced)
     bare = [it.id for i, it in enumerate(req.items) if i not in with_media]
     await asyncio.to_thread(media.delete, name, bare + stale)  # a replaced item's old medium
     audit(request, name, len(req.items))
@@ -151,11 +154,13 @@ def given_vector(it: S.VectorItem, col) -> np.ndarray:
 
 
 async def save_item_media(media: MediaStore, name: str, items: list, out: list[Embedded],
-                          rows: dict) -> set[int]:  # fmt: skip
-    """Each item's medium: its picture (a fused item's picture, else its sound), its sound, a
-    video's bytes and its segments' thumbnails; returns the items that have one."""
+                          rows: dict, which: set[int]) -> set[int]:  # fmt: skip
+    """The medium of each item in `which`: its picture (a fused item's picture, else its sound),
+    its sound, a video's bytes and its segments' thumbnails; returns those that have one."""
     with_media = set()
     for i, (it, r) in enumerate(zip(items, out, strict=True)):
+        if i not in which:
+            continue
         if i in rows:
             await asyncio.to_thread(media.save_video, name, it.id, r.clip)
             for sid, thumb in rows[i].thumbs:

@@ -1,6 +1,7 @@
-"""Media and the items that show them: an item's medium is on disk before the transaction that
-makes the item visible, a refused write leaves no medium behind, and media no item refers to
-(what a crash between the two leaves) are collected when the service starts."""
+"""Media and the items that show them: a new item's medium is on disk before the transaction that
+makes the item visible, a refused write leaves no new medium behind and the old items' media as
+they were, and media no item refers to (what a crash between the two leaves) are collected when
+the service starts."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def test_medium_is_written_before_the_item_is_visible(client, png, tmp_path, mon
 def test_a_refused_write_leaves_no_medium(client, png, tmp_path, monkeypatch):
     client.post("/collections", json={"name": "shop"}).raise_for_status()
     client.put("/collections/shop/items", json={"items": [{"id": "old", "image": png()}]})
+    kept = (media_dir(tmp_path) / (media_stem("old") + ".png")).read_bytes()
 
     def refuse(self, *a, **kw):
         raise StorageFull("no room for the write")
@@ -45,6 +47,7 @@ def test_a_refused_write_leaves_no_medium(client, png, tmp_path, monkeypatch):
     r = client.put("/collections/shop/items", json={"items": items})
     assert r.status_code == 507
     assert sorted(p.name for p in media_dir(tmp_path).iterdir()) == [media_stem("old") + ".png"]
+    assert (media_dir(tmp_path) / (media_stem("old") + ".png")).read_bytes() == kept
 
 
 def test_media_no_item_refers_to_are_collected_at_start(make_client, tiny_clip_dir, png, tmp_path):
