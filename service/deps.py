@@ -28,40 +28,42 @@ from service.access import OPEN, Denied, Key
 from service.inputs import to_input
 
 
-def get_runtime(request: Request) -> Runtime:
+# The providers are coroutines: FastAPI runs a plain function dependency in its thread pool,
+# a hop per dependency per request; a coroutine runs on the loop.
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.runtime.settings
 
 
-def get_encoder(request: Request) -> Encoder:
+async def get_encoder(request: Request) -> Encoder:
     return request.app.state.runtime.encoder
 
 
-def get_catalog(request: Request) -> Any:
+async def get_catalog(request: Request) -> Any:
     return request.app.state.runtime.catalog
 
 
-def get_pipeline(request: Request) -> Pipeline:
+async def get_pipeline(request: Request) -> Pipeline:
     return request.app.state.runtime.pipeline
 
 
-def get_media(request: Request) -> MediaStore:
+async def get_media(request: Request) -> MediaStore:
     return request.app.state.runtime.media
 
 
-def get_models(request: Request) -> Models:
+async def get_models(request: Request) -> Models:
     """The trained classifiers and fusion heads."""
     return request.app.state.runtime.models
 
 
-def get_captions(request: Request) -> Captions:
+async def get_captions(request: Request) -> Captions:
     return request.app.state.runtime.captions
 
 
-def get_generator(request: Request) -> Generator | None:
+async def get_generator(request: Request) -> Generator | None:
     return request.app.state.runtime.generator
 
 
