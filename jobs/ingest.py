@@ -20,8 +20,13 @@ from jobs.output import MANIFEST, iter_vectors, migrate, read_manifest
 def finished_job(out: Path, on_migrate: Callable[[], None] | None = None) -> dict:
     """The manifest of the finished job in `out`, or JobError saying why there is none. A
     directory in the first layout is migrated first (`on_migrate` is called once if so)."""
-    if out.is_dir() and migrate(out) and on_migrate is not None:
-        on_migrate()
+    try:
+        if out.is_dir() and migrate(out) and on_migrate is not None:
+            on_migrate()
+    except OSError as e:
+        raise JobError(f"{out}: written by an earlier release and cannot be renamed to today's "
+                       f"layout ({e.strerror}): run `job embed` on it where it can be written, "
+                       "or copy it") from None  # fmt: skip
     manifest = read_manifest(out)
     if manifest is None:
         raise JobError(f"{out}: no {MANIFEST}: not the output of `jointspace job embed`")

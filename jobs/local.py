@@ -83,7 +83,7 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _chunks(shards: Iterable[Shard]) -> Iterator[tuple[Shard, list[Item]]]:
+def chunks(shards: Iterable[Shard]) -> Iterator[tuple[Shard, list[Item]]]:
     for shard in shards:
         for at in range(0, len(shard.items), CHUNK):
             yield shard, shard.items[at : at + CHUNK]
@@ -94,7 +94,7 @@ def decoded_chunks(
 ) -> Iterator[tuple[Shard, list[Decoded]]]:
     """Decoded chunks in plan order; `workers` processes (0: in this process)."""
     if workers == 0:
-        for shard, items in _chunks(shards):
+        for shard, items in chunks(shards):
             yield shard, decode_chunk(items, opts)
         return
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
@@ -103,7 +103,7 @@ def decoded_chunks(
     )
     inflight: deque[tuple[Shard, Future]] = deque()
     try:
-        source = _chunks(shards)
+        source = chunks(shards)
         for shard, items in source:
             inflight.append((shard, pool.submit(decode_chunk, items, opts)))
             if len(inflight) >= workers * INFLIGHT_PER_WORKER:

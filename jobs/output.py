@@ -7,8 +7,8 @@ with `_`, which Spark, Hive, pyarrow, pandas, Polars, DuckDB and Ray skip when t
 directory as a dataset: `_manifest.json`, `_errors/shard-NNNNN.jsonl` (written before its shard,
 so a finished shard always has its errors) and `_errors.jsonl`, all of them together, rewritten
 when a run ends. Temporary files begin with `.`. A directory in the first layout (`manifest.json`,
-`errors/`, `errors.jsonl`) is migrated when a job resumes it. Must not import torch, the encoders'
-models, the index or HTTP.
+`errors/`, `errors.jsonl`) is migrated when a job resumes it or `job ingest` reads it. Must not
+import torch, the encoders' models, the index or HTTP.
 """
 
 from __future__ import annotations

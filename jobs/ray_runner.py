@@ -16,13 +16,14 @@ or anything of HTTP.
 from __future__ import annotations
 
 import pickle
+from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from jobs.decode import DecodeOptions, decode_chunk
 from jobs.errors import JobError
-from jobs.local import CHUNK, Progress, ShardState
+from jobs.local import Progress, ShardState, chunks
 from jobs.sources import Shard
 
 INFLIGHT_PER_ACTOR = 2  # one shard being embedded, one waiting: enough to keep an actor busy
@@ -43,9 +44,13 @@ class ShardWriter:
 
     def run(self, shard: Shard) -> tuple[str, int, int]:
         st = ShardState(shard, len(shard.items))
-        chunks = [shard.items[at : at + CHUNK] for at in range(0, len(shard.items), CHUNK)]
-        for decoded in self.pool.map(decode_chunk, chunks, [self.opts] * len(chunks)):
-            st.add(decoded, self.enc, self.batch_size, self.window)
+        inflight: deque[Future] = deque()  # a few chunks ahead of the model, no more
+        for _, items in chunks([shard]):
+            inflight.append(self.pool.submit(decode_chunk, items, self.opts))
+            if len(inflight) > 2 * DECODE_THREADS:
+                st.add(inflight.popleft().result(), self.enc, self.batch_size, self.window)
+        while inflight:
+            st.add(inflight.popleft().result(), self.enc, self.batch_size, self.window)
         st.finish(self.enc, self.out, self.window)
         return shard.name, len(shard.items), len(st.errors)
 

@@ -74,7 +74,23 @@ class Plan:
         return sum(self.sizes.values())
 
     def shards(self) -> Iterator[Shard]:
-        return self.make()
+        """The shards, listed from the source again; a source that changed since it was planned
+        (a shard of another size, or more or fewer shards) stops the job with JobError."""
+        names = iter(self.sizes.items())
+        for shard in self.make():
+            name, size = next(names, (shard.name, None))
+            if (shard.name, len(shard.items)) != (name, size):
+                planned = "none planned" if size is None else f"{size} planned"
+                raise self._changed(f"{shard.name} now has {len(shard.items)} inputs, {planned}")
+            yield shard
+        if next(names, None) is not None:
+            raise self._changed("fewer shards than planned")
+
+    def _changed(self, what: str) -> JobError:
+        return JobError(
+            f"{', '.join(self.sources)} changed while the job ran ({what}): run it "
+            "again on a source that holds still"
+        )
 
 
 @dataclass

@@ -26,6 +26,7 @@ from encoders.audio import encode_audio
 from index import Catalog
 from index.backend import open_catalog
 from jobs import JobError, JobOptions, embed_job, ingest
+from jobs.sources import plan
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
 
@@ -446,3 +447,20 @@ def test_planning_memory_does_not_grow_with_the_table(tmp_path):
                              capture_output=True, text=True, check=True)  # fmt: skip
         peaks[n] = int(res.stdout.strip()) / 1024  # MiB
     assert peaks[1_000_000] < 1.25 * peaks[100_000], peaks
+
+
+def test_a_table_that_changes_during_the_job_stops_it(tmp_path):
+    path = tmp_path / "items.csv"
+    path.write_text("id,text\n" + "".join(f"t{i},text {i}\n" for i in range(5)))
+    p = plan([path], ["text"], shard_size=2)
+    assert p.sizes == {"shard-00000": 2, "shard-00001": 2, "shard-00002": 1}
+    path.write_text("id,text\n" + "".join(f"t{i},text {i}\n" for i in range(3)))
+    with pytest.raises(JobError) as e:
+        list(p.shards())
+    assert str(e.value) == (
+        f"{path} changed while the job ran (shard-00001 now has 1 inputs, 2 planned): run it "
+        "again on a source that holds still"
+    )
+    path.write_text("id,text\n" + "".join(f"t{i},text {i}\n" for i in range(7)))
+    with pytest.raises(JobError, match=r"\(shard-00002 now has 2 inputs, 1 planned\)"):
+        list(p.shards())
