@@ -139,7 +139,7 @@ class Collection(Checks):
             self._apply(lambda: (self._ann.remove(res.removed), self._ann.add(res.added, vecs)))
             self._applied = res.lsn
             self._count += len(res.added) - len(res.removed)
-            self._dirty += len(ids)
+            self._dirty += len(ids) + len(remove)
         self._refresher.kick()
         self._maybe_maintain()
         return res.lsn

@@ -4,10 +4,10 @@ vectors, whatever route they came by.
 It expands fused inputs into their parts, groups every input and part by modality through one
 table {modality: Route(decode, embed)}, decodes everything off the event loop (all at once, each
 error naming its input; the first in input order is raised), submits each modality's batch once
-(the frames of all videos and the images share the image tower) and puts the results back in input
-order, with what the routes need beside the vector (tokens, truncation, audio windows, video
-segments, the decoded picture or clip kept as media). A new modality is one entry in `table` and
-its decoder.
+(the frames of all videos go to the image batcher in one submission, the images in another) and
+puts the results back in input order, with what the routes need beside the vector (tokens,
+truncation, audio windows, video segments, the decoded picture or clip kept as media). A new
+modality is one entry in `table` and its decoder.
 
 Imports encoders, fusion and runtime; no web framework.
 """

@@ -5,6 +5,6 @@ batchers, the settings and the limits live in runtime/, whose parts the routes r
 dependencies (service/deps.py).
 
 The only package that imports FastAPI and uvicorn. It imports runtime/ and the library packages
-below it (encoders, index, fusion, training for the demo data) and is imported by nothing but the
-CLI.
+below it (encoders, index, fusion, housedata for the demo data) and is imported by nothing but
+the CLI.
 """

@@ -122,7 +122,7 @@ def loss_of(head: TemporalHead, batch: tuple, cfg: TemporalTrainConfig) -> torch
     tower); the anchor: 1 - cos(clip, the mean of its frames), so
     that the head adds order and stays in the image space; and, with `nce_weight`, InfoNCE both
     ways between clips and captions (each change clip's reversed caption an extra negative).
-    Measured on held-out pairs (training/temporal_card.py): InfoNCE + order gave order 0.99 but
+    Measured on held-out pairs (training/temporal/card.py): InfoNCE + order gave order 0.99 but
     moved vectors to cosine 0.49 from their frames' mean; order + anchor keeps 0.98."""
     frames, pad, texts, revs, change = batch
     z = head(frames, pad)
