@@ -67,3 +67,26 @@ class Checkpoint:
             for name, part in self.parts.items():
                 part.load_state_dict(state[name])
         return state
+
+
+class GeneratorLoop:
+    """Resume and save for a trainer whose loop state is a torch Generator (`gen`), its `step`,
+    its `losses` and its `seconds`, kept in `self.checkpoint` (a Checkpoint)."""
+
+    checkpoint: Checkpoint
+    gen: torch.Generator
+    step: int
+    losses: list
+    seconds: float
+
+    def resume(self) -> bool:
+        st = self.checkpoint.restore()
+        if st is None:
+            return False
+        self.gen.set_state(st["gen"])
+        self.step, self.losses, self.seconds = st["step"], st["losses"], st["seconds"]
+        return True
+
+    def save_checkpoint(self) -> None:
+        self.checkpoint.save(gen=self.gen.get_state(), step=self.step, losses=self.losses,
+                             seconds=self.seconds)  # fmt: skip

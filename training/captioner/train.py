@@ -25,7 +25,7 @@ from torch import nn
 
 from generation.captioner import Captioner, Mapper
 from training.captioner.data import Captions
-from training.checkpoint import Checkpoint
+from training.checkpoint import Checkpoint, GeneratorLoop
 from training.core import lr_at
 
 
@@ -83,7 +83,7 @@ def conditioning(c: Captions, idx: np.ndarray, cfg: CaptionConfig, noise: float,
     return torch.where(use_text[:, None], txt, img)
 
 
-class CaptionTrainer:
+class CaptionTrainer(GeneratorLoop):
     def __init__(self, cfg: CaptionConfig, data: Captions, lm: nn.Module, tok, lm_name: str,
                  log: Callable[[str], None] = print) -> None:  # fmt: skip
         self.cfg, self.data, self.lm, self.tok = cfg, data, lm, tok
@@ -97,18 +97,6 @@ class CaptionTrainer:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.lm.requires_grad_(False)
         self.checkpoint = Checkpoint(cfg.out, {"mapper": self.mapper, "opt": self.opt})
-
-    def resume(self) -> bool:
-        st = self.checkpoint.restore()
-        if st is None:
-            return False
-        self.gen.set_state(st["gen"])
-        self.step, self.losses, self.seconds = st["step"], st["losses"], st["seconds"]
-        return True
-
-    def save_checkpoint(self) -> None:
-        self.checkpoint.save(gen=self.gen.get_state(), step=self.step, losses=self.losses,
-                             seconds=self.seconds)  # fmt: skip
 
     def train_step(self) -> float:
         start = time.perf_counter()

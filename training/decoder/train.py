@@ -29,7 +29,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from generation.decoder import DecoderConfig, ImageDecoder, save_decoder
 from generation.prior import Prior, save_prior
-from training.checkpoint import Checkpoint
+from training.checkpoint import Checkpoint, GeneratorLoop
 from training.core import lr_at
 from training.decoder.data import DecoderData
 
@@ -55,7 +55,7 @@ class DecoderTrainConfig:
     save_every: int = 250
 
 
-class DecoderTrainer:
+class DecoderTrainer(GeneratorLoop):
     def __init__(self, cfg: DecoderTrainConfig, data: DecoderData, model_name: str) -> None:
         self.cfg, self.data, self.model_name = cfg, data, model_name
         torch.manual_seed(cfg.seed)
@@ -72,18 +72,6 @@ class DecoderTrainer:
         self.weights = source_weights(data.sources, cfg.other_share)
         parts = {"decoder": self.decoder, "ema": self.ema, "opt": self.opt}
         self.checkpoint = Checkpoint(cfg.out, parts)
-
-    def resume(self) -> bool:
-        st = self.checkpoint.restore()
-        if st is None:
-            return False
-        self.gen.set_state(st["gen"])
-        self.step, self.losses, self.seconds = st["step"], st["losses"], st["seconds"]
-        return True
-
-    def save_checkpoint(self) -> None:
-        self.checkpoint.save(gen=self.gen.get_state(), step=self.step, losses=self.losses,
-                             seconds=self.seconds)  # fmt: skip
 
     def batch(self) -> tuple[torch.Tensor, ...]:
         cfg, g = self.cfg, self.gen
