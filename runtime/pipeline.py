@@ -153,9 +153,12 @@ class Pipeline:
         leaves: list[tuple[I.Input, str]] = []
         plan: list[int | _Fused] = []
         texts = 0
+        heads: dict[str, FusionHead] = {}  # each head named is looked up once per request
         for x in inputs:
             if isinstance(x, I.Multi):
-                head = await asyncio.to_thread(self.heads, x.head) if x.head else None
+                if x.head and x.head not in heads:
+                    heads[x.head] = await asyncio.to_thread(self.heads, x.head)
+                head = heads[x.head] if x.head else None
                 if head is not None:
                     try:
                         head.check_parts(x.parts)
