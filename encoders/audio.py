@@ -11,6 +11,7 @@ mono. Knows nothing of models, FAISS or HTTP.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import os
@@ -109,9 +110,17 @@ def resample(samples: np.ndarray, rate: int, to: int) -> np.ndarray:
     """Mono float32 samples from `rate` to `to` Hz (torchaudio's windowed-sinc resampler)."""
     if rate == to:
         return np.ascontiguousarray(samples, dtype=np.float32)
-    import torchaudio.functional as AF
+    with torch.inference_mode():
+        return _resampler(rate, to)(torch.from_numpy(np.asarray(samples, np.float32))).numpy()
 
-    return AF.resample(torch.from_numpy(np.asarray(samples, np.float32)), rate, to).numpy()
+
+@functools.lru_cache(maxsize=32)
+def _resampler(rate: int, to: int) -> torch.nn.Module:
+    """The resampler of one pair of rates, its sinc kernel computed once: building the kernel
+    costs more than applying it to a clip of several seconds (safe to share between threads)."""
+    import torchaudio.transforms as AT
+
+    return AT.Resample(rate, to)
 
 
 def _decode_mono(data: bytes, kind: str, limits: AudioLimits, name: str) -> tuple[np.ndarray, int]:

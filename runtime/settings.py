@@ -44,7 +44,16 @@ class Settings(BaseModel, extra="forbid"):
         None, description="user:password or API key of a Milvus server with authentication."
     )
     max_batch: int = Field(64, ge=1, le=4096, description="Inputs per forward pass.")
-    max_wait_ms: float = Field(5.0, ge=0, le=1000, description="How long a batch waits to fill.")
+    max_wait_ms: float = Field(
+        0.0, ge=0, le=1000,
+        description="How long a batch waits to fill. 0: a request runs at once when the model is "
+        "idle, and what arrives while it is busy is batched.",
+    )  # fmt: skip
+    max_concurrent_requests: int = Field(
+        128, ge=1, le=100_000,
+        description="POST/PUT requests in progress at once; more wait for a turn (half the "
+        "queue-wait budget), then get 429 before their body is parsed.",
+    )  # fmt: skip
     queue_size: int = Field(1024, ge=1, description="Queued inputs per model and modality.")
     max_queue_wait_ms: float = Field(
         1000.0, gt=0, le=600_000,

@@ -1,6 +1,7 @@
 """The app factory: `create_app(settings)` wires the settings, the runtime's parts (runtime/), the
-keys, metrics, the error handlers, the middleware and the routers (service/routes/). No route lives
-here; all model and index work happens in the runtime and the library packages.
+keys, metrics, the error handlers, the middleware (timing, the door, the body cap) and the routers
+(service/routes/). No route lives here; all model and index work happens in the runtime and the
+library packages.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from runtime.container import Runtime
 from runtime.settings import Settings, SettingsError
 from service import errors
 from service.access import Keyring, KeysFileError, MediaSigner
+from service.admission import Door
 from service.audit import AuditLog
 from service.contract import build_openapi, operation_id
 from service.http_util import BodyLimit, Timed
@@ -105,6 +107,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             allow_headers=["authorization", "content-type"],
         )  # fmt: skip
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        Door, limit=settings.max_concurrent_requests, wait_s=settings.max_queue_wait_ms / 2000,
+        on_refuse=metrics.door_refused.inc, on_change=metrics.in_progress.set,
+    )  # fmt: skip
     app.add_middleware(Timed, report=metrics.record)
     for router in ROUTERS:
         app.include_router(router)

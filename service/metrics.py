@@ -1,6 +1,7 @@
 """Prometheus metrics of the service: requests by route template and status, latency, batch sizes
 and times per modality, queue depth, video decoding (waiting, in progress, frames, seconds),
-pictures generated, and requests refused by load shedding. Route templates (not paths) label
+pictures generated, requests in progress, and requests refused by load shedding (at the
+door and in the batchers). Route templates (not paths) label
 everything, so no collection or item name reaches a label."""
 
 from __future__ import annotations
@@ -39,7 +40,15 @@ class Metrics:
             "jointspace_shed_total", "Inputs refused by load shedding", ["modality", "reason"],
             registry=self.registry,
         )  # fmt: skip
-
+        self.in_progress = Gauge(
+            "jointspace_requests_in_progress", "POST/PUT requests past the door, not yet answered",
+            registry=self.registry,
+        )  # fmt: skip
+        self.door_refused = Counter(
+            "jointspace_door_refused_total",
+            "POST/PUT requests refused at the door (429, body not parsed): no turn came in time",
+            registry=self.registry,
+        )  # fmt: skip
         self.free_bytes = Gauge(
             "jointspace_data_free_bytes", "Free bytes on the data directory's filesystem",
             registry=self.registry,

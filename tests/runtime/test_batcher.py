@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from runtime.batcher import Batcher, Overloaded
+from runtime.batcher import Batcher, Overloaded, Speed
 
 
 def run(coro):
@@ -123,25 +123,79 @@ def test_the_queue_bound_counts_inputs_not_jobs():
 
 
 def test_a_job_that_would_wait_past_the_budget_is_refused_at_once():
-    import time
-
-    def slow(xs):
-        time.sleep(0.05 * len(xs))  # 50 ms per input
-        return xs
-
     async def main():
-        b = Batcher(slow, max_batch=1, max_wait_ms=0, queue_size=100, max_queue_wait_ms=200)
-        b.start()
-        await b.submit(["warm"])  # learns 50 ms per input
-        accepted = [b.submit([i]) for i in range(3)]  # 150 ms of work: within 200 ms
+        b = Batcher(lambda xs: xs, max_batch=1, queue_size=100, max_queue_wait_ms=200)
+        b.speed.per_input = {1: 0.045}  # 45 ms per input, as if measured
+        accepted = [b.submit([i]) for i in range(5)]  # 0, 45, 90, 135 and 180 ms ahead of them
         with pytest.raises(Overloaded) as e:
-            b.submit(["one too many"])  # 4 x 50 ms would wait 200+ ms
+            b.submit(["one too many"])  # 225 ms ahead: over 200 ms
         assert e.value.reason == "queue_wait"
-        assert "over the 0.2 s budget" in str(e.value) and e.value.retry_after >= 1
-        assert await asyncio.gather(*accepted) == [[0], [1], [2]]
+        assert str(e.value).startswith("the server is busy: the request would wait 0.2 s, over "
+                                       "the 0.2 s budget; retry in 1 s")  # fmt: skip
+        assert e.value.retry_after == 1.0
+        b.start()
+        assert await asyncio.gather(*accepted) == [[0], [1], [2], [3], [4]]
         await b.stop()
 
     run(main())
+
+
+def test_a_large_job_may_wait_a_few_times_its_own_compute():
+    async def main():
+        b = Batcher(lambda xs: xs, max_batch=16, queue_size=1000, max_queue_wait_ms=100)
+        b.speed.per_input = {1: 0.01, 5: 0.06}  # 10 ms alone; 60 ms an input in batches of 16
+        accepted = [b.submit(list(range(16))) for _ in range(5)]  # up to 4 x 0.96 s ahead
+        with pytest.raises(Overloaded) as e:
+            b.submit(list(range(16)))  # 5 jobs ahead: 4.8 s, over 4 x its own 0.96 s
+        assert str(e.value).startswith("the server is busy: the request would wait 4.8 s, over "
+                                       "the 3.8 s budget")  # fmt: skip
+        assert b.allowance(1) == 0.1  # a small job keeps the plain budget
+        b.start()
+        assert len(await asyncio.gather(*accepted)) == 5
+        await b.stop()
+
+    run(main())
+
+
+def test_a_queue_is_priced_at_the_batch_sizes_it_will_be_served_at():
+    speed = Speed(max_batch=64)
+    for _ in range(10):
+        speed.observe(1, 0.010)  # the small batches that refusals leave behind: 10 ms an input
+    speed.observe(64, 0.064)  # a full batch: 1 ms an input
+    assert speed.per_input == {1: pytest.approx(0.010), 7: pytest.approx(0.001)}
+    assert speed.cost(128) == pytest.approx(0.128)  # two full batches, not 128 x 10 ms
+    assert speed.cost(65) == pytest.approx(0.064 + 0.010)  # a full batch and a batch of one
+    assert speed.batch(3) == pytest.approx(0.030)  # the nearest size measured: batches of one
+    speed.observe(64, 0.128)
+    assert speed.per_input[7] == pytest.approx(0.7 * 0.001 + 0.3 * 0.002)
+    assert Speed(8).cost(100) == 0.0  # nothing measured: nothing is refused for time
+
+
+def test_an_idle_model_runs_a_lone_job_at_once_and_batches_what_arrives_meanwhile():
+    import threading
+
+    calls, started, release = [], threading.Event(), threading.Event()
+
+    def fn(xs):
+        calls.append(list(xs))
+        started.set()
+        release.wait(5)
+        return xs
+
+    async def main():
+        b = Batcher(fn, max_batch=8, queue_size=100)  # no batching window (the default)
+        b.start()
+        first = b.submit(["a"])
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        rest = [b.submit([x]) for x in "bcd"]  # they arrive while the model is busy
+        release.set()
+        assert await first == ["a"]
+        assert await asyncio.gather(*rest) == [["b"], ["c"], ["d"]]
+        await b.stop()
+
+    run(main())
+    assert calls == [["a"], ["b", "c", "d"]]
 
 
 def test_a_job_that_waited_past_the_budget_fails_instead_of_running():
