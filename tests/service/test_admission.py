@@ -59,6 +59,7 @@ def test_requests_past_the_limit_wait_their_turn_then_get_429_unparsed():
             "type": "overloaded", "code": 429, "message": "the server is busy: 1 requests are in "
             "progress and none ended within 0.1 s; retry in 1 s"}}  # fmt: skip
         health, _ = await call(door, "/health", method="GET")  # other methods pass
+        assert health[0]["status"] == 200
         waiting = asyncio.create_task(call(door, "/third"))
         await asyncio.sleep(0.01)
         app.release.set()  # the first ends: its turn passes straight to the third
