@@ -1,7 +1,8 @@
 """Dynamic batching: requests from many clients share one forward pass per model and modality.
 
-Each request submits a job (its list of inputs). One worker per batcher runs the model in a worker
-thread on everything queued, up to `max_batch` inputs, and hands every job its slice of the result.
+Each request submits a job (its list of inputs). One worker per batcher runs the model, in a thread
+of the batcher's own, on everything queued, up to `max_batch` inputs, and hands every job its
+slice of the result.
 When the model is idle a job runs at once (no batching window: a lone client pays nothing); what
 arrives while the model is busy is batched for the next pass, as TEI does. `max_wait_ms` > 0 adds
 a window in which a batch waits to fill.
@@ -30,6 +31,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,9 +112,13 @@ class Batcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task | None = None
+        # one thread of its own runs the model: always the same thread, so the math library's
+        # thread team is made once and kept, not one per thread of a shared pool
+        self._thread: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
         if self._task is None:
+            self._thread = self._thread or ThreadPoolExecutor(1, thread_name_prefix="model")
             self._task = asyncio.get_running_loop().create_task(self._worker())
 
     async def stop(self) -> None:
@@ -126,6 +132,9 @@ class Batcher:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)
+            self._thread = None
 
     @property
     def depth(self) -> int:
@@ -236,7 +245,8 @@ class Batcher:
             for j in jobs:
                 self.on_wait(t0 - j.arrived)
         try:
-            results = await asyncio.to_thread(self.fn, inputs)
+            loop = asyncio.get_running_loop()
+            results = await loop.run_in_executor(self._thread, self.fn, inputs)
             if len(results) != len(inputs):
                 raise RuntimeError(
                     f"model returned {len(results)} results for {len(inputs)} inputs"
