@@ -1,8 +1,10 @@
 """Model specs: one string names a model everywhere (CLI, config, API).
 
-Owns parsing `house` / `house:DIR`, `open_clip:ARCH@TAG_OR_PATH` and `hf:ID_OR_DIR`, turning a
-spec into a loaded `Encoder`, and listing what can be loaded. Every malformed spec gets a one-line
-message that says what was expected. Knows nothing of FAISS or HTTP.
+Owns parsing `house` / `house:DIR`, `open_clip:ARCH@TAG_OR_PATH`, `hf:ID_OR_DIR` and `model:DIR`
+(a model directory, encoders.modeldir), turning a spec into a loaded `Encoder`, which models have
+what (`models_with`, for the messages that send users to one), and listing what can be loaded.
+Every malformed spec gets a one-line message that says what was expected. Knows nothing of FAISS
+or HTTP.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from pathlib import Path
 from encoders.base import Encoder
 from encoders.errors import ModelSpecError
 
-SPEC_FORMS = "'house', 'house:DIR', 'open_clip:ARCH@TAG_OR_CHECKPOINT' or 'hf:HUB_ID_OR_DIR'"
-BACKENDS = ("open_clip", "hf", "house")
+SPEC_FORMS = (
+    "'house', 'house:DIR', 'open_clip:ARCH@TAG_OR_CHECKPOINT', 'hf:HUB_ID_OR_DIR' or 'model:DIR'"
+)
+BACKENDS = ("open_clip", "hf", "house", "model")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ def parse_spec(spec: str) -> ModelSpec:
         raise ModelSpecError(f"unknown model spec '{spec}': expected {SPEC_FORMS}")
     if not rest:
         raise ModelSpecError(f"model spec '{spec}' names no model after '{backend}:'")
-    if backend in ("hf", "house"):
+    if backend in ("hf", "house", "model"):
         return ModelSpec(backend, rest)
     arch, at, source = rest.partition("@")
     if not at or not arch or not source:
@@ -55,27 +59,33 @@ def parse_spec(spec: str) -> ModelSpec:
     return ModelSpec("open_clip", arch, source)
 
 
-# Which model specs have a tower for each modality (for messages that send users to one).
+# Which models have each modality or part (for messages that send users to one).
 MODELS_WITH = {
     "text": "every model",
     "image": "'house', 'open_clip:' models, and 'hf:' CLIP, SigLIP, SigLIP 2 and ALIGN models",
-    "audio": "'house' (its audio tower ships in models/house/audio), and 'hf:' CLAP checkpoints "
-    "such as hf:laion/clap-htsat-unfused",
+    "audio": "'house', 'hf:' CLAP checkpoints such as hf:laion/clap-htsat-unfused, and model "
+    "directories with an audio part",
     "video": "none yet",
 }
+PART_NOUNS = {"audio": "an audio part", "temporal": "a temporal head", "captioner": "a captioner",
+              "decoder": "an image decoder", "prior": "a prior"}  # fmt: skip
 
 
-def models_with(modality: str) -> str:
-    return MODELS_WITH.get(modality, "none")
+def models_with(what: str) -> str:
+    """Which models have the modality or part `what`, and for a part how a user's model gets one."""
+    if what in MODELS_WITH:
+        return MODELS_WITH[what]
+    if what in PART_NOUNS:
+        return (f"'house', and model directories with {PART_NOUNS[what]} (model:DIR; train one: "
+                f"jointspace train --target {what} --model DIR --data SRC)")  # fmt: skip
+    return "none"
 
 
 def load_encoder(spec: str | ModelSpec, device: str | None = None) -> Encoder:
     """Load the encoder a spec names, on `device` (default: CUDA when present, else CPU)."""
     ms = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
-    if ms.backend == "house":
-        from encoders.house import HouseEncoder
-
-        return HouseEncoder(ms.name or None, device=device)
+    if ms.backend in ("house", "model"):
+        return load_directory(ms, device)
     if ms.backend == "open_clip":
         from encoders.openclip import OpenClipEncoder
 
@@ -83,6 +93,20 @@ def load_encoder(spec: str | ModelSpec, device: str | None = None) -> Encoder:
     from encoders.hf import HFEncoder
 
     return HFEncoder(ms.name, device=device)
+
+
+def load_directory(ms: ModelSpec, device: str | None) -> Encoder:
+    """`model:DIR`, or `house` / `house:DIR`: the shipped folder and a house folder with a
+    model.json are model directories; one without (a towers training run) is read by its files."""
+    from encoders import modeldir as M
+    from encoders.house import default_house_dir
+
+    path = Path(ms.name).expanduser() if ms.name else default_house_dir()
+    if ms.backend == "model" or (path / M.MODEL_JSON).is_file():
+        md = M.read_model_dir(path)
+    else:
+        md = M.legacy_house_dir(path)
+    return M.load_model_dir(md, str(ms), device)
 
 
 def models_dirs() -> list[Path]:
