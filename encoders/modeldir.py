@@ -219,8 +219,8 @@ def attach(enc: Encoder, kind: str, folder: Path) -> None:
     a captioner, decoder or prior is recorded for generation/ to load."""
     if not any(m in enc.modalities for m in NEEDS[kind]):
         raise ModelLoadError(
-            f"part '{kind}' needs a base with a {' or '.join(NEEDS[kind])} "
-            f"tower; '{enc.name}' embeds {', '.join(sorted(enc.modalities))}"
+            f"part '{kind}' needs a base with {' or '.join(NEEDS[kind])} vectors; "
+            f"'{enc.name}' embeds {', '.join(sorted(enc.modalities))}"
         )
     if kind == "audio":
         from encoders.house_audio import load_audio_tower
