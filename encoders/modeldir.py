@@ -25,6 +25,7 @@ from pathlib import Path
 from encoders.base import AUDIO, IMAGE, TEXT, Encoder
 from encoders.errors import ModelLoadError, ModelSpecError
 from encoders.fingerprint import fingerprint, same_base
+from encoders.spec import ModelSpec, parse_spec
 
 MODEL_JSON, PART_JSON = "model.json", "part.json"
 PART_KINDS = ("audio", "temporal", "captioner", "decoder", "prior")
@@ -97,7 +98,6 @@ class ModelDir:
 def resolve_base(spec: str, root: Path) -> str:
     """`spec` with a relative local path in it made relative to `root`."""
     from encoders.openclip import is_path_like
-    from encoders.registry import parse_spec
 
     ms = parse_spec(spec)
     if ms.backend == "model":
@@ -180,14 +180,25 @@ def install_part(md: ModelDir, kind: str, record: dict) -> None:
 
 def load_base(spec: str, device: str | None = None) -> Encoder:
     """The towers a (resolved) base spec names, without any parts of their own."""
-    from encoders.registry import load_encoder, parse_spec
-
     ms = parse_spec(spec)
+    if ms.backend == "model":
+        raise ModelSpecError(f"a model directory's base must be a towers spec, not '{spec}'")
+    return load_towers(ms, device)
+
+
+def load_towers(ms: ModelSpec, device: str | None = None) -> Encoder:
+    """The towers of a house, open_clip or hf spec, with no parts."""
     if ms.backend == "house":
         from encoders.house import HouseEncoder, default_house_dir
 
         return HouseEncoder(ms.name or default_house_dir(), device=device)
-    return load_encoder(ms, device=device)
+    if ms.backend == "open_clip":
+        from encoders.openclip import OpenClipEncoder
+
+        return OpenClipEncoder(ms.name, ms.source or "", device=device)
+    from encoders.hf import HFEncoder
+
+    return HFEncoder(ms.name, device=device)
 
 
 def check_part(md: ModelDir, kind: str, base: Encoder, base_fp: dict | None) -> dict | None:

@@ -1,63 +1,20 @@
 """Model specs: one string names a model everywhere (CLI, config, API).
 
-Owns parsing `house` / `house:DIR`, `open_clip:ARCH@TAG_OR_PATH`, `hf:ID_OR_DIR` and `model:DIR`
-(a model directory, encoders.modeldir), turning a spec into a loaded `Encoder`, which models have
-what (`models_with`, for the messages that send users to one), and listing what can be loaded.
-Every malformed spec gets a one-line message that says what was expected. Knows nothing of FAISS
-or HTTP.
+Owns turning a spec (parsed by encoders.spec: `house` / `house:DIR`, `open_clip:ARCH@TAG_OR_PATH`,
+`hf:ID_OR_DIR`, `model:DIR`) into a loaded `Encoder` (a directory through encoders.modeldir), which
+models have what (`models_with`, for the messages that send users to one), and listing what can be
+loaded. Knows nothing of FAISS or HTTP.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from encoders.base import Encoder
-from encoders.errors import ModelSpecError
+from encoders.spec import BACKENDS, SPEC_FORMS, ModelSpec, parse_spec
 
-SPEC_FORMS = (
-    "'house', 'house:DIR', 'open_clip:ARCH@TAG_OR_CHECKPOINT', 'hf:HUB_ID_OR_DIR' or 'model:DIR'"
-)
-BACKENDS = ("open_clip", "hf", "house", "model")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    backend: str
-    name: str  # open_clip architecture, or hub id / directory for hf
-    source: str | None = None  # open_clip pretrained tag, checkpoint path or random-init
-
-    def __str__(self) -> str:
-        if self.backend == "house":
-            return f"house:{self.name}" if self.name else "house"
-        if self.backend == "open_clip":
-            return f"open_clip:{self.name}@{self.source}"
-        return f"{self.backend}:{self.name}"
-
-
-def parse_spec(spec: str) -> ModelSpec:
-    """Parse a spec string; raise ModelSpecError naming what is wrong."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ModelSpecError(f"empty model spec: expected {SPEC_FORMS}")
-    spec = spec.strip()
-    if spec == "house":
-        return ModelSpec("house", "")
-    backend, sep, rest = spec.partition(":")
-    if not sep or backend not in BACKENDS:
-        raise ModelSpecError(f"unknown model spec '{spec}': expected {SPEC_FORMS}")
-    if not rest:
-        raise ModelSpecError(f"model spec '{spec}' names no model after '{backend}:'")
-    if backend in ("hf", "house", "model"):
-        return ModelSpec(backend, rest)
-    arch, at, source = rest.partition("@")
-    if not at or not arch or not source:
-        raise ModelSpecError(
-            f"model spec '{spec}' needs ARCH@TAG_OR_CHECKPOINT, "
-            "e.g. open_clip:ViT-B-32@laion2b_s34b_b79k or open_clip:ViT-B-32@/path/to/model.pt"
-        )
-    return ModelSpec("open_clip", arch, source)
-
+__all__ = ["BACKENDS", "SPEC_FORMS", "ModelSpec", "load_encoder", "models_with", "parse_spec"]
 
 # Which models have each modality or part (for messages that send users to one).
 MODELS_WITH = {
@@ -86,27 +43,23 @@ def load_encoder(spec: str | ModelSpec, device: str | None = None) -> Encoder:
     ms = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
     if ms.backend in ("house", "model"):
         return load_directory(ms, device)
-    if ms.backend == "open_clip":
-        from encoders.openclip import OpenClipEncoder
+    from encoders.modeldir import load_towers
 
-        return OpenClipEncoder(ms.name, ms.source or "", device=device)
-    from encoders.hf import HFEncoder
-
-    return HFEncoder(ms.name, device=device)
+    return load_towers(ms, device)
 
 
 def load_directory(ms: ModelSpec, device: str | None) -> Encoder:
     """`model:DIR`, or `house` / `house:DIR`: the shipped folder and a house folder with a
     model.json are model directories; one without (a towers training run) is read by its files."""
-    from encoders import modeldir as M
     from encoders.house import default_house_dir
+    from encoders.modeldir import MODEL_JSON, legacy_house_dir, load_model_dir, read_model_dir
 
     path = Path(ms.name).expanduser() if ms.name else default_house_dir()
-    if ms.backend == "model" or (path / M.MODEL_JSON).is_file():
-        md = M.read_model_dir(path)
+    if ms.backend == "model" or (path / MODEL_JSON).is_file():
+        md = read_model_dir(path)
     else:
-        md = M.legacy_house_dir(path)
-    return M.load_model_dir(md, str(ms), device)
+        md = legacy_house_dir(path)
+    return load_model_dir(md, str(ms), device)
 
 
 def models_dirs() -> list[Path]:
