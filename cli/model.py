@@ -36,6 +36,7 @@ def new(
         f"model:{md.path}",
         markup=False,
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -145,7 +146,12 @@ def add(
     }
     facts["installed"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     install_part(md, kind, part_record(md.base, fingerprint(enc), device=str(enc.device), **facts))
-    out.print(f"{kind} installed in {md.path} ({md.parts[kind]}/)", markup=False, highlight=False)
+    out.print(
+        f"{kind} installed in {md.path} ({md.parts[kind]}/)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _held_out(path: Path) -> dict:

@@ -102,6 +102,12 @@ def resolve_base(spec: str, root: Path) -> str:
     ms = parse_spec(spec)
     if ms.backend == "model":
         raise ModelSpecError(f"a model directory's base must be a towers spec, not '{spec}'")
+    if ms.backend == "open_clip" and ms.source == "random-init":
+        raise ModelSpecError(
+            f"a model directory's base needs fixed weights, and '{spec}' draws new ones at every "
+            f"load: save them once (torch.save(model.state_dict(), 'towers.pt')) and use "
+            f"open_clip:{ms.name}@towers.pt"
+        )
     if ms.backend == "open_clip" and is_path_like(ms.source) and not Path(ms.source).is_absolute():
         return f"open_clip:{ms.name}@{(root / ms.source).resolve()}"
     if ms.backend == "house" and ms.name and not Path(ms.name).is_absolute():

@@ -119,6 +119,17 @@ def test_a_new_directory_shows_its_base_and_no_parts(oc_dir):
         f"base: open_clip:{ARCH}@towers.pt (fingerprint {fp['digest']})",
         "parts: none (train one: jointspace train --target KIND --model DIR --data SRC)",
     ]
+    code, _, err = cli(
+        "model", "new", oc_dir.parent / "r", "--base", f"open_clip:{ARCH}@random-init"
+    )
+    assert (code, err.strip()) == (
+        2,
+        "error: a model directory's base needs fixed weights, and "
+        f"'open_clip:{ARCH}@random-init' draws new ones at every "
+        "load: save them once (torch.save(model.state_dict(), "
+        f"'towers.pt')) and use open_clip:{ARCH}@towers.pt",
+    )
+    assert not (oc_dir.parent / "r").exists()
     code, _, err = cli("model", "new", oc_dir, "--base", "house")
     assert (code, err.strip()) == (2, f"error: {oc_dir} is a model directory already (model.json "
                                       "exists)")  # fmt: skip
