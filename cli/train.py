@@ -70,6 +70,9 @@ def train(
             help="--target captioner --model: the language model (default: the packaged SmolLM2)."
         ),
     ] = None,
+    prior_steps: Annotated[
+        int | None, typer.Option(min=1, help="--target decoder --model: the prior's steps (1500).")
+    ] = None,
 ) -> None:
     """Train the house towers, or with --model one part of a model directory; resumes from the
     run directory's checkpoint when there is one."""
@@ -79,10 +82,11 @@ def train(
     if model is not None:
         return train_model_part(target, model, data, out, steps=steps, batch_size=batch_size,
                                 lr=lr, seed=seed, text_share=text_share, size=size, lm=lm,
+                                prior_steps=prior_steps,
                                 limit=limit, path_column=path_column, text_column=text_column,
                                 extra=bool(config or loss or chunk_size or eval_every))  # fmt: skip
-    if size is not None or limit is not None or lm is not None:
-        fail(ValueError("--size, --limit and --lm apply with --model only"))
+    if size is not None or limit is not None or lm is not None or prior_steps is not None:
+        fail(ValueError("--size, --limit, --lm and --prior-steps apply with --model only"))
     if text_share is not None and target != "captioner":
         fail(ValueError("--text-share applies to --target captioner only"))
     if target == "audio":
@@ -140,8 +144,8 @@ def train_model_part(
                         "--limit (and --size for the decoder, --lm and --text-share for the "
                         "captioner), not --config, --loss, --chunk-size or "
                         "--eval-every"))  # fmt: skip
-    if options["size"] is not None and target != "decoder":
-        fail(ValueError("--size applies to --target decoder only"))
+    if (options["size"] is not None or options["prior_steps"] is not None) and target != "decoder":
+        fail(ValueError("--size and --prior-steps apply to --target decoder only"))
     if (options["lm"] is not None or options["text_share"] is not None) and target != "captioner":
         fail(ValueError("--lm and --text-share apply to --target captioner only"))
     opts = {k: v for k, v in options.items() if v is not None}
