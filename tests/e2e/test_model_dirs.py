@@ -141,8 +141,10 @@ def test_every_part_trains_installs_and_serves_on_open_clip(oc_dir, data, tiny_l
     for target, extra in [
         ("audio", ["--data", data / "sounds", "--batch-size", 4]),
         ("captioner", ["--data", data / "pictures", "--batch-size", 4, "--lm", tiny_lm_dir]),
-        ("decoder", ["--data", data / "pictures", "--batch-size", 4, "--size", 16,
-                     "--prior-steps", 20]),
+        (
+            "decoder",
+            ["--data", data / "pictures", "--batch-size", 4, "--size", 16, "--prior-steps", 20],
+        ),
         ("prior", ["--data", data / "pictures", "--batch-size", 4]),
         ("temporal", ["--data", "clips", "--limit", 16, "--batch-size", 8]),
     ]:
