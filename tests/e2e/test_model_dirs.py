@@ -195,6 +195,16 @@ def test_every_part_trains_installs_and_serves_on_open_clip(oc_dir, data, tiny_l
         np.testing.assert_allclose(vecs["temporal"], want, atol=1e-5)
 
 
+def test_eval_runs_the_suites_the_parts_allow(oc_dir, tiny_clip_dir):
+    from training.evaluate import SUITES, default_suites
+
+    every = set(default_suites(load_encoder(f"model:{oc_dir}", device="cpu")))
+    assert every == set(SUITES)  # the audio, captioning and generation suites included
+    bare = set(default_suites(load_encoder(f"hf:{tiny_clip_dir}", device="cpu")))
+    assert every - bare == {"audio-speech", "audio-sounds", "fusion-head", "captioning",
+                            "generation"}  # fmt: skip
+
+
 def test_model_show_prints_each_part_and_its_stamp(oc_dir):
     code, out, _ = cli("model", "show", oc_dir, "--json")
     assert code == 0
