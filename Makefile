@@ -66,12 +66,10 @@ house: install data
 	$(BIN)/python -m training.towers.card models/house --table models/house/loss_table.md
 
 # Retrains the house audio tower against the shipped house model's frozen text and image towers
-# and refreshes models/house/audio (weights, eval, card).
+# and refreshes models/house/audio (weights, stamp, eval, card): the command users run for their
+# own model directories, on the house base and the house audio data (the `speech` preset).
 house-audio: install data
-	$(BIN)/jointspace train --target audio --out runs/house-audio
-	mkdir -p models/house/audio
-	cp runs/house-audio/model/audio/config.json runs/house-audio/model/audio/model.safetensors \
-	   runs/house-audio/model/audio/training.json models/house/audio/
+	$(BIN)/jointspace train --target audio --model models/house --data speech --out runs/house-audio
 	$(BIN)/jointspace eval --model house --suite audio-speech --suite audio-sounds \
 	   --out models/house/audio/eval.json
 	$(BIN)/python -m training.audio.card models/house/audio
@@ -87,11 +85,9 @@ house-captioner: install data
 	$(BIN)/jointspace eval --model house --suite captioning --out models/house/captioner/eval.json
 	$(BIN)/python -m training.captioner.card models/house/captioner
 
+# The temporal head, through the same command users run (the house base, the `clips` preset).
 house-temporal: install data
-	$(BIN)/jointspace train --target temporal --out runs/temporal
-	mkdir -p models/house/temporal
-	cp runs/temporal/model/config.json runs/temporal/model/model.safetensors \
-	   runs/temporal/model/training.json models/house/temporal/
+	$(BIN)/jointspace train --target temporal --model models/house --data clips --out runs/temporal
 	$(BIN)/jointspace eval --model house --suite video-order --suite video-moments \
 	   --out models/house/temporal/eval.json
 	$(BIN)/python -m training.temporal.card models/house/temporal

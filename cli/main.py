@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from cli import caption, classifier, embed, evaluate, generate, job, keys, models, serve, train
+from cli import (
+    caption,
+    classifier,
+    embed,
+    evaluate,
+    generate,
+    job,
+    keys,
+    model,
+    models,
+    serve,
+    train,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -23,6 +35,7 @@ app.command()(caption.caption)
 app.command()(generate.generate)
 app.add_typer(keys.app, name="keys")
 app.add_typer(job.app, name="job")
+app.add_typer(model.app, name="model")
 
 
 def main() -> None:

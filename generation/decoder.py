@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders.errors import JointspaceError
+from encoders.registry import models_with
 
 WEIGHTS = "decoder.safetensors"
 CONFIG = "config.json"
@@ -32,7 +33,6 @@ CONFIG = "config.json"
 # sweeps (guidance scale; weight of a modification's terms against the image vector's 1.0).
 DEFAULT_GUIDANCE = 1.0
 MODIFICATION_WEIGHT = 0.5
-MODELS_WITH_DECODER = "'house' (its decoder ships in models/house/decoder)"
 
 
 class NoDecoder(JointspaceError):
@@ -165,16 +165,16 @@ def load_decoder(folder: Path) -> ImageDecoder:
 
 
 def decoder_dir(encoder) -> Path | None:
-    """The encoder's decoder folder (`<model dir>/decoder`), or None when it has none."""
-    base = getattr(encoder, "model_dir", None)
-    folder = Path(base) / "decoder" if base else None
-    return folder if folder is not None and has_decoder(folder) else None
+    """The encoder's decoder part's folder (`Encoder.parts`), or None when it has none."""
+    folder = getattr(encoder, "parts", {}).get("decoder")
+    return Path(folder) if folder is not None and has_decoder(Path(folder)) else None
 
 
 def require_decoder(encoder) -> Path:
     folder = decoder_dir(encoder)
     if folder is None:
         raise NoDecoder(
-            f"model '{encoder.name}' has no image decoder; models with one: {MODELS_WITH_DECODER}"
+            f"model '{encoder.name}' has no image decoder; "
+            f"models with one: {models_with('decoder')}"
         )
     return folder

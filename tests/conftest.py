@@ -281,7 +281,9 @@ def captioned_dir(tmp_path_factory, tiny_lm_dir):
     """The shipped house model copied with a random captioner over the tiny language model."""
     import shutil
 
+    from encoders.fingerprint import fingerprint
     from encoders.house import default_house_dir
+    from encoders.modeldir import install_part, load_base, part_record, read_model_dir
     from generation.captioner import Captioner, Mapper
     from generation.lm import load_language_model
 
@@ -290,4 +292,8 @@ def captioned_dir(tmp_path_factory, tiny_lm_dir):
     lm, tok = load_language_model(tiny_lm_dir)
     torch.manual_seed(0)
     Captioner(Mapper(256, 32, prefix=4, hidden=64), lm, tok, 256, tiny_lm_dir).save(d / "captioner")
+    md = read_model_dir(d)
+    install_part(
+        md, "captioner", part_record(md.base, fingerprint(load_base(md.base_spec(), "cpu")))
+    )
     return d

@@ -66,15 +66,17 @@ async def metrics(request: Request, rt: Runtime = Depends(get_runtime)) -> Respo
 def _models(rt: Runtime) -> S.ModelList:
     i = rt.encoder.info()
     m = S.ModelInfo(
-        id=rt.settings.model, dim=i["dim"], modalities=i["modalities"],
-        context_length=i["context_length"], loss=i["loss"], device=i["device"],
+        id=rt.settings.model, dim=i["dim"], modalities=i["modalities"], parts=i["parts"],
+        base=rt.encoder.base, context_length=i["context_length"], loss=i["loss"],
+        device=i["device"],
     )  # fmt: skip
     return S.ModelList(data=[m])
 
 
 @router.get("/models", response_model=S.ModelList)
 async def list_models(rt: Runtime = Depends(get_runtime), _=require("read")) -> S.ModelList:
-    """The served model: its spec, dimension, modalities, context length, loss and device."""
+    """The served model: its spec, dimension, modalities, parts, base, context length, loss and
+    device."""
     return _models(rt)
 
 

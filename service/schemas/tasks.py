@@ -194,6 +194,11 @@ class ModelInfo(BaseModel):
     object: Literal["model"] = "model"
     dim: int
     modalities: list[str]
+    parts: list[str] = Field(
+        default_factory=list,
+        description="The model's trained parts: audio, temporal, captioner, decoder, prior",
+    )
+    base: str | None = Field(None, description="The towers spec of a model directory's base")
     context_length: int
     loss: str
     device: str

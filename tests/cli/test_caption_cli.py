@@ -41,6 +41,7 @@ def test_caption_refusals(tmp_path, tiny_clip_dir):
     r = runner.invoke(app, ["caption", str(img), "--model", f"hf:{tiny_clip_dir}"])
     assert r.exit_code == 2
     assert (
-        "has no captioner; models with one: 'house' (its captioner ships in models/house/captioner)"
+        "has no captioner; models with one: 'house', and model directories with a captioner "
+        "(model:DIR; train one: jointspace train --target captioner --model DIR --data SRC)"
         in r.output
     )

@@ -114,7 +114,7 @@ def test_unknown_spec():
     one_line_error(
         run("embed", "--model", "clip", "--text", "a"),
         "unknown model spec 'clip': expected 'house', 'house:DIR', "
-        "'open_clip:ARCH@TAG_OR_CHECKPOINT' or 'hf:HUB_ID_OR_DIR'",
+        "'open_clip:ARCH@TAG_OR_CHECKPOINT', 'hf:HUB_ID_OR_DIR' or 'model:DIR'",
     )
 
 

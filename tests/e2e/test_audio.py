@@ -142,8 +142,8 @@ def test_audio_refusals(clap, make_client, sound, png, tiny_clip_dir, tiny_clap_
         assert r.status_code == 404  # the collection is looked up first
         r = clip.post("/embed", json={"audios": [url(sound())]})
         err(r, 422, "unsupported_modality", f"model 'hf:{tiny_clip_dir}' has no audio tower (it "
-            "embeds: image, text); models with one: 'house' (its audio tower ships in "
-            "models/house/audio), and 'hf:' CLAP checkpoints such as hf:laion/clap-htsat-unfused")  # fmt: skip
+            "embeds: image, text); models with one: 'house', 'hf:' CLAP checkpoints such as "
+            "hf:laion/clap-htsat-unfused, and model directories with an audio part")  # fmt: skip
     with make_client(f"hf:{tiny_clap_dir}", max_audio_seconds=1.0) as short:
         r = short.post("/embed", json={"audios": [url(sound(3.0))]})
         err(r, 422, "invalid_input",

@@ -84,7 +84,8 @@ def test_a_model_without_a_captioner_is_refused(client, png):
     assert r.json()["error"] == {
         "type": "no_captioner", "code": 422,
         "message": f"model '{client.app.state.runtime.encoder.name}' has no captioner; models with "
-        "one: 'house' (its captioner ships in models/house/captioner)",
+        "one: 'house', and model directories with a captioner (model:DIR; train one: jointspace "
+        "train --target captioner --model DIR --data SRC)",
     }  # fmt: skip
 
 

@@ -121,8 +121,8 @@ def test_a_model_without_a_decoder_is_refused(client):
     err = r.json()["error"]
     assert err["type"] == "no_decoder" and err["code"] == 422
     assert err["message"].startswith("model 'hf:") and err["message"].endswith(
-        "' has no image decoder; models with one: 'house' (its decoder ships in "
-        "models/house/decoder)"
+        "' has no image decoder; models with one: 'house', and model directories with an image "
+        "decoder (model:DIR; train one: jointspace train --target decoder --model DIR --data SRC)"
     )
 
 

@@ -37,17 +37,17 @@ def test_parse_hf_id_and_dir():
         (
             "",
             "empty model spec: expected 'house', 'house:DIR', "
-            "'open_clip:ARCH@TAG_OR_CHECKPOINT' or 'hf:HUB_ID_OR_DIR'",
+            "'open_clip:ARCH@TAG_OR_CHECKPOINT', 'hf:HUB_ID_OR_DIR' or 'model:DIR'",
         ),
         (
             "clip-vit",
             "unknown model spec 'clip-vit': expected 'house', 'house:DIR', "
-            "'open_clip:ARCH@TAG_OR_CHECKPOINT' or 'hf:HUB_ID_OR_DIR'",
+            "'open_clip:ARCH@TAG_OR_CHECKPOINT', 'hf:HUB_ID_OR_DIR' or 'model:DIR'",
         ),
         (
             "torch:ViT-B-32",
             "unknown model spec 'torch:ViT-B-32': expected 'house', 'house:DIR', "
-            "'open_clip:ARCH@TAG_OR_CHECKPOINT' or 'hf:HUB_ID_OR_DIR'",
+            "'open_clip:ARCH@TAG_OR_CHECKPOINT', 'hf:HUB_ID_OR_DIR' or 'model:DIR'",
         ),
         ("hf:", "model spec 'hf:' names no model after 'hf:'"),
         (

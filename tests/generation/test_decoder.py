@@ -111,13 +111,14 @@ def test_files_round_trip_and_refusals(tmp_path):
 
 def test_a_model_without_a_decoder_names_the_models_with_one(tmp_path):
     class Enc:
-        name, model_dir = "hf:tiny", tmp_path
+        name, parts = "hf:tiny", {"decoder": tmp_path / "decoder"}
 
-    assert decoder_dir(Enc()) is None
+    assert decoder_dir(Enc()) is None  # named as a part, but no decoder's files are there
     with pytest.raises(NoDecoder) as e:
         require_decoder(Enc())
-    assert str(e.value) == ("model 'hf:tiny' has no image decoder; models with one: 'house' "
-                            "(its decoder ships in models/house/decoder)")  # fmt: skip
+    assert str(e.value) == ("model 'hf:tiny' has no image decoder; models with one: 'house', and "
+                            "model directories with an image decoder (model:DIR; train one: "
+                            "jointspace train --target decoder --model DIR --data SRC)")  # fmt: skip
     save_decoder(tmp_path / "decoder", tiny_decoder())
     assert require_decoder(Enc()) == tmp_path / "decoder"
 

@@ -1,4 +1,5 @@
-"""Training the house audio tower against the frozen house text and image towers (ImageBind-style).
+"""Training an audio tower against a frozen base's text (and image) towers (ImageBind-style): the
+house towers on the house audio data by default, or any base on the clips a caller gives.
 
 The text tower's vector of every caption and the image tower's vector of every stamp are computed
 once; only the audio tower and the loss temperature train, so the joint space and every existing
@@ -23,9 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from encoders.base import Encoder
+from encoders.fingerprint import fingerprint
 from encoders.house import HouseEncoder, default_house_dir
 from encoders.house_audio import AudioConfig, AudioTower, save_audio_tower
-from training.audio.data import KINDS, RATE, build_clips, stamps
+from training.audio.data import KINDS, RATE, Clips, build_clips, stamps
 from training.checkpoint import Checkpoint
 from training.core import load_options, lr_at, param_groups, train_step
 from training.losses import ClipLoss, make_loss
@@ -96,11 +99,11 @@ class AudioLoss(nn.Module):
         return loss
 
 
-def target_vectors(enc: HouseEncoder, captions: list[str], cache_dir: Path) -> np.ndarray:
-    """The frozen house text tower's vector of every caption (cached per model and captions)."""
-    weights = (enc.cfg, sorted(enc.text_head.state_dict().items())[0][1].sum().item())
-    key = hashlib.sha256((f"{weights}\n" + "\n".join(captions)).encode()).hexdigest()[:20]
-    path = cache_dir.expanduser() / f"house-text-{key}.npy"
+def target_vectors(enc: Encoder, captions: list[str], cache_dir: Path) -> np.ndarray:
+    """The frozen text tower's vector of every caption (cached per base fingerprint and
+    captions)."""
+    key = hashlib.sha256((f"{fingerprint(enc)['digest']}\n" + "\n".join(captions)).encode())
+    path = cache_dir.expanduser() / f"text-{key.hexdigest()[:20]}.npy"
     if path.is_file():
         return np.load(path)
     vecs = enc.embed_text(captions)
@@ -110,10 +113,13 @@ def target_vectors(enc: HouseEncoder, captions: list[str], cache_dir: Path) -> n
     return vecs
 
 
-def stamp_vectors(enc: HouseEncoder, needed: np.ndarray) -> np.ndarray:
-    """The frozen image tower's vector of each stamp the clips name (rows of the others stay 0)."""
+def stamp_vectors(enc: Encoder, needed: np.ndarray) -> np.ndarray:
+    """The frozen image tower's vector of each stamp the clips name (rows of the others stay 0;
+    one zero row when they name none)."""
     from encoders.decode import decode_image
 
+    if not len(needed):
+        return np.zeros((1, enc.dim), np.float32)
     every = stamps()
     out = np.zeros((len(every), enc.dim), np.float32)
     if len(needed):
@@ -144,12 +150,19 @@ def pad_batch(waves: list[np.ndarray]) -> torch.Tensor:
 
 
 class AudioTrainer:
-    def __init__(self, cfg: AudioTrainConfig, log=print) -> None:
+    """The tower against `enc` (default: the house towers) on `clips` (default: the house audio
+    data, which also gives the spoken-class probe reported at each evaluation)."""
+
+    def __init__(self, cfg: AudioTrainConfig, log=print, enc: Encoder | None = None,
+                 clips: Clips | None = None) -> None:  # fmt: skip
         self.cfg, self.log = cfg, log
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         torch.manual_seed(cfg.seed)
-        enc = HouseEncoder(Path(cfg.house) if cfg.house else default_house_dir(), str(self.device))
-        self.clips = build_clips(
+        if enc is None:
+            path = Path(cfg.house) if cfg.house else default_house_dir()
+            enc = HouseEncoder(path, str(self.device))
+        self.preset = clips is None
+        self.clips = clips or build_clips(
             "train", cfg.seed, cfg.voices, cache_dir=cfg.cache_dir, limit=cfg.limit
         )
         cache = Path(cfg.cache_dir)
@@ -174,11 +187,12 @@ class AudioTrainer:
         counts = np.bincount(kinds, minlength=len(KINDS)).astype(np.float64)
         w = np.array(cfg.kind_weights, np.float64)[kinds] / np.maximum(counts[kinds], 1)
         self.weights = w / w.sum()
-        self.probe = None
-        from housedata.sets import EVAL_TEMPLATES, FASHION_CLASSES
-        from training.metrics import class_vectors
+        self.probe, self.class_vecs = None, None
+        if self.preset:
+            from housedata.sets import EVAL_TEMPLATES, FASHION_CLASSES
+            from training.metrics import class_vectors
 
-        self.class_vecs = class_vectors(enc, FASHION_CLASSES, EVAL_TEMPLATES)
+            self.class_vecs = class_vectors(enc, FASHION_CLASSES, EVAL_TEMPLATES)
 
     def _mel_stats(self) -> None:
         """Mean and spread of the log-mel features over a sample of the training clips."""
@@ -234,7 +248,8 @@ class AudioTrainer:
             rec = {"step": self.step, "loss": loss, "lr": lr_at(self.step - 1, cfg)}
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                 rec["clips_per_s"] = seen / (time.time() - t0)
-                rec["spoken_top1"] = self.quick_spoken()
+                if self.preset:
+                    rec["spoken_top1"] = self.quick_spoken()
             self.history.append(rec)
             if progress:
                 progress(rec)

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from encoders.base import Encoder
-from encoders.house import pixels_to_tensor
+from encoders.house import HouseEncoder, pixels_to_tensor
 from encoders.temporal import TemporalConfig, TemporalHead, save_temporal_head
 from housedata.clips import ClipSpec, render
 from housedata.sets import fashion_mnist
@@ -65,10 +66,14 @@ class ClipSet:
 
 @torch.inference_mode()
 def embed_frames(enc: Encoder, clips: list[np.ndarray], batch: int = 1024) -> list[np.ndarray]:
-    """Each clip's (t, 32, 32, 3) frames through the house image tower: (t, d) unit vectors."""
+    """Each clip's (t, 32, 32, 3) frames through the base's image tower: (t, d) unit vectors (the
+    house tower takes the pixels as they are; any other goes through its own preprocessing)."""
     flat = np.concatenate(clips)
     out = []
     for i in range(0, len(flat), batch):
+        if not isinstance(enc, HouseEncoder):
+            out.append(enc.embed_images([Image.fromarray(f) for f in flat[i : i + batch]]))
+            continue
         x = pixels_to_tensor(flat[i : i + batch], enc.cfg).to(enc.device)
         out.append(F.normalize(enc.image_tower(x).float(), dim=-1).cpu().numpy())
     vecs, at, per = np.concatenate(out), 0, []
