@@ -8,10 +8,12 @@ Imports encoders and runtime's batcher, settings and waiting; no web framework.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from encoders import AUDIO, Encoder, Waveform
@@ -19,11 +21,35 @@ from runtime.batcher import Batcher
 from runtime.settings import Settings, SettingsError
 from runtime.waiting import arrived, wait
 
+#: batches up to this size run on one intra-op thread (see `cores_for`)
+SMALL_BATCH = 2
+
+
+@contextlib.contextmanager
+def cores_for(n: int) -> Iterator[None]:
+    """A batch of one or two runs on one core: at that size a second intra-op thread costs more
+    in waking it for every operation than it saves, and the other core stays with the event loop
+    and decoding. Larger batches use every intra-op thread."""
+    if n > SMALL_BATCH or torch.get_num_threads() == 1:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
 
 def batcher(settings: Settings, fn: Callable[[list], list]) -> Batcher:
     s = settings
+
+    def run(batch: list) -> list:
+        with cores_for(len(batch)):
+            return fn(batch)
+
     return Batcher(
-        fn, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms, queue_size=s.queue_size,
+        run, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms, queue_size=s.queue_size,
         max_queue_wait_ms=s.max_queue_wait_ms,
     )  # fmt: skip
 
