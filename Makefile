@@ -112,6 +112,8 @@ bench: install
 	$(BIN)/python bench/backends.py
 	$(BIN)/python bench/service.py
 	$(BIN)/python bench/overload.py
+	command -v hey >/dev/null || apt-get install -y hey
+	$(BIN)/python bench/storm.py --images
 	$(BIN)/python bench/audio.py
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/captioning.py
