@@ -209,13 +209,15 @@ class MilvusCollection(Checks):
         filter: dict | None = None,
         *,
         exact_rerank: bool = False,
+        rescore: int | None = None,
         nprobe: int = 32,
         ef: int = 64,
     ) -> list[list[Hit]]:
         """Top-k hits per query row, best first. As on the FAISS backend, a filter matching at
         most EXACT_BELOW items is scored exactly (a graph index walking a selective filter can
         miss matches); a broader one runs inside Milvus's search, which returns k hits whenever
-        k matching items exist."""
+        k matching items exist. `rescore`: that many candidates (at least k) are scored again
+        from their float vectors."""
         self._check_open()
         self._check_k(k)
         q = self._check_queries(queries)
@@ -225,6 +227,10 @@ class MilvusCollection(Checks):
             if exact is not None:
                 return exact
         fetch = min(max(4 * k, k + 32), MAX_K) if exact_rerank else k
+        if rescore is not None:
+            if isinstance(rescore, bool) or not isinstance(rescore, int) or rescore < 1:
+                raise CollectionError(f"rescore must be a positive integer, not {rescore!r}")
+            fetch, exact_rerank = min(max(rescore, k), MAX_K), True
         params = {"metric_type": METRIC[self.metric], "params": {}}
         if self.index_type in ("HNSW", "AUTOINDEX"):
             params["params"]["ef"] = max(ef, fetch)

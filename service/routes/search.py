@@ -63,7 +63,7 @@ async def search_collection(
         except ValueError as e:
             raise InputError(str(e)) from None
     if req.mode == "hybrid":
-        opts = req.hybrid or S.HybridOptions()
+        opts = req.hybrid
         fused = await asyncio.to_thread(
             col.hybrid_search, q, text, req.k, req.filter, fusion=opts.fusion, alpha=opts.alpha,
             k_each=opts.k_each, exact_rerank=req.exact_rerank, rescore=req.rescore,
@@ -89,14 +89,15 @@ async def search_collection(
 def check_mode(req: S.SearchRequest) -> str | None:
     """The keyword side's text for mode keyword or hybrid (None for vector), with the requests
     a mode cannot answer refused."""
+    given = "hybrid" in req.model_fields_set
     if req.mode == "vector":
-        if req.hybrid is not None:
+        if given:
             raise InputError('hybrid options are for "mode": "hybrid"')
         return None
     text = getattr(req.query, "text", None)
     if text is None:
         raise InputError(f"mode {req.mode} needs a text query: its keyword side matches words")
-    if req.hybrid is not None and req.mode != "hybrid":
+    if given and req.mode != "hybrid":
         raise InputError('hybrid options are for "mode": "hybrid"')
     if req.group_by:
         raise InputError(f"group_by works with mode vector only, not {req.mode}")

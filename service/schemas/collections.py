@@ -136,7 +136,8 @@ class SearchRequest(Strict):
         "vector", description="vector: nearest vectors; keyword: BM25 over the items' text; "
         "hybrid: both, fused (keyword and hybrid need a text query)",
     )  # fmt: skip
-    hybrid: HybridOptions | SkipJsonSchema[None] = opt(description="How hybrid mode fuses")
+    hybrid: HybridOptions = Field(default_factory=HybridOptions,
+                                  description="How hybrid mode fuses")  # fmt: skip
     rescore: int | SkipJsonSchema[None] = opt(
         ge=1, le=10_000, description="Candidates scored again from the stored float vectors "
         "(default 4 x k on a quantized collection)",

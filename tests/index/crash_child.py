@@ -45,8 +45,12 @@ def main() -> None:
     while True:
         ids = [f"r{run}-{b * BATCH + j}" for j in range(BATCH)]
         say(f"A U1 {b}")
-        col.upsert(ids, np.stack([vector(i, 1) for i in ids]),
-                   [{"b": b, "v": 1, "tag": f"tag{b}"}] * BATCH, texts=[text(i, 1) for i in ids])
+        col.upsert(
+            ids,
+            np.stack([vector(i, 1) for i in ids]),
+            [{"b": b, "v": 1, "tag": f"tag{b}"}] * BATCH,
+            texts=[text(i, 1) for i in ids],
+        )
         say(f"K U1 {b}")
         if b % 3 == 2:  # delete an earlier, acknowledged batch
             say(f"A D {b - 2}")
