@@ -310,11 +310,12 @@ class Collection(Checks):
 
     def hybrid_search(
         self, query: np.ndarray, text: str, k: int = 10, filter: dict | None = None, *,
-        fusion: str = "rrf", alpha: float = 0.5, k_each: int = 100,
+        fusion: str = "weighted", alpha: float = 0.5, k_each: int = 100,
         exact_rerank: bool = False, rescore: int | None = None, nprobe: int = 32, ef: int = 64,
     ) -> list[FusedHit]:  # fmt: skip
         """The best k of a vector search for `query` and a keyword search for `text`, each of
-        k_each hits under the same filter and the same read view, fused (index/hybrid.py)."""
+        k_each hits under the same filter and the same read view, every item of the union
+        scored on both signals and fused (index/hybrid.py)."""
         self._check_open()
         self._check_k(k)
         self._check_k(k_each)
@@ -327,7 +328,28 @@ class Collection(Checks):
         with self._lock.read():
             vec = self._vector(q, k_each, where, n, nprobe, ef)[0]
             kw = self._keyword(text, match, k_each, where)
-        return fuse(vec, kw, k, fusion, float(alpha), l2=self.metric == "l2")
+            cands = self._both_scores(q, match, vec, kw)
+        return fuse(cands, k, fusion, float(alpha), self.metric)
+
+    def _both_scores(self, q: np.ndarray, match: str, vec: list[Hit],
+                     kw: list[Hit]) -> list[FusedHit]:  # fmt: skip
+        """The union of both sides' hits, each with its exact vector score and its BM25 score
+        (None without a match); the caller holds the read lock."""
+        from index.exact import score
+
+        cands = {h.id: FusedHit(h.id, 0.0, h.metadata, ["vector"]) for h in vec}
+        for h in kw:
+            cands.setdefault(h.id, FusedHit(h.id, 0.0, h.metadata)).found_by.append("keyword")
+        if not cands:
+            return []
+        found = self.store.get(list(cands))
+        labels = [found[i][0] for i in cands]
+        exact = score(q, np.stack([found[i][1] for i in cands]), self.metric)[0]
+        marks = ",".join("?" * len(labels))
+        bm25 = dict(self.store.keyword(match, len(labels), f"label IN ({marks})", labels))
+        for c, label, s in zip(cands.values(), labels, exact, strict=True):
+            c.vector_score, c.bm25 = float(s), bm25.get(label)
+        return list(cands.values())
 
     def _matching(self, sql: str, params: list) -> np.ndarray:
         """Labels passing a filter; repeated filters are served from a cache valid until the next

@@ -121,12 +121,13 @@ class TermIn(Strict):
 
 
 class HybridOptions(Strict):
-    fusion: Literal["rrf", "weighted"] = Field(
-        "rrf", description="rrf: alpha/(60 + vector rank) + (1 - alpha)/(60 + keyword rank); "
-        "weighted: alpha * vector score + (1 - alpha) * BM25, each min-max scaled to [0, 1]",
+    fusion: Literal["weighted", "rrf"] = Field(
+        "weighted", description="Over the union of both sides' hits, each scored on both: "
+        "weighted: alpha * (vector score min-max scaled to [0, 1]) + (1 - alpha) * (BM25 / the "
+        "best BM25); rrf: alpha/(60 + vector rank) + (1 - alpha)/(60 + keyword rank)",
     )  # fmt: skip
     alpha: float = Field(0.5, ge=0, le=1, description="The vector side's weight (1: vector only)")
-    k_each: int = Field(100, ge=1, le=1000, description="Hits each side contributes")
+    k_each: int = Field(100, ge=1, le=1000, description="Hits each side finds before fusion")
 
 
 class SearchRequest(Strict):

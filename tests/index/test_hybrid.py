@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from index import CollectionError, KeywordQueryError, Unsupported
-from index.checks import Hit
-from index.hybrid import fuse
+from index.hybrid import FusedHit, fuse
 from index.keywords import fts_query, indexed_text
 
 
@@ -93,31 +92,39 @@ def test_keyword_syntax_error_names_the_query(shop):
         shop.hybrid_search(unit([1, 0, 0])[0], "boot", alpha=2)
 
 
+def cands(*rows) -> list[FusedHit]:
+    """(id, vector score, bm25 or None) -> candidates, in the given order."""
+    return [FusedHit(i, 0.0, None, ["vector"], v, b) for i, v, b in rows]
+
+
 def test_rrf_arithmetic():
-    v = [Hit("a", 0.9, None), Hit("b", 0.8, None), Hit("c", 0.1, None)]
-    kw = [Hit("c", 5.0, None), Hit("d", 2.0, None)]
-    got = fuse(v, kw, k=4, fusion="rrf", alpha=0.5)
-    want = {"a": 0.5 / 61, "b": 0.5 / 62, "c": 0.5 / 63 + 0.5 / 61, "d": 0.5 / 62}
-    assert ids(got) == ["c", "a", "b", "d"]  # b and d tie: the vector side's order first
+    got = fuse(cands(("a", 0.9, None), ("b", 0.8, 2.0), ("c", 0.1, 5.0), ("d", 0.1, 2.0)),
+               k=4, fusion="rrf", alpha=0.5, metric="ip")  # fmt: skip
+    # vector ranks a 1, b 2, c 3, d 3 (tied); keyword ranks c 1, b 2, d 2 (tied), a none
+    want = {"a": 0.5 / 61, "b": 0.5 / 62 + 0.5 / 62, "c": 0.5 / 63 + 0.5 / 61,
+            "d": 0.5 / 63 + 0.5 / 62}  # fmt: skip
+    assert ids(got) == ["c", "b", "d", "a"]  # c: 0.016133, b: 0.016129
     for h in got:
         assert h.score == pytest.approx(want[h.id], abs=1e-15)
-    assert got[0].found_by == ["vector", "keyword"] and got[0].vector_score == 0.1
-    assert got[0].bm25 == 5.0 and got[3].found_by == ["keyword"]
-    assert ids(fuse(v, kw, k=2, fusion="rrf", alpha=1.0)) == ["a", "b"]
+    only_vector = fuse(cands(("a", 0.9, None), ("b", 0.8, 9.0)), k=2, fusion="rrf", alpha=1.0)
+    assert ids(only_vector) == ["a", "b"]
 
 
 def test_weighted_arithmetic():
-    v = [Hit("a", 0.9, None), Hit("b", 0.5, None), Hit("c", 0.1, None)]
-    kw = [Hit("c", 6.0, None), Hit("d", 4.0, None), Hit("a", 2.0, None)]
-    got = {h.id: h.score for h in fuse(v, kw, k=4, fusion="weighted", alpha=0.25)}
-    # vector scaled: a 1, b 0.5, c 0; BM25 scaled: c 1, d 0.5, a 0
-    assert got == pytest.approx({"a": 0.25, "b": 0.125, "c": 0.75, "d": 0.375})
-    l2 = fuse([Hit("a", 0.2, None), Hit("b", 1.0, None)], [], k=2, fusion="weighted", l2=True)
+    rows = (("a", 0.6, None), ("b", 0.2, 2.0), ("c", -0.2, 8.0), ("d", 0.6, 4.0))
+    got = {h.id: h.score for h in fuse(cands(*rows), k=4, fusion="weighted", alpha=0.25)}
+    # cosine: v' = (v + 1) / (0.6 + 1): a 1, b 0.75, c 0.5, d 1; b' = bm25 / 8: b .25, c 1, d .5
+    assert got == pytest.approx({"a": 0.25, "b": 0.25 * 0.75 + 0.75 * 0.25,
+                                 "c": 0.25 * 0.5 + 0.75, "d": 0.25 + 0.75 * 0.5})  # fmt: skip
+    ip = fuse(cands(("a", 3.0, None), ("b", 1.0, None), ("c", 2.0, None)), k=3, metric="ip")
+    assert [(h.id, h.score) for h in ip] == [("a", 0.5), ("c", 0.25), ("b", 0.0)]  # min-max
+    l2 = fuse(cands(("a", 0.2, None), ("b", 1.0, None)), k=2, metric="l2")
     assert [(h.id, h.score) for h in l2] == [("a", 0.5), ("b", 0.0)]  # smaller distance: better
-    one = fuse([Hit("a", 0.3, None)], [Hit("a", 1.0, None)], k=1, fusion="weighted")
-    assert one[0].score == 1.0
-    with pytest.raises(ValueError, match=r"^fusion must be one of rrf, weighted, not 'max'$"):
-        fuse(v, kw, k=1, fusion="max")
+    tie = fuse(cands(("a", 0.5, None), ("b", 0.5, None)), k=2)
+    assert [(h.id, h.score) for h in tie] == [("a", 0.5), ("b", 0.5)]  # the given order
+    assert fuse([], k=3) == []
+    with pytest.raises(ValueError, match=r"^fusion must be one of weighted, rrf, not 'max'$"):
+        fuse(cands(("a", 0.5, None)), k=1, fusion="max")
 
 
 def test_text_fields_are_checked_and_reopened(faiss_cat, tmp_path):
