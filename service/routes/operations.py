@@ -68,6 +68,7 @@ def _models(rt: Runtime) -> S.ModelList:
     m = S.ModelInfo(
         id=rt.settings.model, dim=i["dim"], modalities=i["modalities"],
         context_length=i["context_length"], loss=i["loss"], device=i["device"],
+        dimensions=i["trained_dimensions"],
     )  # fmt: skip
     return S.ModelList(data=[m])
 
