@@ -109,6 +109,7 @@ bench: install
 	$(BIN)/python bench/encoders.py
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/index.py
+	$(BIN)/python bench/quantized.py
 	$(BIN)/python bench/backends.py
 	$(BIN)/python bench/service.py
 	$(BIN)/python bench/overload.py

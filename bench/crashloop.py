@@ -5,9 +5,12 @@ writes are in flight, restart it, and check: every item whose put was acknowledg
 cycle is there with its vector (and a sample of 500 from earlier cycles), every acknowledged
 delete stays deleted, no video has a segment beyond its whole item's `segments`, every media URL
 of a hit is readable, the recreated collection holds exactly what was put into it, and the count
-lies between what was acknowledged and what was sent.
+lies between what was acknowledged and what was sent. The crash collection indexes each item's
+`tag` (a word of its own) for keyword search: a sample of 100 acknowledged items of the cycle must
+each be the one hit of a keyword search for its tag, and 100 acknowledged deletes none.
+`--quantization int8` or `binary` makes it a quantized collection (metric cosine; float: ip).
 
-    python bench/crashloop.py [--cycles 20] [--model house] [--seed 0]
+    python bench/crashloop.py [--cycles 20] [--model house] [--seed 0] [--quantization none]
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class State:
         self.sent: set[str] = set()
         self.videos: set[str] = set()  # video ids ever put (their segments are checked)
         self.video_puts = 0  # acknowledged puts of a video, a multi-part and a picture item
+        self.words_checked = 0  # keyword searches checked (items found by their tag, deletes not)
         self.lock = threading.Lock()
 
 
@@ -95,9 +99,8 @@ def writer(url: str, prefix: str, dim: int, st: State, stop: threading.Event) ->
             vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
             with st.lock:
                 st.sent.update(ids)
-            body = {
-                "items": [{"id": i, "vector": v.tolist()} for i, v in zip(ids, vecs, strict=True)]
-            }
+            body = {"items": [{"id": i, "vector": v.tolist(), "metadata": {"tag": tag(i)}}
+                              for i, v in zip(ids, vecs, strict=True)]}  # fmt: skip
             try:
                 r = c.put(f"{url}/collections/crash/items", json=body)
             except httpx.HTTPError:
@@ -107,6 +110,11 @@ def writer(url: str, prefix: str, dim: int, st: State, stop: threading.Event) ->
                     st.acked.update(zip(ids, vecs, strict=True))
                 mine += ids
             n += 10
+
+
+def tag(item_id: str) -> str:
+    """An item's own word for the keyword index ("c0w1-30" -> "tagc0w1x30")."""
+    return "tag" + item_id.replace("-", "x")
 
 
 def data_url(data: bytes, mime: str) -> str:
@@ -174,7 +182,10 @@ def cycle(args, data: Path, k: int, st: State, rng) -> tuple[int, int]:
     url = f"http://127.0.0.1:{port}"
     proc = start(args.model, data, port)
     if k == 0:
-        httpx.post(f"{url}/collections", json={"name": "crash", "metric": "ip"}).raise_for_status()
+        metric = "ip" if args.quantization == "none" else "cosine"
+        body = {"name": "crash", "metric": metric, "quantization": args.quantization,
+                "text_fields": ["tag"]}  # fmt: skip
+        httpx.post(f"{url}/collections", json=body).raise_for_status()
     dim = httpx.get(f"{url}/collections/crash").json()["dim"]
     scratch_ids = scratch(url, k)
     stop = threading.Event()
@@ -220,12 +231,29 @@ def check(url: str, st: State, cycle_prefix: str, rng, scratch_ids: list[str]) -
             wrong += not ok
         for item_id in st.deleted:
             wrong += c.get(f"{url}/collections/crash/items/{item_id}").status_code != 404
+        wrong += words_found(c, url, st, new, rng)
         wrong += videos_whole(c, url, st) + media_readable(c, url)
         got = c.get(f"{url}/collections/scratch").json()["count"]
         wrong += got != len(scratch_ids)
         wrong += sum(c.get(f"{url}/collections/scratch/items/{i}").status_code != 200
                      for i in scratch_ids)  # fmt: skip
         return wrong
+
+
+def words_found(c: httpx.Client, url: str, st: State, new: list[str], rng) -> int:
+    """Acknowledged items not found (alone) by their tag, and acknowledged deletes still found."""
+
+    def hits(item_id: str) -> list[str]:
+        body = {"query": {"text": tag(item_id)}, "mode": "keyword", "k": 3}
+        return [
+            h["id"] for h in c.post(f"{url}/collections/crash/search", json=body).json()["hits"]
+        ]
+
+    items = list(rng.choice(new, size=min(100, len(new)), replace=False)) if new else []
+    gone = sorted(st.deleted)
+    gone = list(rng.choice(gone, size=min(100, len(gone)), replace=False)) if gone else []
+    st.words_checked += len(items) + len(gone)
+    return sum(hits(i) != [i] for i in items) + sum(hits(i) != [] for i in gone)
 
 
 def videos_whole(c: httpx.Client, url: str, st: State) -> int:
@@ -252,6 +280,7 @@ def main() -> None:
     ap.add_argument("--cycles", type=int, default=20)
     ap.add_argument("--model", default="house")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quantization", choices=("none", "int8", "binary"), default="none")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     st = State()
@@ -267,7 +296,8 @@ def main() -> None:
         f"crash loop: {args.cycles} SIGKILL cycles, {len(st.acked)} acknowledged items, "
         f"{lost} lost or undone, {len(st.deleted)} acknowledged deletes (checked gone), "
         f"{st.video_puts} acknowledged video puts ({len(st.videos)} videos of {SEGMENTS} "
-        f"segments, checked whole), {args.cycles} drops and re-creates, "
+        f"segments, checked whole), {st.words_checked} keyword searches checked, "
+        f"{args.cycles} drops and re-creates, quantization {args.quantization}, "
         f"{len(st.sent) - len(st.acked) - len(st.deleted)} ids sent but not acknowledged or in "
         f"doubt, {time.time() - t0:.0f} s"
     )

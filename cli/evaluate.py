@@ -9,9 +9,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cli import search_suite  # noqa: F401 - registers the hybrid-search suite
 from cli.common import fail, friendly, out
 from encoders import load_encoder
-from training.evaluate import SUITES
+from training.evaluate import known_suites
 
 
 @friendly
@@ -19,7 +20,7 @@ def eval_cmd(
     model: Annotated[str, typer.Option(help="Model spec to evaluate.")] = "house",
     suite: Annotated[
         list[str] | None,
-        typer.Option(help=f"{', '.join(SUITES)} (default: all the model's towers can run)."),
+        typer.Option(help=f"{', '.join(known_suites())} (default: all the model can run)."),
     ] = None,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Fashion-MNIST test images to use.")

@@ -38,6 +38,13 @@ def train(
     ] = None,
     chunk_size: Annotated[int | None, typer.Option(help="Chunked sigmoid loss block size.")] = None,
     eval_every: Annotated[int | None, typer.Option(min=1)] = None,
+    matryoshka: Annotated[
+        str | None,
+        typer.Option(
+            help="house: comma-separated prefix lengths (64,128,256) the loss is also "
+            "summed over, so that vectors truncated to them keep working."
+        ),
+    ] = None,
     text_share: Annotated[
         float | None,
         typer.Option(min=0.0, max=1.0, help="captioner: share conditioned on noisy text vectors."),
@@ -89,6 +96,8 @@ def train(
         fail(ValueError("--size, --limit, --lm and --prior-steps apply with --model only"))
     if text_share is not None and target != "captioner":
         fail(ValueError("--text-share applies to --target captioner only"))
+    if matryoshka is not None and target != "house":
+        fail(ValueError("--matryoshka applies to --target house only"))
     if target == "audio":
         if data or chunk_size:
             fail(ValueError("--data and --chunk-size apply to --target house only"))
@@ -116,6 +125,7 @@ def train(
             str(config) if config else None, out=out, loss=loss, steps=steps,
             batch_size=batch_size, lr=lr, seed=seed, chunk_size=chunk_size,
             eval_every=eval_every, data=data.split(",") if data else None,
+            matryoshka=_dims(matryoshka),
         )  # fmt: skip
         trainer = Trainer(cfg, log=err.print)
     except (ValueError, MissingData, FileNotFoundError) as e:
@@ -152,6 +162,15 @@ def train_model_part(
     if "lm" in opts:
         opts["lm"] = str(opts["lm"])
     train_part(target, model, data, out, opts, limit, path_column, text_column)
+
+
+def _dims(given: str | None) -> list[int] | None:
+    if given is None:
+        return None
+    try:
+        return [int(x) for x in given.split(",")]
+    except ValueError:
+        fail(ValueError(f"--matryoshka takes comma-separated integers, not {given!r}"))
 
 
 def train_audio(config: Path | None, **overrides) -> None:

@@ -302,6 +302,7 @@ class Encoder(ABC):
             "loss": self.loss,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
+            "trained_dimensions": list(getattr(self, "trained_dims", ()) or (self.dim,)),
         }
 
     def require(self, modality: str) -> None:

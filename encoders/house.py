@@ -63,6 +63,7 @@ class HouseConfig:
     logit_bias: float = -10.0
     mean: float = 0.5
     std: float = 0.5
+    matryoshka: list[int] = field(default_factory=list)  # prefixes trained to stand alone
 
 
 class ImageTower(nn.Module):
@@ -197,6 +198,7 @@ class HouseEncoder(Encoder):
         self.minilm = MiniLM(self.device, cfg.context_length)
         self.name = "house" if path is None else f"house:{path}"
         self.dim = cfg.embed_dim
+        self.trained_dims = tuple(cfg.matryoshka)
         self.modalities = frozenset({TEXT, IMAGE})
         self.context_length = cfg.context_length
         self.loss = "sigmoid" if cfg.loss == "sigmoid" else "softmax"

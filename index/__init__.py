@@ -13,9 +13,11 @@ from index.errors import (
     CollectionNotFound,
     DataDirBusy,
     IndexUnavailable,
+    KeywordQueryError,
     SnapshotError,
     StorageFailed,
     StorageFull,
+    Unsupported,
 )
 from index.filters import compile_filter
 
@@ -29,8 +31,10 @@ __all__ = [
     "Hit",
     "IndexUnavailable",
     "Item",
+    "KeywordQueryError",
     "SnapshotError",
     "StorageFailed",
     "StorageFull",
+    "Unsupported",
     "compile_filter",
 ]

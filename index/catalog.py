@@ -15,6 +15,7 @@ import re
 import shutil
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from index.checks import new_config
@@ -76,14 +77,20 @@ class Catalog:
         model: str | None = None,
         index: str = "auto",
         exist_ok: bool = False,
+        text_fields: Sequence[str] = (),
+        quantization: str = "none",
     ) -> Collection:
-        """A new collection; with exist_ok, the existing one if its settings match."""
+        """A new collection; with exist_ok, the existing one if its settings match.
+        `text_fields`: metadata keys whose values the keyword index holds beside each item's
+        text; `quantization`: none, int8 or binary codes in the index."""
         self._check_name(name)
-        config = new_config(name, dim, metric, model, index)
+        config = new_config(name, dim, metric, model, index, text_fields, quantization)
         with self._lock:
             if (self.root / name / "items.sqlite").is_file():
                 col = self._get_locked(name)
-                same = (col.dim, col.metric, col.model, col.factory) == (dim, metric, model, index)
+                same = (col.dim, col.metric, col.model, col.factory, col.text_fields,
+                        col.quantization) == (dim, metric, model, index, config["text_fields"],
+                                              quantization)  # fmt: skip
                 if exist_ok and same:
                     return col
                 raise CollectionExists(f"collection '{name}' already exists")

@@ -2,8 +2,9 @@
 and the model stamp, with the same messages whichever engine holds the vectors.
 
 A mixin: the class using it has `name`, `dim`, `metric`, `model` and a `_closed` flag. Also the
-records both backends return (`Hit`, `Item`) and a new collection's checked configuration. Knows
-nothing of Milvus, torch or HTTP, and of FAISS only its factory grammar (in `new_config`).
+records both backends return (`Hit`, `Item`) and a new collection's checked configuration (with
+its `text_fields` and `quantization`). Knows nothing of Milvus, torch or HTTP, and of FAISS only
+its factory grammar (in `new_config`).
 """
 
 from __future__ import annotations
@@ -135,9 +136,11 @@ class Item:
     metadata: dict | None
 
 
-def new_config(name: str, dim: int, metric: str, model: str | None, factory: str) -> dict:
+def new_config(name: str, dim: int, metric: str, model: str | None, factory: str,
+               text_fields: Sequence[str] = (), quantization: str = "none") -> dict:  # fmt: skip
     """A new collection's configuration, checked (the same for every backend)."""
-    from index.ann import METRICS, validate_factory  # FAISS's factory grammar, only here
+    from index.ann import METRICS, QUANTIZATIONS, quantized, validate_factory  # FAISS's grammar
+    from index.keywords import check_text_fields
 
     if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= 65_536:
         raise CollectionError(f"dim must be an integer from 1 to 65536, not {dim!r}")
@@ -145,4 +148,18 @@ def new_config(name: str, dim: int, metric: str, model: str | None, factory: str
         raise CollectionError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
     if factory != "auto":
         validate_factory(factory, dim, metric)
-    return {"name": name, "dim": dim, "metric": metric, "model": model, "factory": factory}
+    if quantization not in QUANTIZATIONS:
+        raise CollectionError(
+            f"quantization must be one of {', '.join(QUANTIZATIONS)}, not {quantization!r}"
+        )
+    if quantization != "none":
+        if metric != "cosine":
+            raise CollectionError(
+                f"quantization {quantization} needs metric cosine (the codes are scaled for unit "
+                f"vectors), not {metric!r}"
+            )
+        validate_factory(quantized("Flat" if factory == "auto" else factory, quantization),
+                         dim, metric)  # fmt: skip
+    return {"name": name, "dim": dim, "metric": metric, "model": model, "factory": factory,
+            "text_fields": check_text_fields(list(text_fields)),
+            "quantization": quantization}  # fmt: skip

@@ -7,7 +7,12 @@ snapshot is valid. A readers-writer lock lets searches run together while each w
 plus index update) runs alone, so a search never sees a write half-applied. Where a GPU is in use,
 unfiltered searches go to a GPU replica of the index (index/gpu.py) while it is current, refreshed
 in the background after writes (index/refresher.py); small filtered sets and re-ranking are scored
-exactly (index/exact.py). Knows nothing of torch, the encoders or HTTP.
+exactly (index/exact.py). Each item's text (its text input and the metadata fields named at
+creation) sits in the store's FTS5 keyword index, written in the item's own transaction; keyword
+and hybrid searches read it under the same read lock as the vectors (index/keywords.py says what
+is indexed, index/hybrid.py how the two lists are fused). A quantized collection's index holds
+int8 or binary codes and its hits are rescored from the stored float vectors. Knows nothing of
+torch, the encoders or HTTP.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import numpy as np
 from index.ann import (
     AnnIndex,
     auto_factory,
+    flat_of,
+    quantized,
     train_size,
     validate_factory,
 )
@@ -30,19 +37,21 @@ from index.errors import CollectionError
 from index.exact import exact_top_k, rescore
 from index.filters import compile_filter
 from index.gpu import CloneFn, GpuReplica, resolve_device, to_gpu
+from index.keywords import indexed_text
 from index.recovery import build_index, replay_snapshot
 from index.refresher import GpuRefresher
 from index.rwlock import RWLock
 from index.snapshot import list_snapshots, write_snapshot
 from index.space import SpaceGuard
 from index.store import ItemStore
+from index.text_search import KeywordSearch
 
 log = logging.getLogger("jointspace.index")
 
 EXACT_BELOW = 4096  # filters matching at most this many items are scored exactly
 
 
-class Collection(Checks):
+class Collection(KeywordSearch, Checks):
     """Open with `Collection(path)`; create one through `index.Catalog`."""
 
     def __init__(
@@ -70,6 +79,8 @@ class Collection(Checks):
         self.metric: str = cfg["metric"]
         self.model: str | None = cfg.get("model")
         self.factory: str = cfg.get("factory", "auto")
+        self.text_fields: list[str] = list(cfg.get("text_fields", []))
+        self.quantization: str = cfg.get("quantization", "none")
         self.auto_maintain = auto_maintain
         self.snapshot_every = snapshot_every
         self.keep_snapshots = keep_snapshots
@@ -84,6 +95,7 @@ class Collection(Checks):
         self._ann, self._applied = self._recover()
         self._filter_cache: dict[tuple, np.ndarray] = {}  # (sql, params) -> labels, at _applied
         self._filter_cache_lsn = -1
+        self._size_cache: tuple = (None, -1, 0)  # (index, lsn, its size written out)
         use_gpu = gpu_clone is not None or resolve_device(search_device) == "gpu"
         self.gpu: GpuReplica | None = GpuReplica(gpu_clone or to_gpu) if use_gpu else None
         self._refresher = GpuRefresher(self.gpu, self._state, self._lock, self.name)
@@ -105,11 +117,17 @@ class Collection(Checks):
         return ann, view
 
     def _target_factory(self, n: int) -> str:
-        return auto_factory(n) if self.factory == "auto" else self.factory
+        base = auto_factory(n) if self.factory == "auto" else self.factory
+        if self.quantization == "binary":
+            return "BFlat"
+        return quantized(base, self.quantization)
 
     def _build(self, factory: str) -> tuple[AnnIndex, int]:
-        """A fresh index over the store's current rows; falls back to Flat until trainable."""
-        ann, view, self._built_at = build_index(self.store, self.dim, self.metric, factory)
+        """A fresh index over the store's current rows; falls back to the flat index of the
+        collection's quantization until trainable."""
+        ann, view, self._built_at = build_index(
+            self.store, self.dim, self.metric, factory, flat_of(self.quantization)
+        )
         return ann, view
 
     # -- writes -------------------------------------------------------------------------------
@@ -120,10 +138,13 @@ class Collection(Checks):
         metadata: Sequence[dict | None] | None = None,
         model: str | None = None,
         remove: Sequence[str] = (),
+        texts: Sequence[str | None] | None = None,
     ) -> int:
         """Insert or replace items, and delete the items `remove` names (a video's segments that
         its new version no longer has), all in one transaction; returns the write's lsn once it
-        is durable."""
+        is durable. `texts` (one per id, None for none) are the items' text inputs; with the
+        metadata fields named in `text_fields` they go into the keyword index in that same
+        transaction."""
         self._check_open()
         if self.space is not None:
             self.space.check(f"writing to collection '{self.name}'")
@@ -132,10 +153,11 @@ class Collection(Checks):
         vecs = self._check_vectors(vectors, len(ids), "vectors")
         self._check_model(model)
         metas = self._check_metadata(metadata, len(ids))
+        bodies = self._texts(texts, metadata, len(ids))
         if not ids and not remove:
             return self.store.lsn
         with self._lock.write():
-            res = self.store.upsert(ids, vecs, metas, remove)
+            res = self.store.upsert(ids, vecs, metas, remove, bodies)
             self._apply(lambda: (self._ann.remove(res.removed), self._ann.add(res.added, vecs)))
             self._applied = res.lsn
             self._count += len(res.added) - len(res.removed)
@@ -143,6 +165,13 @@ class Collection(Checks):
         self._refresher.kick()
         self._maybe_maintain()
         return res.lsn
+
+    def _texts(self, texts, metadata, n: int) -> list[str | None]:
+        texts = [None] * n if texts is None else list(texts)
+        if len(texts) != n:
+            raise CollectionError(f"{n} ids but {len(texts)} texts")
+        metas = [None] * n if metadata is None else list(metadata)
+        return [indexed_text(t, m, self.text_fields) for t, m in zip(texts, metas, strict=True)]
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete items by id; returns how many existed. Durable when it returns."""
@@ -200,36 +229,54 @@ class Collection(Checks):
         filter: dict | None = None,
         *,
         exact_rerank: bool = False,
+        rescore: int | None = None,
         nprobe: int = 32,
         ef: int = 64,
     ) -> list[list[Hit]]:
         """Top-k hits per query row, best first. A filter is applied inside the search, so a
-        filtered search still returns k hits whenever k matching items exist."""
+        filtered search still returns k hits whenever k matching items exist. `rescore`: how
+        many candidates the index returns to be scored again from the stored float vectors
+        (default 4 x k on a quantized collection, none else; `exact_rerank` asks for
+        max(4 x k, k + 32) on any collection)."""
         self._check_open()
         self._check_k(k)
         q = self._check_queries(queries)
         where = compile_filter(filter) if filter else None
         with self._lock.read():
-            allowed = self._matching(*where) if where else None
-            n_cand = len(allowed) if allowed is not None else self._count
-            if allowed is not None and len(allowed) <= EXACT_BELOW:
-                scores, labels = self._exact(q, k, allowed)
-            else:
-                fetch = min(max(4 * k, k + 32), MAX_K) if exact_rerank else k
-                res = None
-                if allowed is None and self.gpu is not None:
-                    res = self.gpu.search(self._ann, self._applied, q, fetch, nprobe)
-                if res is None:
-                    res = self._ann.search(q, fetch, allowed, nprobe=nprobe, ef=ef)
-                scores, labels = res
-                if exact_rerank:
-                    scores, labels = rescore(self.store, self.dim, self.metric, q, labels, k)
-                short = (labels[:, : min(k, n_cand)] < 0).any(axis=1)
-                if short.any():  # the ANN index found too few: score those queries exactly
-                    s2, l2 = self._exact(q[short], k, allowed)
-                    scores, labels = scores[:, :k].copy(), labels[:, :k].copy()
-                    scores[short], labels[short] = s2, l2
-            found = self.store.describe(np.unique(labels[labels >= 0]))
+            return self._vector(q, k, where, self._rescore_n(k, exact_rerank, rescore), nprobe, ef)
+
+    def _rescore_n(self, k: int, exact_rerank: bool, rescore: int | None) -> int:
+        if rescore is not None:
+            if isinstance(rescore, bool) or not isinstance(rescore, int) or rescore < 1:
+                raise CollectionError(f"rescore must be a positive integer, not {rescore!r}")
+            return min(max(rescore, k), MAX_K)
+        if self.quantization != "none":
+            return min(4 * k, MAX_K)
+        return min(max(4 * k, k + 32), MAX_K) if exact_rerank else 0
+
+    def _vector(self, q: np.ndarray, k: int, where, n_rescore: int, nprobe: int,
+                ef: int) -> list[list[Hit]]:  # fmt: skip
+        """The search itself; the caller holds the read lock."""
+        allowed = self._matching(*where) if where else None
+        n_cand = len(allowed) if allowed is not None else self._count
+        if allowed is not None and len(allowed) <= EXACT_BELOW:
+            scores, labels = self._exact(q, k, allowed)
+        else:
+            fetch = n_rescore or k
+            res = None
+            if allowed is None and self.gpu is not None:
+                res = self.gpu.search(self._ann, self._applied, q, fetch, nprobe)
+            if res is None:
+                res = self._ann.search(q, fetch, allowed, nprobe=nprobe, ef=ef)
+            scores, labels = res
+            if n_rescore:
+                scores, labels = rescore(self.store, self.dim, self.metric, q, labels, k)
+            short = (labels[:, : min(k, n_cand)] < 0).any(axis=1)
+            if short.any():  # the ANN index found too few: score those queries exactly
+                s2, l2 = self._exact(q[short], k, allowed)
+                scores, labels = scores[:, :k].copy(), labels[:, :k].copy()
+                scores[short], labels[short] = s2, l2
+        found = self.store.describe(np.unique(labels[labels >= 0]))
         out = []
         for srow, lrow in zip(scores, labels, strict=True):
             hits = []
@@ -273,12 +320,10 @@ class Collection(Checks):
     def snapshot(self) -> Path | None:
         """Write a snapshot of the index now (None when nothing changed since the last one)."""
         with self._maint:
-            import faiss
-
             with self._lock.read():
                 if not self._dirty and list_snapshots(self.snapshot_dir):
                     return None
-                index = faiss.clone_index(self._ann.index)
+                index = self._ann.clone()
                 dead = np.fromiter(self._ann.dead, dtype=np.int64, count=len(self._ann.dead))
                 info = {
                     "name": self.name,
@@ -397,4 +442,19 @@ class Collection(Checks):
             "count": self._count,
             "lsn": self._applied,
             "search_device": self.search_device,
+            "text_fields": self.text_fields,
+            "quantization": self.quantization,
+            **self._sizes(),
+        }
+
+    def _sizes(self) -> dict:
+        """Memory figures: the index's codes per vector and its whole size (codes, ids, graph
+        links; what a snapshot writes), and the float vectors the store keeps beside it."""
+        ann, lsn = self._ann, self._applied
+        if self._size_cache[:2] != (ann, lsn):  # writing the index out is not free: once a view
+            self._size_cache = (ann, lsn, ann.nbytes())
+        return {
+            "bytes_per_vector": ann.code_bytes(),
+            "index_bytes": self._size_cache[2],
+            "store_vector_bytes": 4 * self.dim * self._count,
         }

@@ -46,3 +46,11 @@ class StorageFailed(RuntimeError):
     acknowledged, and the collection refuses writes until the service restarts and recovers it
     from its log: after a failed fsync the kernel may have dropped the data, so retrying as if
     nothing happened would acknowledge writes that are not on disk. Reads still work."""
+
+
+class Unsupported(CollectionError):
+    """A setting or search mode the collection's backend lacks (answered 422 by the service)."""
+
+
+class KeywordQueryError(CollectionError):
+    """A keyword query that is not valid FTS5 query syntax (answered 422 by the service)."""

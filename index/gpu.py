@@ -87,6 +87,8 @@ class GpuReplica:
 
     def supports(self, ann) -> bool:
         """Whether `ann` (an index.ann.AnnIndex) can be answered from a replica."""
+        if ann.binary:  # binary indexes are searched on the CPU (a Hamming scan of bytes)
+            return False
         return bool(ann.is_trained and not ann.dead and ann.factory not in self.unsupported)
 
     def current(self, ann, lsn: int) -> bool:

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +28,7 @@ from index.errors import (
     CollectionNotFound,
     DataDirBusy,
     IndexUnavailable,
+    Unsupported,
 )
 from index.milvus_collection import METRIC, MilvusCollection, engine_call, milvus_index
 from index.space import SpaceGuard
@@ -86,10 +88,17 @@ class MilvusCatalog:
         model: str | None = None,
         index: str = "auto",
         exist_ok: bool = False,
+        text_fields: Sequence[str] = (),
+        quantization: str = "none",
     ) -> MilvusCollection:
-        """A new collection; with exist_ok, the existing one if its settings match."""
+        """A new collection; with exist_ok, the existing one if its settings match. Keyword
+        indexes (`text_fields`) and quantized indexes are FAISS-backend features."""
         self._check_name(name)
-        config = new_config(name, dim, metric, model, "auto") | {"factory": index}
+        config = new_config(name, dim, metric, model, "auto", text_fields, quantization)
+        config |= {"factory": index}
+        for setting, given in (("text_fields", list(text_fields)), ("quantization", quantization)):
+            if given not in ([], "none"):
+                raise Unsupported(f"{setting} needs the FAISS backend (index_backend=faiss)")
         index_type, build, _ = milvus_index(index)
         with self._lock:
             if self.client.has_collection(engine_name(name)):

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from index.checks import MAX_K, MAX_META_BYTES, Checks, Hit, Item
-from index.errors import CollectionError, IndexUnavailable
+from index.errors import CollectionError, IndexUnavailable, Unsupported
 from index.milvus_filters import decode, encode, ids_expr, to_expr
 from index.space import SpaceGuard
 
@@ -30,6 +30,10 @@ METRIC = {"cosine": "COSINE", "ip": "IP", "l2": "L2"}
 ROW_BYTES_PER_CALL = 16 << 20  # one upsert call stays far below gRPC's 64 MiB message limit
 IDS_PER_CALL = 1000
 EXACT_BELOW = 4096  # a filter matching at most this many items can be scored exactly
+NO_KEYWORDS = (
+    "keyword and hybrid search need the FAISS backend (index_backend=faiss): collections on "
+    "Milvus have no keyword index"
+)
 INDEX_CHOICES = "auto, Flat, HNSW<M> (e.g. HNSW32), IVF<nlist>,Flat or IVF<nlist>,SQ8"
 
 
@@ -88,12 +92,14 @@ class MilvusCollection(Checks):
         metadata: Sequence[dict | None] | None = None,
         model: str | None = None,
         remove: Sequence[str] = (),
+        texts: Sequence[str | None] | None = None,
     ) -> None:
         """Insert or replace items, and delete the items `remove` names. Milvus has no
         transaction over several calls: the removals go first, then the items (a batch over
         16 MiB in several calls), so a crash part way leaves a video's whole item claiming at
         least the segments that are stored, and a retry of the same write (which removes and
-        writes the same ids again) repairs it."""
+        writes the same ids again) repairs it. `texts` are not kept: this backend has no keyword
+        index."""
         self._check_open()
         if self.space is not None:
             self.space.check(f"writing to collection '{self.name}'")
@@ -203,13 +209,15 @@ class MilvusCollection(Checks):
         filter: dict | None = None,
         *,
         exact_rerank: bool = False,
+        rescore: int | None = None,
         nprobe: int = 32,
         ef: int = 64,
     ) -> list[list[Hit]]:
         """Top-k hits per query row, best first. As on the FAISS backend, a filter matching at
         most EXACT_BELOW items is scored exactly (a graph index walking a selective filter can
         miss matches); a broader one runs inside Milvus's search, which returns k hits whenever
-        k matching items exist."""
+        k matching items exist. `rescore`: that many candidates (at least k) are scored again
+        from their float vectors."""
         self._check_open()
         self._check_k(k)
         q = self._check_queries(queries)
@@ -219,6 +227,10 @@ class MilvusCollection(Checks):
             if exact is not None:
                 return exact
         fetch = min(max(4 * k, k + 32), MAX_K) if exact_rerank else k
+        if rescore is not None:
+            if isinstance(rescore, bool) or not isinstance(rescore, int) or rescore < 1:
+                raise CollectionError(f"rescore must be a positive integer, not {rescore!r}")
+            fetch, exact_rerank = min(max(rescore, k), MAX_K), True
         params = {"metric_type": METRIC[self.metric], "params": {}}
         if self.index_type in ("HNSW", "AUTOINDEX"):
             params["params"]["ef"] = max(ef, fetch)
@@ -262,6 +274,13 @@ class MilvusCollection(Checks):
             return ((vecs - q) ** 2).sum(1)
         return vecs @ q
 
+    def keyword_search(self, text: str, k: int = 10, filter: dict | None = None) -> list[Hit]:
+        raise Unsupported(NO_KEYWORDS)
+
+    def hybrid_search(self, query: np.ndarray, text: str, k: int = 10,
+                      filter: dict | None = None, **_: Any) -> list:  # fmt: skip
+        raise Unsupported(NO_KEYWORDS)
+
     # -- maintenance --------------------------------------------------------------------------
     @engine_call
     def snapshot(self) -> None:
@@ -289,6 +308,11 @@ class MilvusCollection(Checks):
             "count": self.count,
             "lsn": None,
             "search_device": "milvus",
+            "text_fields": [],
+            "quantization": "none",
+            "bytes_per_vector": 4 * self.dim,
+            "index_bytes": None,
+            "store_vector_bytes": None,
         }
 
 

@@ -22,16 +22,17 @@ log = logging.getLogger("jointspace.index")
 TRAIN_SAMPLE = 200_000
 
 
-def build_index(store: ItemStore, dim: int, metric: str,
-                factory: str) -> tuple[AnnIndex, int, int]:  # fmt: skip
+def build_index(store: ItemStore, dim: int, metric: str, factory: str,
+                fallback: str = "Flat") -> tuple[AnnIndex, int, int]:  # fmt: skip
     """(index, lsn it reflects, rows in it): a fresh index over the store's current rows; falls
-    back to Flat until trainable."""
+    back to `fallback` (Flat, or the flat index of the collection's quantization) until
+    trainable."""
     view, rows = store.scan(dim)
     parts = list(rows)
     labels = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
     vecs = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, dim), np.float32)
     if len(labels) < train_size(factory):
-        factory = "Flat"
+        factory = fallback
     ann = AnnIndex(factory, dim, metric)
     if not ann.is_trained:
         rng = np.random.default_rng(0)

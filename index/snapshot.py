@@ -32,7 +32,7 @@ TMP_PREFIX = ".tmp-snap-"
 class Snapshot:
     path: Path
     manifest: dict
-    index: faiss.Index
+    index: faiss.Index | faiss.IndexBinary
     dead: np.ndarray
 
 
@@ -53,7 +53,7 @@ def _sha256(path: Path) -> str:
 
 
 def write_snapshot(
-    root: Path, index: faiss.Index, dead: np.ndarray, info: dict, keep: int = 2
+    root: Path, index: faiss.Index | faiss.IndexBinary, dead: np.ndarray, info: dict, keep: int = 2
 ) -> Path:
     """Write a snapshot of `index` at `info["lsn"]`; keep the newest `keep` and drop older ones."""
     root.mkdir(parents=True, exist_ok=True)
@@ -81,7 +81,10 @@ def write_snapshot(
 def _write_files(tmp: Path, index: faiss.Index, dead: np.ndarray, info: dict) -> None:
     """The index, its tombstones and a manifest with sizes and hashes, all fsynced, in `tmp`."""
     tmp.mkdir()
-    faiss.write_index(index, str(tmp / "index.faiss"))
+    if isinstance(index, faiss.IndexBinary):  # a binary collection's index (factory B...)
+        faiss.write_index_binary(index, str(tmp / "index.faiss"))
+    else:
+        faiss.write_index(index, str(tmp / "index.faiss"))
     np.save(tmp / "dead.npy", np.asarray(dead, dtype=np.int64))
     files = {}
     for name in ("index.faiss", "dead.npy"):
@@ -135,7 +138,9 @@ def read_snapshot(path: Path, expect: dict) -> Snapshot:
         if _sha256(fpath) != meta["sha256"]:
             raise SnapshotError(f"{fpath}: checksum mismatch (corrupt file)")
     try:
-        index = faiss.read_index(str(path / "index.faiss"))
+        binary = str(manifest.get("factory", "")).startswith("B")
+        read = faiss.read_index_binary if binary else faiss.read_index
+        index = read(str(path / "index.faiss"))
         dead = np.load(path / "dead.npy")
     except Exception as e:  # checksums matched, so this is a format problem
         raise SnapshotError(f"{path / 'index.faiss'}: cannot be read ({e})") from None

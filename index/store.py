@@ -4,7 +4,10 @@ SQLite runs in WAL mode with synchronous=FULL, so a write transaction returns on
 frames are fsynced: that commit is the acknowledgement. Every write bumps the collection's log
 sequence number (lsn) and stamps the rows it touches; labels (FAISS ids) come from AUTOINCREMENT and
 are never reused, so replaying "rows added after lsn S" and "labels removed after lsn S" onto a
-snapshot taken at S is order-free and idempotent. Knows nothing of FAISS, torch or HTTP.
+snapshot taken at S is order-free and idempotent. The keyword index (an FTS5 table `texts`, rowid =
+label) is written and deleted in the same transactions as the items it indexes, so a crash can
+never leave an item without its text or a text without its item. Knows nothing of FAISS, torch or
+HTTP.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.errors import CollectionError, StorageFailed
+from index.errors import CollectionError, KeywordQueryError, StorageFailed
 from index.space import full_error, is_disk_full, is_io_error
 
 SCHEMA = """
@@ -34,6 +37,9 @@ CREATE INDEX IF NOT EXISTS items_lsn ON items(lsn);
 CREATE TABLE IF NOT EXISTS tombstones(label INTEGER PRIMARY KEY, lsn INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS tombstones_lsn ON tombstones(lsn);
 CREATE TABLE IF NOT EXISTS config(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(
+    body, tokenize='porter unicode61 remove_diacritics 2'
+);
 """
 CHUNK = 900  # bound on SQL parameters per statement (SQLite's limit is 32766 on 3.32+)
 
@@ -126,9 +132,10 @@ class ItemStore:
 
     def upsert(
         self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[str | None],
-        remove: Sequence[str] = (),
+        remove: Sequence[str] = (), texts: Sequence[str | None] | None = None,
     ) -> WriteResult:  # fmt: skip
-        """Insert or replace `ids` and delete `remove` (ids not among them), in one transaction."""
+        """Insert or replace `ids` and delete `remove` (ids not among them), in one transaction;
+        `texts` (one per id, None for none) go into the keyword index in the same transaction."""
         vectors = np.ascontiguousarray(vectors, dtype="<f4")
         with self._transaction() as (cur, lsn):
             removed = self._remove(cur, [*ids, *remove], lsn)
@@ -137,6 +144,9 @@ class ItemStore:
                 ((i, v.tobytes(), m, lsn) for i, v, m in zip(ids, vectors, metas, strict=True)),
             )
             got = dict(cur.execute("SELECT id, label FROM items WHERE lsn = ?", (lsn,)))
+            if texts is not None:
+                rows = ((got[i], t) for i, t in zip(ids, texts, strict=True) if t)
+                cur.executemany("INSERT INTO texts(rowid, body) VALUES (?, ?)", rows)
         added = np.fromiter((got[i] for i in ids), dtype=np.int64, count=len(ids))
         return WriteResult(lsn, added, removed)
 
@@ -154,6 +164,7 @@ class ItemStore:
             ]
         if labels:
             cur.executemany("DELETE FROM items WHERE label = ?", ((x,) for x in labels))
+            cur.executemany("DELETE FROM texts WHERE rowid = ?", ((x,) for x in labels))
             cur.executemany("INSERT INTO tombstones VALUES (?, ?)", ((x, lsn) for x in labels))
         return np.array(labels, dtype=np.int64)
 
@@ -224,6 +235,35 @@ class ItemStore:
         except sqlite3.OperationalError as e:
             raise CollectionError(f"filter could not be evaluated: {e}") from None
         return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def keyword(
+        self, match: str, k: int, where: str | None = None, params: Sequence = ()
+    ) -> list[tuple[int, float]]:
+        """(label, BM25 score; higher is better) of the best k texts matching an FTS5 query,
+        among the items passing `where` (a compiled filter) when given. An FTS5 syntax error
+        raises KeywordQueryError."""
+        q = "SELECT rowid, bm25(texts) FROM texts WHERE texts MATCH ?"
+        if where:
+            q += f" AND rowid IN (SELECT label FROM items WHERE {where})"
+        q += " ORDER BY bm25(texts), rowid LIMIT ?"
+        try:
+            rows = self._r.execute(q, [match, *params, k]).fetchall()
+        except sqlite3.OperationalError as e:
+            try:  # the query alone: does it parse? (else the filter was what failed)
+                self._r.execute("SELECT rowid FROM texts WHERE texts MATCH ? LIMIT 1", [match])
+            except sqlite3.OperationalError as e2:
+                raise KeywordQueryError(str(e2)) from None
+            raise CollectionError(f"filter could not be evaluated: {e}") from None
+        return [(int(label), -float(b)) for label, b in rows]  # FTS5's bm25() is negated
+
+    def text_of(self, labels: Sequence[int]) -> dict[int, str]:
+        """The indexed text of each label that has one."""
+        out = {}
+        for chunk in _chunks([int(x) for x in labels]):
+            marks = ",".join("?" * len(chunk))
+            q = f"SELECT rowid, body FROM texts WHERE rowid IN ({marks})"
+            out.update(dict(self._r.execute(q, chunk).fetchall()))
+        return out
 
     def scan(
         self, dim: int, after_lsn: int = -1, batch: int = 20_000

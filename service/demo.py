@@ -94,6 +94,9 @@ def _current(engine: Runtime, sounds: list) -> bool:
     return all(item is not None for item in col.get([*firsts, "clip-shots-0"]))
 
 
+DEMO_TEXT_FIELDS = ["item", "colour", "caption", "title"]
+
+
 def ensure_demo(engine: Runtime, console: Console | None = None) -> bool:
     """Build the demo collection unless it exists for the served model. True when present."""
     enc = engine.encoder
@@ -109,7 +112,8 @@ def ensure_demo(engine: Runtime, console: Console | None = None) -> bool:
     except MissingData as e:
         log.warning("demo collection skipped: %s", e)
         return False
-    col = engine.catalog.create(NAME, enc.dim, model=enc.name)
+    # the words of its metadata are in the keyword index: the page's keyword and hybrid search
+    col = engine.catalog.create(NAME, enc.dim, model=enc.name, text_fields=DEMO_TEXT_FIELDS)
     console = console or Console(stderr=True)
     with Progress(console=console, transient=False) as bar:
         task = bar.add_task("building the demo collection",

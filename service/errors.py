@@ -24,8 +24,10 @@ from index import (
     CollectionExists,
     CollectionNotFound,
     IndexUnavailable,
+    KeywordQueryError,
     StorageFailed,
     StorageFull,
+    Unsupported,
 )
 from runtime.batcher import Overloaded
 from runtime.pipeline import ItemNotFound
@@ -59,6 +61,8 @@ LIBRARY = {
     Unknown: (404, "not_found"),  # a classifier or fusion head
     ItemNotFound: (404, "not_found"),  # an id query's item
     CollectionExists: (409, "conflict"),
+    KeywordQueryError: (422, "invalid_input"),
+    Unsupported: (422, "unsupported"),
     CollectionError: (400, "invalid_request"),
     JointspaceError: (400, "invalid_request"),
 }

@@ -6,8 +6,9 @@ The suites live with the model each measures and register themselves with traini
 - fusion: fusion-tuxpaint, fusion-fashion, fusion-head (the last needs an audio tower);
 - temporal (models with an image tower): video-order, video-moments;
 - captioner (models with a captioner): captioning; decoder (models with one): generation.
-This module imports the suite modules (so that they register) and none of them imports another.
-Knows nothing of FAISS or HTTP.
+This module imports the suite modules (so that they register) and none of them imports another;
+suites registered from the layers above (the CLI's hybrid-search, which needs the collections)
+join them once their module is imported. Knows nothing of FAISS or HTTP.
 """
 
 from __future__ import annotations
@@ -27,9 +28,14 @@ SUITES = ordered(m.__name__ for m in MODULES)
 AUDIO_SUITES = tuple(s for s in SUITES if REGISTRY[s].needs_audio)  # need an audio tower
 
 
+def known_suites() -> tuple[str, ...]:
+    """The suites of the modules above, then any registered by a higher layer."""
+    return SUITES + tuple(n for n in REGISTRY if n not in SUITES)
+
+
 def default_suites(enc: Encoder) -> tuple[str, ...]:
     """Every suite the model's towers (and decoders) can run."""
-    return tuple(s for s in SUITES if REGISTRY[s].can_run(enc))
+    return tuple(s for s in known_suites() if REGISTRY[s].can_run(enc))
 
 
 def evaluate(
@@ -37,9 +43,10 @@ def evaluate(
 ) -> dict:
     """{"model", "seed", "suites": {suite: figures}} for the suites asked (default: all it can)."""
     suites = suites or default_suites(enc)
-    unknown = [s for s in suites if s not in SUITES]
+    known = known_suites()
+    unknown = [s for s in suites if s not in known]
     if unknown:
-        raise ValueError(f"unknown eval suite(s) {', '.join(unknown)}; known: {', '.join(SUITES)}")
+        raise ValueError(f"unknown eval suite(s) {', '.join(unknown)}; known: {', '.join(known)}")
     if any(REGISTRY[s].needs_audio and not REGISTRY[s].can_run(enc) for s in suites):
         raise ValueError(
             f"model '{enc.name}' has no audio tower for the {', '.join(AUDIO_SUITES)} suites"

@@ -173,6 +173,32 @@ class SigLipLoss(nn.Module):
         return siglip_loss(image, text, self.scale(), self.logit_bias, self.chunk_size)
 
 
+class Matryoshka(nn.Module):
+    """A contrastive loss summed over prefixes of the vectors (Matryoshka representation
+    learning): each prefix of `dims` (and the whole vector) is re-normalised and scored by the one
+    `main` loss, whose temperature and bias the prefixes share."""
+
+    def __init__(self, main: nn.Module, dims: list[int]) -> None:
+        super().__init__()
+        if not dims or any(d < 1 for d in dims):
+            raise ValueError(f"matryoshka dimensions must be positive integers, not {dims!r}")
+        self.main, self.dims = main, sorted(set(dims))
+
+    def scale(self) -> torch.Tensor:
+        return self.main.scale()
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        full = image.shape[-1]
+        if self.dims[-1] > full:
+            raise ValueError(f"matryoshka dimension {self.dims[-1]} is more than the {full} "
+                             "the towers make")  # fmt: skip
+        loss = image.new_zeros(())
+        for d in sorted(set(self.dims) | {full}):
+            loss = loss + self.main(F.normalize(image[:, :d], dim=-1),
+                                    F.normalize(text[:, :d], dim=-1))  # fmt: skip
+        return loss
+
+
 def make_loss(kind: str, **kw) -> ClipLoss | SigLipLoss:
     if kind == "clip":
         return ClipLoss(local_loss=kw.get("local_loss", False))

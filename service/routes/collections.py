@@ -44,11 +44,14 @@ async def create_collection(
     req: S.CollectionCreate, request: Request, catalog=CATALOG,
     encoder: Encoder = Depends(get_encoder), key: Key = require("admin"),
 ) -> S.CollectionInfo:  # fmt: skip
-    """Create an empty collection; the served model's dimension and spec are stamped on it."""
+    """Create an empty collection; the served model's dimension and spec are stamped on it.
+    `text_fields` name the metadata keys the keyword index holds beside each item's text input;
+    `quantization` makes the index hold int8 or binary codes."""
     check_scope(key, req.name)  # the name comes in the body, not the path
     col = await asyncio.to_thread(
-        catalog.create, req.name, encoder.dim, req.metric, encoder.name, req.index
-    )
+        catalog.create, req.name, encoder.dim, req.metric, encoder.name, req.index,
+        text_fields=req.text_fields, quantization=req.quantization,
+    )  # fmt: skip
     audit(request, req.name, 0)
     return S.CollectionInfo(**col.info())
 
@@ -119,6 +122,9 @@ async def upsert_items(
     keep = [i for i in range(len(req.items)) if i not in rows]
     vecs = [out[i].vector[None] for i in keep] + [np.stack(r.vectors) for r in rows.values()]
     model_made = all(x.modality != "vector" for x in inputs)
+    # the keyword index's text: a text or fused item's text (a video's rows have none of their own)
+    texts = [getattr(req.items[i], "text", None) for i in keep]
+    texts += [None] * sum(len(r.ids) for r in rows.values())
     # A new item's media go down before the one transaction that makes it (and the removal of
     # a shrunk video's stale segments) visible: a crash in between leaves only unreferenced
     # media, which the next start collects, and a refused write takes them back. A replaced
@@ -130,7 +136,7 @@ async def upsert_items(
             col.upsert, [ids[i] for i in keep] + [x for r in rows.values() for x in r.ids],
             np.concatenate(vecs).astype(np.float32),
             [req.items[i].metadata for i in keep] + [m for r in rows.values() for m in r.metadata],
-            pipe.encoder.name if model_made else None, stale,
+            pipe.encoder.name if model_made else None, stale, texts,
         )  # fmt: skip
     except Exception:  # refused or failed (not cancelled: the write may still land)
         taken = [ids[i] for i in fresh] + [s for i in fresh if i in rows for s, _ in rows[i].thumbs]

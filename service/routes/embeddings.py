@@ -16,6 +16,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from encoders import Encoder, InputError
+from index.codes import FORMATS, encode
 from runtime.pipeline import Embedded, Pipeline
 from runtime.settings import Settings
 from service import schemas as S
@@ -61,16 +62,20 @@ async def create_embeddings(
     if req.dimensions is not None:
         vecs = vecs[:, : req.dimensions]
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True).clip(1e-12)
-    data = []
-    for i, v in enumerate(vecs):
-        emb: Any = (
-            base64.b64encode(v.astype("<f4").tobytes()).decode()
-            if req.encoding_format == "base64"
-            else v.tolist()
-        )
-        data.append(S.EmbeddingData(index=i, embedding=emb))
+    codes = encoded(vecs, req.encoding_format)
+    data = [S.EmbeddingData(index=i, embedding=e) for i, e in enumerate(codes)]
     usage = S.Usage(prompt_tokens=tokens, total_tokens=tokens)
     return S.EmbeddingsResponse(data=data, model=settings.model, usage=usage)
+
+
+def encoded(vecs: np.ndarray, fmt: str) -> list[Any]:
+    """Each row of `vecs` in encoding format `fmt` (index/codes.py states the scaling and the
+    packing): floats, base64 of little-endian float32, or integer codes."""
+    if fmt == "float":
+        return vecs.tolist()
+    if fmt == "base64":
+        return [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vecs]
+    return encode(vecs, fmt).tolist()
 
 
 # In a form, one `texts` field and a list of one text are the same bytes: both are declared.
@@ -93,6 +98,7 @@ MULTIPART = {
         "start": {"type": "number", "minimum": 0},
         "end": {"type": "number", "exclusiveMinimum": 0},
         "pooling": {"enum": ["mean", "temporal"]},
+        "encoding_format": {"enum": list(FORMATS)},
     },
 }
 VIDEO_FIELDS = ("interval", "shots", "start", "end", "pooling")
@@ -116,14 +122,15 @@ def _json_not_text(v: str) -> bool:
 
 async def read_multipart(
     request: Request, max_items: int
-) -> tuple[list[str], list, bool, S.VideoSegments | None]:
-    """(texts, [(name, bytes)], truncate, video segments) of a multipart upload, its field types
-    checked."""
+) -> tuple[list[str], list, bool, S.VideoSegments | None, str]:
+    """(texts, [(name, bytes)], truncate, video segments, encoding format) of a multipart upload,
+    its field types checked."""
     try:
         form = await request.form(max_files=max_items, max_fields=max_items + 5)
     except StarletteHTTPException as e:  # too many parts, or not multipart at all
         raise InputError(f"multipart body: {e.detail}") from None
-    unknown = sorted(set(form.keys()) - {"texts", "files", "truncate", *VIDEO_FIELDS})
+    known = {"texts", "files", "truncate", "encoding_format", *VIDEO_FIELDS}
+    unknown = sorted(set(form.keys()) - known)
     if unknown:
         raise InputError(f"unknown form field(s): {', '.join(unknown)}")
     texts = []
@@ -139,7 +146,10 @@ async def read_multipart(
         if not isinstance(f, UploadFile):
             raise InputError(f"files {i}: a file upload, not a text field")
         blobs.append((f.filename or f"file {i}", await f.read()))
-    return texts, blobs, _flag(form, "truncate"), _video_segments(form)
+    fmt = form.getlist("encoding_format")
+    if len(fmt) > 1 or any(f not in FORMATS for f in fmt):
+        raise InputError(f"encoding_format: give it once, as one of {', '.join(FORMATS)}")
+    return texts, blobs, _flag(form, "truncate"), _video_segments(form), (fmt or ["float"])[0]
 
 
 def _flag(form, field: str) -> bool:
@@ -196,7 +206,7 @@ async def embed(
     the whole video's vector."""
     multi: list[S.MultiQuery] = []
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        texts, files, truncate, segs = await read_multipart(request, settings.max_items)
+        texts, files, truncate, segs, fmt = await read_multipart(request, settings.max_items)
         blobs = [(name, ("file", data)) for name, data in files]
     else:
         try:
@@ -204,6 +214,7 @@ async def embed(
         except ValidationError as e:
             raise RequestValidationError(e.errors()) from None
         texts, truncate, multi, segs = req.texts, req.truncate, req.multi, req.segments
+        fmt = req.encoding_format
         blobs = [(f"{kind} {i}", (kind, b))
                  for kind, given in (("image", req.images), ("audio", req.audios),
                                      ("video", req.videos))
@@ -217,19 +228,21 @@ async def embed(
     inputs = [to_input(t, f"text {i}") for i, t in enumerate(texts)] + media
     inputs += [to_input(q, f"multi {i}") for i, q in enumerate(multi)]
     out = await pipe.embed(inputs, truncate=truncate, cancel=gone)
-    embeddings = [_embedding(x.modality, r) for x, r in zip(inputs, out, strict=True)]
+    embeddings = [_embedding(x.modality, r, fmt) for x, r in zip(inputs, out, strict=True)]
     return S.EmbedResponse(model=settings.model, dim=pipe.encoder.dim, embeddings=embeddings)
 
 
 MEDIA_ORDER = ("image", "audio", "video")
 
 
-def _embedding(modality: str, r: Embedded) -> S.Embedding:
+def _embedding(modality: str, r: Embedded, fmt: str) -> S.Embedding:
+    vector = encoded(r.vector[None].astype(np.float32), fmt)[0]
     if modality in ("audio", "video"):
-        segments = [S.Segment(start=a, end=b, vector=sv.tolist())
-                    for (a, b), sv in zip(r.segments, r.segment_vectors, strict=True)]  # fmt: skip
-        return S.Embedding(modality=modality, vector=r.vector.tolist(), segments=segments)
+        seg = encoded(np.asarray(r.segment_vectors, np.float32).reshape(len(r.segments), -1), fmt)
+        segments = [S.Segment(start=a, end=b, vector=sv)
+                    for (a, b), sv in zip(r.segments, seg, strict=True)]  # fmt: skip
+        return S.Embedding(modality=modality, vector=vector, segments=segments)
     if modality == "image":
-        return S.Embedding(modality=modality, vector=r.vector.tolist())
-    return S.Embedding(modality=modality, vector=r.vector.tolist(), truncated=r.truncated,
+        return S.Embedding(modality=modality, vector=vector)
+    return S.Embedding(modality=modality, vector=vector, truncated=r.truncated,
                        n_tokens=r.n_tokens)  # fmt: skip

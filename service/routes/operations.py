@@ -68,7 +68,7 @@ def _models(rt: Runtime) -> S.ModelList:
     m = S.ModelInfo(
         id=rt.settings.model, dim=i["dim"], modalities=i["modalities"], parts=i["parts"],
         base=rt.encoder.base, context_length=i["context_length"], loss=i["loss"],
-        device=i["device"],
+        device=i["device"], dimensions=i["trained_dimensions"],
     )  # fmt: skip
     return S.ModelList(data=[m])
 

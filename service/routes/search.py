@@ -1,5 +1,5 @@
 """Search a collection: by text, image, vector or an item's id, optionally moved by weighted text
-terms or a modification phrase ("in blue instead of red")."""
+terms or a modification phrase ("in blue instead of red"); by keywords (BM25), or both fused."""
 
 from __future__ import annotations
 
@@ -39,8 +39,16 @@ async def search_collection(
     """Query by text, image, vector or an item's id; optionally moved by weighted text terms
     or a modification phrase ("in blue instead of red"). An id query leaves that item out.
     `group_by` keeps the best hit per value of a metadata field (`video_id`: the best moment of
-    each video)."""
+    each video). `mode` keyword ranks the items' text by BM25, hybrid fuses that with the vector
+    search (`hybrid`: fusion, alpha, k_each); each hit says which side found it."""
     col = await open_collection(catalog, name)
+    text = check_mode(req)
+    url = media_urls(request, name)
+    if req.mode == "keyword":
+        found = await asyncio.to_thread(col.keyword_search, text, req.k, req.filter)
+        hits = [S.Hit(id=h.id, score=h.score, metadata=h.metadata, media=url(h.id),
+                      found_by=["keyword"], bm25=h.score) for h in found]  # fmt: skip
+        return S.SearchResponse(hits=hits, terms=[])
     found_query = await embed_query(pipe, req.query, gone, col)
     q, exclude = found_query.vector, found_query.ref
     terms = list(req.terms)
@@ -54,14 +62,45 @@ async def search_collection(
             q = compose(q, tv, [t.weight for t in terms])
         except ValueError as e:
             raise InputError(str(e)) from None
+    if req.mode == "hybrid":
+        opts = req.hybrid
+        fused = await asyncio.to_thread(
+            col.hybrid_search, q, text, req.k, req.filter, fusion=opts.fusion, alpha=opts.alpha,
+            k_each=opts.k_each, exact_rerank=req.exact_rerank, rescore=req.rescore,
+        )  # fmt: skip
+        hits = [S.Hit(id=h.id, score=h.score, metadata=h.metadata, media=url(h.id),
+                      found_by=h.found_by, vector_score=h.vector_score, bm25=h.bm25)
+                for h in fused]  # fmt: skip
+        return S.SearchResponse(hits=hits, terms=terms)
     if req.group_by:
         found = await asyncio.to_thread(grouped_search, col, q, req.k, req.filter, req.group_by,
                                         exclude, req.exact_rerank)  # fmt: skip
     else:
         k = req.k + (1 if exclude else 0)
         found = (await asyncio.to_thread(col.search, q, k, req.filter,
-                                         exact_rerank=req.exact_rerank))[0]  # fmt: skip
-    url = media_urls(request, name)
-    hits = [S.Hit(id=h.id, score=h.score, metadata=h.metadata, media=url(h.id))
+                                         exact_rerank=req.exact_rerank,
+                                         rescore=req.rescore))[0]  # fmt: skip
+    hits = [S.Hit(id=h.id, score=h.score, metadata=h.metadata, media=url(h.id),
+                  found_by=["vector"], vector_score=h.score)
             for h in found if h.id != exclude][: req.k]  # fmt: skip
     return S.SearchResponse(hits=hits, terms=terms)
+
+
+def check_mode(req: S.SearchRequest) -> str | None:
+    """The keyword side's text for mode keyword or hybrid (None for vector), with the requests
+    a mode cannot answer refused."""
+    given = "hybrid" in req.model_fields_set
+    if req.mode == "vector":
+        if given:
+            raise InputError('hybrid options are for "mode": "hybrid"')
+        return None
+    text = getattr(req.query, "text", None)
+    if text is None:
+        raise InputError(f"mode {req.mode} needs a text query: its keyword side matches words")
+    if given and req.mode != "hybrid":
+        raise InputError('hybrid options are for "mode": "hybrid"')
+    if req.group_by:
+        raise InputError(f"group_by works with mode vector only, not {req.mode}")
+    if req.mode == "keyword" and (req.terms or req.modification):
+        raise InputError("terms and modification move the query vector: not for mode keyword")
+    return text

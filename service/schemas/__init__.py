@@ -35,6 +35,7 @@ from service.schemas.collections import (  # noqa: F401
     CollectionInfo,
     CollectionName,
     Hit,
+    HybridOptions,
     ItemOut,
     ItemsDeleted,
     SearchRequest,

@@ -13,6 +13,17 @@ from pydantic.json_schema import SkipJsonSchema
 from service.schemas.base import Strict, Text, Vector, limited, opt
 from service.schemas.inputs import Item, MultiQuery, VideoSegments
 
+EncodingFormat = Literal["float", "base64", "int8", "uint8", "binary", "ubinary"]
+ENCODING_DOC = (
+    "float: numbers; base64: little-endian float32 bytes; int8: round(v * 127 / L) clipped to "
+    "[-127, 127] with L = min(1, 4/sqrt(d)) for d dimensions returned; uint8: int8 + 128; "
+    "ubinary: one bit per dimension (set where v > 0), packed 8 to a byte, first dimension in "
+    "the highest bit; binary: ubinary - 128 as signed bytes"
+)
+# a vector as its encoding format gives it: integers (int8, uint8, binary, ubinary), floats, or
+# base64 text (integers first: a list of whole numbers is codes, not floats)
+Encoded = list[int] | Vector | str
+
 
 class EmbeddingsRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")  # OpenAI clients send fields such as `user`
@@ -22,14 +33,14 @@ class EmbeddingsRequest(BaseModel):
     ) = Field(description="A text, or a list of texts and media items")
     model: str | None = None
     dimensions: StrictInt | None = Field(None, ge=1, description="Truncate and re-normalise")
-    encoding_format: Literal["float", "base64"] = "float"
+    encoding_format: EncodingFormat = Field("float", description=ENCODING_DOC)
     truncate: StrictBool = False
 
 
 class EmbeddingData(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
-    embedding: Vector | str
+    embedding: Encoded
 
 
 class Usage(BaseModel):
@@ -61,17 +72,21 @@ class EmbedRequest(Strict):
         description="How videos are cut into segments (default: every video_interval_s seconds)"
     )
     truncate: bool = False
+    encoding_format: EncodingFormat = Field("float", description=ENCODING_DOC)
 
 
 class Segment(BaseModel):
     start: float = Field(description="Seconds from the start of the clip")
     end: float
-    vector: Vector
+    vector: Encoded
 
 
 class Embedding(BaseModel):
     modality: Literal["text", "image", "audio", "video", "multi"]
-    vector: Vector = Field(description="For audio and video: the whole clip's pooled vector")
+    vector: Encoded = Field(
+        description="For audio and video: the whole clip's pooled vector (in the request's "
+        "encoding_format)"
+    )
     truncated: bool = False
     n_tokens: int | None = None
     segments: list[Segment] | None = Field(

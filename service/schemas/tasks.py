@@ -202,6 +202,11 @@ class ModelInfo(BaseModel):
     context_length: int
     loss: str
     device: str
+    dimensions: list[int] = Field(
+        description="The vector lengths the model was trained for (a Matryoshka model's "
+        "prefixes, else its full dimension); `dimensions` outside them truncates a vector that "
+        "was not trained to be truncated"
+    )
 
 
 class ModelList(BaseModel):

@@ -122,6 +122,34 @@ def test_web_page_in_headless_chromium(live, tmp_path):
         driver.quit()
 
 
+@pytest.mark.skipif(NO_CHROMIUM, reason="Debian chromium-driver is not installed")
+def test_page_switches_to_keyword_search(live, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    httpx.post(f"{live}/collections", json={"name": "words", "text_fields": ["colour"]})
+    items = [{"id": f"{n}-{i}", "image": png(c), "metadata": {"colour": n}}
+             for n, c in COLOURS.items() for i in range(2)]  # fmt: skip
+    httpx.put(f"{live}/collections/words/items", json={"items": items}, timeout=60)
+    driver = chromium(tmp_path)
+    try:
+        wait = open_page(driver, live, "words")
+        Select(driver.find_element(By.ID, "mode")).select_by_value("keyword")
+        driver.find_element(By.ID, "text").send_keys("green")
+        driver.find_element(By.ID, "go").click()
+        wait.until(lambda d: "2 results" in d.find_element(By.ID, "status").text)
+        hits = driver.find_elements(By.CSS_SELECTOR, ".hit")
+        assert sorted(h.get_attribute("data-id") for h in hits) == ["green-0", "green-1"]
+        assert all(h.find_element(By.CSS_SELECTOR, ".score").text.endswith(" k") for h in hits)
+        Select(driver.find_element(By.ID, "mode")).select_by_value("hybrid")
+        driver.find_element(By.ID, "go").click()
+        wait.until(lambda d: "6 results" in d.find_element(By.ID, "status").text)
+        marks = [h.text for h in driver.find_elements(By.CSS_SELECTOR, ".hit .score")]
+        assert sum(m.endswith(" v+k") for m in marks) == 2 and len(marks) == 6
+    finally:
+        driver.quit()
+
+
 def held_model(tiny_clip_dir: str):
     """The tiny CLIP, whose text call for "first" blocks until `release` is set."""
     enc = load_encoder(f"hf:{tiny_clip_dir}", device="cpu")

@@ -154,3 +154,27 @@ def test_two_processes_equal_one(kind, local, chunk):
         torch.testing.assert_close(
             sum(p["bias"] for p in parts) / world, bias.grad, atol=1e-6, rtol=0
         )
+
+
+def test_matryoshka_is_the_loss_summed_over_prefixes():
+    import torch.nn.functional as F
+
+    from training.losses import ClipLoss, Matryoshka, SigLipLoss
+
+    torch.manual_seed(0)
+    img = F.normalize(torch.randn(6, 8), dim=-1)
+    txt = F.normalize(torch.randn(6, 8), dim=-1)
+    for main in (ClipLoss(), SigLipLoss()):
+        want = sum(main(F.normalize(img[:, :d], dim=-1), F.normalize(txt[:, :d], dim=-1))
+                   for d in (2, 4, 8))  # fmt: skip
+        got = Matryoshka(main, [4, 2])(img, txt)
+        assert torch.allclose(got, want, atol=1e-6)
+        assert Matryoshka(main, [2]).scale() is not None
+    with pytest.raises(
+        ValueError, match=r"^matryoshka dimension 16 is more than the 8 the towers make$"
+    ):
+        Matryoshka(ClipLoss(), [16])(img, txt)
+    with pytest.raises(
+        ValueError, match=r"^matryoshka dimensions must be positive integers, not \[\]$"
+    ):
+        Matryoshka(ClipLoss(), [])

@@ -26,7 +26,7 @@ from torch import nn
 from encoders.house import HouseConfig, ImageTower, MiniLM, TextHead, pixels_to_tensor, save_house
 from training.checkpoint import Checkpoint
 from training.core import load_options, lr_at, param_groups, train_step
-from training.losses import ClipLoss, make_loss
+from training.losses import ClipLoss, Matryoshka, make_loss
 from training.towers.mixture import Mixture, resize_grey
 
 
@@ -54,6 +54,9 @@ class TrainConfig:
     # garment): it keeps instance identity in the joint space, which "this, but in blue" needs.
     instance_weight: float = 0.5
     local_loss: bool = False  # InfoNCE over local rows only (multi-process)
+    # Matryoshka: the loss summed over these prefixes of the vectors (and the whole), so that
+    # `dimensions` may truncate to them; the model's config.json records them
+    matryoshka: list[int] = field(default_factory=list)
     cache_dir: str = "~/.cache/jointspace"
 
     @classmethod
@@ -143,12 +146,18 @@ class Trainer:
         self.hcfg = HouseConfig(
             embed_dim=cfg.embed_dim, widths=list(cfg.widths), depths=list(cfg.depths),
             loss="sigmoid" if cfg.loss == "siglip" else "softmax",
+            matryoshka=sorted(set(cfg.matryoshka) | {cfg.embed_dim}) if cfg.matryoshka else [],
         )  # fmt: skip
+        if any(not 1 <= d <= cfg.embed_dim for d in cfg.matryoshka):
+            raise ValueError(f"matryoshka dimensions must be from 1 to {cfg.embed_dim}, not "
+                             f"{cfg.matryoshka}")  # fmt: skip
         self.mixture = Mixture(self.hcfg, cfg.data, seed=cfg.seed, repeat=cfg.repeat)
         vecs = cached_caption_vectors(self.mixture.captions, Path(cfg.cache_dir), self.device)
         self.towers = HouseTowers(self.hcfg, vecs).to(self.device)
         main = make_loss(cfg.loss, chunk_size=cfg.chunk_size, local_loss=cfg.local_loss)
-        self.loss_fn = WithInstanceTerm(main, cfg.instance_weight) if cfg.instance_weight else main
+        outer = Matryoshka(main, cfg.matryoshka) if cfg.matryoshka else main
+        weight = cfg.instance_weight
+        self.loss_fn = WithInstanceTerm(outer, weight) if weight else outer
         self.loss_fn.to(self.device)
         self.main_loss = main
         self.model: nn.Module = self.towers

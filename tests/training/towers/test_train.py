@@ -111,3 +111,22 @@ def test_bad_options_are_one_line_errors():
         "error: unknown data source 'imagenet': use fashion-mnist, tuxpaint, emoji, folder:DIR or "
         "tar:GLOB\n"
     )
+
+
+def test_matryoshka_option_trains_prefixes_and_the_model_says_so(folder, tmp_path):
+    tr = Trainer(config(folder, tmp_path, steps=3, matryoshka=[4, 8]))
+    assert tr.hcfg.matryoshka == [4, 8, 16]
+    tr.run()
+    enc = load_encoder(f"house:{tmp_path / 'model'}", device="cpu")
+    assert enc.info()["trained_dimensions"] == [4, 8, 16]
+    plain = Trainer(config(folder, tmp_path / "plain", steps=3))
+    plain.run()
+    plain_enc = load_encoder(f"house:{tmp_path / 'plain' / 'model'}", device="cpu")
+    assert plain_enc.info()["trained_dimensions"] == [16]
+    with pytest.raises(
+        ValueError, match=r"^matryoshka dimensions must be from 1 to 16, not \[32\]$"
+    ):
+        Trainer(config(folder, tmp_path / "bad", matryoshka=[32]))
+    res = CliRunner().invoke(app, ["train", "--target", "audio", "--matryoshka", "4"])
+    assert res.exit_code == 2
+    assert res.stderr == "error: --matryoshka applies to --target house only\n"
