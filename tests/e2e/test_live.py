@@ -242,18 +242,7 @@ def test_past_the_door_limit_requests_wait_then_get_429_unparsed(tmp_path, tiny_
 
 
 def test_request_whose_client_left_never_reaches_the_model(tmp_path, tiny_clip_dir):
-    enc = load_encoder(f"hf:{tiny_clip_dir}", device="cpu")
-    seen: list[list[str]] = []
-    release = threading.Event()
-    real = enc.encode_text
-
-    def encode_text(texts, *args, **kwargs):
-        seen.append(list(texts))
-        if texts[0] == "first":
-            release.wait(20)  # holds the worker, so the next request waits in the queue
-        return real(texts, *args, **kwargs)
-
-    enc.encode_text = encode_text
+    enc, seen, release = held_model(tiny_clip_dir)  # "first" holds the model: the next waits
     s = Settings.load({}, model=f"hf:{tiny_clip_dir}", data_dir=tmp_path, demo=False,
                       max_batch=1, max_wait_ms=0)  # fmt: skip
     with running(s, Runtime(s, encoder=enc)) as url:
@@ -276,16 +265,7 @@ def test_request_whose_client_left_never_reaches_the_model(tmp_path, tiny_clip_d
 
 
 def test_a_request_past_its_queue_wait_budget_gets_429_not_500(tmp_path, tiny_clip_dir):
-    enc = load_encoder(f"hf:{tiny_clip_dir}", device="cpu")
-    release = threading.Event()
-    real = enc.encode_text
-
-    def encode_text(texts, *args, **kwargs):
-        if texts[0] == "first":
-            release.wait(20)
-        return real(texts, *args, **kwargs)
-
-    enc.encode_text = encode_text
+    enc, _, release = held_model(tiny_clip_dir)
     s = Settings.load({}, model=f"hf:{tiny_clip_dir}", data_dir=tmp_path, demo=False,
                       max_batch=1, max_wait_ms=0, max_queue_wait_ms=300)  # fmt: skip
     with running(s, Runtime(s, encoder=enc)) as url:
