@@ -33,7 +33,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,19 +42,17 @@ from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import httpx
 import numpy as np
+
+from service.runner import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
 TEXT = "a red striped cotton dress"
 HOG = "import time\nt = time.time() + {s}\nwhile time.time() < t: pass\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -160,7 +157,6 @@ def texts(args, url: str) -> None:
 def single(args, url: str, model: str) -> None:
     """One client, one text: a request through the service and a bare model call in turns, so
     that both see the same machine."""
-    sys.path.insert(0, str(ROOT))
     from encoders import load_encoder
 
     enc = load_encoder(model, device="cpu")
@@ -196,7 +192,6 @@ def jpegs(n: int, side: int = 224) -> list[str]:
 def images(args) -> None:
     from PIL import Image
 
-    sys.path.insert(0, str(ROOT))
     from encoders import decode_image, load_encoder
 
     pics = jpegs(16)
