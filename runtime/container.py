@@ -1,21 +1,21 @@
-"""The runtime's parts, built once at start-up from the settings: the encoder, the collections'
-catalog, the limits, the decoders, the towers and their batchers, the pipeline, the media store,
-the trained classifiers and fusion heads, the captioner and the generator. `Runtime` only holds
-and starts them; every job lives in a part, and the service hands each route the parts it uses.
+"""The runtime's parts, built once at start-up from the settings: the collections' catalog, the
+limits, the media store, and the served models (runtime/models.py: per model its encoder, towers
+and batchers, decoders, pipeline, trained classifiers and fusion heads, captioner and generator).
+`Runtime` only holds and starts them; every job lives in a part, and the service hands each route
+the parts it uses. The default model's parts are at hand as `encoder`, `pipeline`, ... for the
+callers that serve one model.
 
-Imports encoders, generation, index and runtime; no web framework.
+Imports encoders, index and runtime; no web framework.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from pathlib import Path
 
-from encoders import Encoder, load_encoder
-from generation.decoder import decoder_dir
+from encoders import Encoder
 from index.backend import open_catalog
 from runtime.batcher import Batcher
 from runtime.captions import Captions
@@ -23,6 +23,7 @@ from runtime.decoders import Decoders
 from runtime.generator import Generator
 from runtime.limits import Limits
 from runtime.media import MediaStore
+from runtime.models import ModelParts, ModelSet, Observer
 from runtime.pipeline import Pipeline
 from runtime.registries import Models
 from runtime.settings import Settings
@@ -34,46 +35,66 @@ log = logging.getLogger("jointspace.runtime")
 class Runtime:
     def __init__(self, settings: Settings, encoder: Encoder | None = None) -> None:
         self.settings = settings
-        self.encoder = encoder or load_encoder(settings.model, device=settings.device)
         data = Path(settings.data_dir)
+        self.limits = Limits.of(settings)
+        self.served = ModelSet(settings, self.limits, data, encoder)
         self.catalog = open_catalog(
             settings.index_backend, data / "collections", min_free=settings.min_free_bytes,
             token=settings.milvus_token or "", search_device=settings.index_device,
         )  # fmt: skip
         self.media = MediaStore(data / "media")
-        self.models = Models(data, self.encoder.name)
-        self.limits = Limits.of(settings)
-        self.towers = Towers(self.encoder, settings)
-        self.decoders = Decoders(self.encoder, self.limits, settings.video_workers)
-        self.pipeline = Pipeline(self.towers, self.decoders, settings, self.models.fusion_head)
-        self.captions = Captions(self.encoder, settings)
         self._stopping = False
         self._collecting: asyncio.Future | None = None
-        self.generator: Generator | None = None
-        if (folder := decoder_dir(self.encoder)) is not None:
-            self.generator = Generator(folder, settings)
+
+    # -- the default model's parts ----------------------------------------------------------------
+    @property
+    def default(self) -> ModelParts:
+        parts = self.served.default.parts
+        if parts is None:
+            raise RuntimeError(f"the default model '{self.served.default.id}' is not loaded")
+        return parts
+
+    @property
+    def encoder(self) -> Encoder:
+        return self.default.encoder
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.default.pipeline
+
+    @property
+    def towers(self) -> Towers:
+        return self.default.towers
+
+    @property
+    def decoders(self) -> Decoders:
+        return self.default.decoders
+
+    @property
+    def models(self) -> Models:
+        return self.default.models
+
+    @property
+    def captions(self) -> Captions:
+        return self.default.captions
+
+    @property
+    def generator(self) -> Generator | None:
+        return self.default.generator
 
     @property
     def batchers(self) -> dict[str, Batcher]:
-        """Every batcher by what it batches (the metrics report them under these names)."""
-        out = dict(self.towers.batchers)
-        if self.captions.batcher is not None:
-            out["caption"] = self.captions.batcher
-        if self.generator is not None:
-            out["generate"] = self.generator.batcher
-        return out
+        """The default model's batchers by what they batch."""
+        return self.default.batchers
 
-    def observe(self, on_batch, on_shed, on_wait) -> None:
-        """Report every batch (modality, n, seconds), every shed job (modality, n, reason) and
-        every job's wait from its request's arrival to its batch (modality, seconds)."""
-        for modality, b in self.batchers.items():
-            b.on_batch = functools.partial(on_batch, modality)
-            b.on_shed = functools.partial(on_shed, modality)
-            b.on_wait = functools.partial(on_wait, modality)
+    def observe(self, on_batch, on_shed, on_wait, on_video=None, on_images=None) -> None:
+        """Report every batch (model, modality, n, seconds), every shed job (model, modality, n,
+        reason) and every job's wait from its request's arrival to its batch (model, modality,
+        seconds), of the models loaded now and of those loaded later."""
+        self.served.observe(Observer(on_batch, on_shed, on_wait, on_video, on_images))
 
     async def start(self) -> None:
-        for b in self.batchers.values():
-            b.start()
+        self.served.start()
         started = time.time()
         self._collecting = asyncio.create_task(asyncio.to_thread(self.collect_media, started))
 
@@ -84,8 +105,7 @@ class Runtime:
                 await self._collecting
             except Exception:
                 log.exception("collecting unreferenced media failed")
-        for b in self.batchers.values():
-            await b.stop()
+        await self.served.stop()
         self.catalog.close()
 
     async def wait_for_media(self) -> None:

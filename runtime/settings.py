@@ -28,6 +28,18 @@ class SettingsError(ValueError):
 
 class Settings(BaseModel, extra="forbid"):
     model: str = Field("house", description="Model spec served (see `jointspace models`).")
+    models: list[str] = Field(
+        default_factory=list,
+        description="Several model specs served together (the first is the default); "
+        "replaces `model` when given.",
+    )
+    lazy_models: bool = Field(
+        False, description="Load each model on its first request instead of at start-up."
+    )
+    model_memory: str | None = Field(
+        None, description="Cap on the memory the loaded models take together (bytes, 4GiB): "
+        "over it, the least recently used model no request holds is unloaded.",
+    )  # fmt: skip
     data_dir: Path = Field(Path("data"), description="Where collections and media live.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -122,6 +134,16 @@ class Settings(BaseModel, extra="forbid"):
         parse_floor(v)  # raises with a message that says what a size looks like
         return str(v)
 
+    @field_validator("model_memory", mode="before")
+    @classmethod
+    def _memory(cls, v: object) -> str | None:
+        if v is None or v == "":
+            return None
+        size, fraction = parse_floor(v)
+        if fraction or size <= 0:
+            raise ValueError(f"{v!r} is not a memory size: give bytes (e.g. 4GiB)")
+        return str(v)
+
     @field_validator("index_backend")
     @classmethod
     def _backend(cls, v: str) -> str:
@@ -136,6 +158,31 @@ class Settings(BaseModel, extra="forbid"):
         except CollectionError as e:
             raise ValueError(str(e)) from None
         return v
+
+    @model_validator(mode="after")
+    def _served(self) -> Settings:
+        """`models` given: its first is `model` (the default); both given must agree."""
+        if not self.models:
+            return self
+        if "model" in self.model_fields_set and self.model != self.models[0]:
+            raise ValueError(
+                f"model '{self.model}' and models '{','.join(self.models)}' disagree: give the "
+                "models in JOINTSPACE_MODELS only (the first is the default)"
+            )
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"models: a spec is given twice in '{','.join(self.models)}'")
+        self.model = self.models[0]
+        return self
+
+    @property
+    def served(self) -> list[str]:
+        """The model specs served, the default first."""
+        return list(self.models) or [self.model]
+
+    @property
+    def memory_cap(self) -> int | None:
+        """The models' memory cap in bytes, or None."""
+        return parse_floor(self.model_memory)[0] if self.model_memory else None
 
     @model_validator(mode="after")
     def _combinations(self) -> Settings:

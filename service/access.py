@@ -1,5 +1,5 @@
-"""Who may call what: API keys with a role and a set of collections, per-key rate limits, and
-signed media URLs.
+"""Who may call what: API keys with a role, a set of collections and a set of models, per-key rate
+limits, and signed media URLs.
 
 Keys come from three places: `JOINTSPACE_API_KEYS` (admin on every collection),
 `JOINTSPACE_READ_ONLY_KEYS` (read on every collection) and `JOINTSPACE_KEYS_FILE`, a JSON file of
@@ -48,12 +48,16 @@ class Key:
     role: str
     collections: frozenset[str] | None = None  # None: every collection
     rate: float | None = None  # requests per second
+    models: frozenset[str] | None = None  # None: every model
 
     def allows(self, role: str) -> bool:
         return RANK[self.role] >= RANK[role]
 
     def sees(self, collection: str) -> bool:
         return self.collections is None or collection in self.collections
+
+    def uses(self, model: str) -> bool:
+        return self.models is None or model in self.models
 
 
 OPEN = Key("anonymous", b"", "admin")  # the principal when no keys are configured
@@ -65,12 +69,19 @@ def check_scope(key: Key, collection: str) -> None:
         raise Denied(403, f"key '{key.name}' has no access to collection '{collection}'")
 
 
+def check_model_scope(key: Key, model: str) -> None:
+    """Denied(403) unless the key may use `model` (a served model's name)."""
+    if not key.uses(model):
+        raise Denied(403, f"key '{key.name}' has no access to model '{model}'")
+
+
 def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
 def parse_keys_file(path: Path) -> list[Key]:
-    """The keys of a JSON file `{"keys": [{"name", "sha256", "role", "collections", "rate"}]}`."""
+    """The keys of a JSON file
+    `{"keys": [{"name", "sha256", "role", "collections", "models", "rate"}]}`."""
     try:
         data = json.loads(Path(path).read_text())
     except OSError as e:
@@ -93,7 +104,7 @@ def _entry(path: Path, i: int, e: object) -> Key:
     where = f"keys file {path}: entry {i}"
     if not isinstance(e, dict):
         raise KeysFileError(f"{where}: expected an object")
-    unknown = set(e) - {"name", "sha256", "role", "collections", "rate"}
+    unknown = set(e) - {"name", "sha256", "role", "collections", "models", "rate"}
     if unknown:
         raise KeysFileError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     name = e.get("name")
@@ -113,8 +124,13 @@ def _entry(path: Path, i: int, e: object) -> Key:
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)
                              or rate <= 0):  # fmt: skip
         raise KeysFileError(f"{where}: 'rate' must be a positive number of requests per second")
+    models = e.get("models", ["*"])
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
+        raise KeysFileError(f"{where}: 'models' must be a list of model names, or [\"*\"]")
     scope = None if "*" in cols else frozenset(cols)
-    return Key(name, bytes.fromhex(sha.lower()), role, scope, float(rate) if rate else None)
+    model_scope = None if "*" in models else frozenset(models)
+    return Key(name, bytes.fromhex(sha.lower()), role, scope, float(rate) if rate else None,
+               model_scope)  # fmt: skip
 
 
 class Keyring:

@@ -71,22 +71,22 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     metrics = Metrics()
     keyring = load_keyring(settings)
 
-    def shed(modality: str, n: int, reason: str) -> None:
-        metrics.shed.labels(modality, reason).inc(n)
-
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime or await asyncio.to_thread(Runtime, settings)
-        rt.observe(metrics.batch, shed, metrics.wait)
-        rt.decoders.on_video = metrics.video
-        if rt.generator is not None:
-            rt.generator.on_images = metrics.generated.inc
+        rt.observe(metrics.batch, metrics.shed_jobs, metrics.wait, metrics.video,
+                   metrics.generated.inc)  # fmt: skip
         await rt.start()
         app.state.runtime = rt
-        if settings.demo:
+        if settings.demo:  # built by the default model (which it loads, when models are lazy)
             from service.demo import ensure_demo
 
-            await asyncio.to_thread(ensure_demo, rt)
+            default = rt.served.default
+            await rt.served.acquire(default)
+            try:
+                await asyncio.to_thread(ensure_demo, rt)
+            finally:
+                rt.served.release(default)
         with _reload_on_sighup(keyring):
             try:
                 yield

@@ -81,11 +81,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         tags=app.openapi_tags,
     )  # fmt: skip
     _hoist_defs(doc, doc.setdefault("components", {}).setdefault("schemas", {}))
-    dim = runtime.encoder.dim
+    # a vector's length: the served models' dimensions (those described so far)
+    dims = [s.info["dim"] for s in runtime.served.slots.values() if s.info] or [1]
     _fill_limits(doc, {
         "items": {"maxItems": settings.max_items},
         "text": {"maxLength": settings.max_text_chars},
-        "dim": {"minItems": dim, "maxItems": dim},
+        "dim": {"minItems": min(dims), "maxItems": max(dims)},
         "captions": {"maxItems": min(settings.max_items, settings.caption_queue)},
         "caption_tokens": {"maximum": settings.max_caption_tokens},
         "caption_beams": {"maximum": settings.max_caption_beams},

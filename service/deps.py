@@ -1,6 +1,7 @@
 """Dependencies shared by the route modules: the runtime's parts a route needs (settings,
-encoder, catalog, pipeline, media store, trained models, captioner, generator), authorization by
-role and collection, the client-disconnect watch, and the helpers every route uses the same way
+catalog, media store; per request, the parts of the model it names or its collection holds,
+through a `Lease`), authorization by role, collection and model, the client-disconnect watch,
+and the helpers every route uses the same way
 (per-request item limits, a query through the pipeline, media URLs). Plain functions; the routers
 import them, nothing here imports a router.
 """
@@ -20,11 +21,12 @@ from runtime.captions import Captions
 from runtime.container import Runtime
 from runtime.generator import Generator
 from runtime.media import MediaStore
+from runtime.models import ModelParts, Slot
 from runtime.pipeline import Embedded, Pipeline
 from runtime.registries import Models
 from runtime.settings import Settings
 from runtime.waiting import Cancel
-from service.access import OPEN, Denied, Key
+from service.access import OPEN, Denied, Key, check_model_scope
 from service.inputs import to_input
 
 
@@ -65,6 +67,59 @@ async def get_captions(request: Request) -> Captions:
 
 async def get_generator(request: Request) -> Generator | None:
     return request.app.state.runtime.generator
+
+
+class Lease:
+    """The models one request uses: each resolved by name (or by the collection that holds it),
+    checked against the request's key, loaded when it is not, and held until the request ends,
+    so that it is not unloaded under the request."""
+
+    def __init__(self, request: Request) -> None:
+        self.request, self.runtime = request, request.app.state.runtime
+        self.held: list[Slot] = []
+
+    async def take(self, name: str | None) -> ModelParts:
+        """The parts of model `name` (the default for None); 404 for a model not served."""
+        return await self._hold(self.runtime.served.resolve(name))
+
+    async def for_collection(self, col: Collection, asked: str | None = None) -> ModelParts:
+        """The parts of the model `col` holds: 409 when it is not served, 422 when the request
+        names another model."""
+        return await self._hold(self.check(col, asked))
+
+    def check(self, col: Collection, asked: str | None = None) -> Slot:
+        """The model `col` holds, refused as `for_collection` refuses it, without loading it
+        (for the reads and writes that embed nothing)."""
+        served = self.runtime.served
+        slot = served.for_collection(col.name, getattr(col, "model", None), asked)
+        self._scope(slot)
+        return slot
+
+    def _scope(self, slot: Slot) -> None:
+        key: Key = getattr(self.request.state, "key", None) or OPEN
+        check_model_scope(key, slot.id)
+
+    async def _hold(self, slot: Slot) -> ModelParts:
+        self._scope(slot)
+        parts = await self.runtime.served.acquire(slot)
+        self.held.append(slot)
+        return parts
+
+    def release(self) -> None:
+        for slot in self.held:
+            self.runtime.served.release(slot)
+        self.held.clear()
+
+
+async def lease_models(request: Request) -> AsyncIterator[Lease]:
+    lease = Lease(request)
+    try:
+        yield lease
+    finally:
+        lease.release()
+
+
+LEASE = Depends(lease_models)
 
 
 def require(role: str) -> Any:

@@ -30,6 +30,7 @@ from index import (
     Unsupported,
 )
 from runtime.batcher import Overloaded
+from runtime.models import ModelNotServed, UnknownModel
 from runtime.pipeline import ItemNotFound
 from runtime.waiting import ModelError
 from service.access import Denied
@@ -60,6 +61,8 @@ LIBRARY = {
     CollectionNotFound: (404, "not_found"),
     Unknown: (404, "not_found"),  # a classifier or fusion head
     ItemNotFound: (404, "not_found"),  # an id query's item
+    UnknownModel: (404, "not_found"),  # a model this service does not serve
+    ModelNotServed: (409, "model_not_served"),  # a collection's model, not served now
     CollectionExists: (409, "conflict"),
     KeywordQueryError: (422, "invalid_input"),
     Unsupported: (422, "unsupported"),

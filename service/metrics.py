@@ -1,5 +1,6 @@
 """Prometheus metrics of the service: requests by route template and status, latency, batch sizes
-and times per modality, queue depth, video decoding (waiting, in progress, frames, seconds),
+and times per model and modality, queue depth, the models loaded and their memory, video
+decoding (waiting, in progress, frames, seconds),
 pictures generated, requests in progress, and requests refused by load shedding (at the
 door and in the batchers). Route templates (not paths) label
 everything, so no collection or item name reaches a label."""
@@ -21,23 +22,25 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )  # fmt: skip
         self.batch_size = Histogram(
-            "jointspace_batch_size", "Inputs per forward pass", ["modality"],
+            "jointspace_batch_size", "Inputs per forward pass", ["model", "modality"],
             registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
         )  # fmt: skip
         self.batch_seconds = Histogram(
-            "jointspace_batch_seconds", "Forward pass time", ["modality"], registry=self.registry
+            "jointspace_batch_seconds", "Forward pass time", ["model", "modality"],
+            registry=self.registry,
         )
         self.queue_depth = Gauge(
-            "jointspace_queue_depth", "Inputs waiting for a batch", ["modality"],
+            "jointspace_queue_depth", "Inputs waiting for a batch", ["model", "modality"],
             registry=self.registry,
         )  # fmt: skip
         self.wait_seconds = Histogram(
             "jointspace_wait_seconds", "From a request's arrival to its batch on the model",
-            ["modality"], registry=self.registry,
+            ["model", "modality"], registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )  # fmt: skip
         self.shed = Counter(
-            "jointspace_shed_total", "Inputs refused by load shedding", ["modality", "reason"],
+            "jointspace_shed_total", "Inputs refused by load shedding",
+            ["model", "modality", "reason"],
             registry=self.registry,
         )  # fmt: skip
         self.in_progress = Gauge(
@@ -73,6 +76,14 @@ class Metrics:
             "jointspace_generated_images_total", "Pictures drawn by /generate",
             registry=self.registry,
         )  # fmt: skip
+        self.model_loaded = Gauge(
+            "jointspace_model_loaded", "1 while the model is loaded, 0 while it is not", ["model"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.model_bytes = Gauge(
+            "jointspace_model_bytes", "Bytes the loaded model's weights take", ["model"],
+            registry=self.registry,
+        )  # fmt: skip
         self.by_key = Counter(
             "jointspace_key_requests_total", "Authorized requests by key name", ["key"],
             registry=self.registry,
@@ -92,12 +103,15 @@ class Metrics:
         else:
             self.video_seconds.inc(n)
 
-    def wait(self, modality: str, seconds: float) -> None:
-        self.wait_seconds.labels(modality).observe(seconds)
+    def wait(self, model: str, modality: str, seconds: float) -> None:
+        self.wait_seconds.labels(model, modality).observe(seconds)
 
-    def batch(self, modality: str, n: int, seconds: float) -> None:
-        self.batch_size.labels(modality).observe(n)
-        self.batch_seconds.labels(modality).observe(seconds)
+    def batch(self, model: str, modality: str, n: int, seconds: float) -> None:
+        self.batch_size.labels(model, modality).observe(n)
+        self.batch_seconds.labels(model, modality).observe(seconds)
+
+    def shed_jobs(self, model: str, modality: str, n: int, reason: str) -> None:
+        self.shed.labels(model, modality, reason).inc(n)
 
     def record(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

@@ -9,32 +9,26 @@ import numpy as np
 from fastapi import APIRouter, Depends
 
 from encoders import InputError
-from runtime.captions import Captions
-from runtime.pipeline import Pipeline
 from runtime.settings import Settings
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
-from service.deps import (
-    check_count,
-    disconnect_watch,
-    get_captions,
-    get_pipeline,
-    get_settings,
-    require,
-)
+from service.deps import LEASE, Lease, check_count, disconnect_watch, get_settings, require
 from service.inputs import to_input
 
 router = APIRouter(tags=["captions"], generate_unique_id_function=operation_id)
 
 
-@router.post("/caption", response_model=S.CaptionResponse, responses=errors(*BATCHED))
+@router.post("/caption", response_model=S.CaptionResponse, responses=errors(404, *BATCHED))
 async def create_caption(
-    req: S.CaptionRequest, s: Settings = Depends(get_settings),
-    pipe: Pipeline = Depends(get_pipeline), captions: Captions = Depends(get_captions),
-    _=require("read"), gone: asyncio.Event = Depends(disconnect_watch),
+    req: S.CaptionRequest, s: Settings = Depends(get_settings), _=require("read"),
+    lease: Lease = LEASE, gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.CaptionResponse:  # fmt: skip
     """One caption per item, written by a small language model from the item's joint-space
-    vector (an audio item's vector is its clip's pooled vector; a multi item's is its fusion)."""
+    vector (an audio item's vector is its clip's pooled vector; a multi item's is its fusion),
+    by the captioner of the served model `model` (default: the first)."""
+    slot = lease.runtime.served.resolve(req.model)
+    model = await lease.take(req.model)
+    pipe, captions = model.pipeline, model.captions
     captions.require()  # before any media is decoded
     check_count(s, len(req.input), "inputs")
     if len(req.input) > s.caption_queue:
@@ -53,7 +47,7 @@ async def create_caption(
     written = sum(n for _, n in out)
     prefix = captions.prefix * len(out)
     return S.CaptionResponse(
-        model=s.model,
+        model=slot.id,
         data=[S.CaptionData(index=i, caption=text) for i, (text, _) in enumerate(out)],
         usage=S.CaptionUsage(
             prompt_tokens=prefix, completion_tokens=written, total_tokens=prefix + written

@@ -14,7 +14,7 @@ from runtime.registries import Models
 from service import schemas as S
 from service.access import check_scope
 from service.contract import errors, operation_id
-from service.deps import audit, get_catalog, get_models, open_collection, require
+from service.deps import LEASE, Lease, audit, get_catalog, get_models, open_collection, require
 
 log = logging.getLogger("jointspace.classifiers")
 MODELS = Depends(get_models)
@@ -31,15 +31,17 @@ def _status(models: Models, name: str) -> S.ClassifierStatus:
     responses=errors(400, 404, 409, 422, 503),
 )  # fmt: skip
 async def create_classifier(
-    req: S.ClassifierCreate, request: Request, models: Models = MODELS,
-    catalog=Depends(get_catalog), key=require("admin"),
+    req: S.ClassifierCreate, request: Request, catalog=Depends(get_catalog),
+    key=require("admin"), lease: Lease = LEASE,
 ) -> S.ClassifierStatus:  # fmt: skip
     """Train a classifier in the background on the collection's items, labelled by a metadata
-    field (80% to train, 20% to calibrate and report); poll GET /classifiers/{name}."""
+    field (80% to train, 20% to calibrate and report); poll GET /classifiers/{name}. It is the
+    classifier of the collection's model."""
     check_scope(key, req.collection)
+    col = await open_collection(catalog, req.collection)
+    models = (await lease.for_collection(col)).models
     if req.name in models.classifiers.names():
         raise HTTPException(409, f"classifier '{req.name}' already exists: delete it first")
-    col = await open_collection(catalog, req.collection)
     if col.model is not None and col.model != models.model:
         raise ClassifierError(
             f"collection '{req.collection}' holds vectors from '{col.model}', but the service "

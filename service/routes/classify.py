@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 from fastapi import APIRouter, Depends
 
-from encoders import Encoder, InputError
+from encoders import InputError
 from fusion import DEFAULT_TEMPLATES, class_matrix
 from fusion import scores as class_scores
 from runtime import inputs as I
@@ -17,12 +17,11 @@ from runtime.settings import Settings
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
 from service.deps import (
+    LEASE,
+    Lease,
     check_count,
     disconnect_watch,
     embed_query,
-    get_encoder,
-    get_models,
-    get_pipeline,
     get_settings,
     require,
 )
@@ -33,14 +32,15 @@ router = APIRouter(tags=["classification"], generate_unique_id_function=operatio
 
 @router.post("/classify", response_model=S.ClassifyResponse, responses=errors(400, 404, *BATCHED))
 async def classify(
-    req: S.ClassifyRequest, settings: Settings = Depends(get_settings),
-    enc: Encoder = Depends(get_encoder), pipe: Pipeline = Depends(get_pipeline),
-    models: Models = Depends(get_models), _=require("read"),
-    gone: asyncio.Event = Depends(disconnect_watch),
+    req: S.ClassifyRequest, settings: Settings = Depends(get_settings), _=require("read"),
+    lease: Lease = LEASE, gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.ClassifyResponse:  # fmt: skip
     """Zero-shot: softmax over the labels for CLIP-style models, independent sigmoids for
     SigLIP-style ones, with the model's own temperature. With `classifier`: that trained
-    classifier's labels, as calibrated probabilities that sum to 1."""
+    classifier's labels, as calibrated probabilities that sum to 1. `model` picks a served
+    model (default: the first)."""
+    model = await lease.take(req.model)
+    enc, pipe, models = model.encoder, model.pipeline, model.models
     if req.classifier is not None:
         return await _trained(req, models, pipe, gone)
     templates = req.templates or DEFAULT_TEMPLATES

@@ -7,22 +7,22 @@ import asyncio
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
-from encoders import Encoder, InputError
+from encoders import InputError
 from runtime.media import MediaStore
-from runtime.pipeline import Embedded, Pipeline, float32_vector
+from runtime.pipeline import Embedded, float32_vector
 from runtime.settings import Settings
 from runtime.videos import check_video_item, stale_segments, video_rows
 from service import schemas as S
 from service.access import Key, check_scope
 from service.contract import BATCHED, errors, operation_id
 from service.deps import (
+    LEASE,
+    Lease,
     audit,
     check_count,
     disconnect_watch,
     get_catalog,
-    get_encoder,
     get_media,
-    get_pipeline,
     get_settings,
     media_urls,
     open_collection,
@@ -38,16 +38,18 @@ ItemPath = Path(min_length=1, max_length=512, description="The item's id")
 
 @router.post(
     "/collections", status_code=201, response_model=S.CollectionInfo,
-    responses=errors(400, 409, 413, 422, 503, 507),
+    responses=errors(400, 404, 409, 413, 422, 503, 507),
 )  # fmt: skip
 async def create_collection(
-    req: S.CollectionCreate, request: Request, catalog=CATALOG,
-    encoder: Encoder = Depends(get_encoder), key: Key = require("admin"),
+    req: S.CollectionCreate, request: Request, catalog=CATALOG, key: Key = require("admin"),
+    lease: Lease = LEASE,
 ) -> S.CollectionInfo:  # fmt: skip
-    """Create an empty collection; the served model's dimension and spec are stamped on it.
+    """Create an empty collection for one served model (`model`, default the first served): its
+    dimension and name are stamped on it, and its items and searches are embedded by it for good.
     `text_fields` name the metadata keys the keyword index holds beside each item's text input;
     `quantization` makes the index hold int8 or binary codes."""
     check_scope(key, req.name)  # the name comes in the body, not the path
+    encoder = (await lease.take(req.model)).encoder
     col = await asyncio.to_thread(
         catalog.create, req.name, encoder.dim, req.metric, encoder.name, req.index,
         text_fields=req.text_fields, quantization=req.quantization,
@@ -89,11 +91,11 @@ async def drop_collection(
 
 @router.put(
     "/collections/{name}/items", response_model=S.UpsertResponse,
-    responses=errors(400, 404, 507, *BATCHED),
+    responses=errors(400, 404, 409, 507, *BATCHED),
 )  # fmt: skip
 async def upsert_items(
     req: S.UpsertRequest, request: Request, name: str = Name, catalog=CATALOG,
-    settings: Settings = Depends(get_settings), pipe: Pipeline = Depends(get_pipeline),
+    settings: Settings = Depends(get_settings), lease: Lease = LEASE,
     media: MediaStore = MEDIA, _=require("write"), gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.UpsertResponse:  # fmt: skip
     """Insert or replace items by id; each gives one of text, image, audio, video or vector, or
@@ -101,8 +103,9 @@ async def upsert_items(
     item's vector is its clip's pooled vector. A video item is stored as one item per segment
     (`ID@0`, `ID@1`, ...; metadata `video_id`, `start`, `end`, `segment` beside the given
     metadata) and the whole video under its id (with `segments`, how many); replacing or deleting
-    it replaces or deletes its segments."""
+    it replaces or deletes its segments. Items are embedded by the collection's own model."""
     col = await open_collection(catalog, name)
+    pipe = (await lease.for_collection(col)).pipeline
     check_count(settings, len(req.items), "items")
     inputs = []
     for it in req.items:
@@ -184,14 +187,15 @@ async def save_item_media(media: MediaStore, name: str, items: list, out: list[E
 @router.get(
     "/collections/{name}/items/{item_id}",
     response_model=S.ItemOut,
-    responses=errors(404, 422, 503),
+    responses=errors(404, 409, 422, 503),
 )
 async def get_item(
     request: Request, name: str = Name, item_id: str = ItemPath,
     include_vector: bool = Query(False, description="Return the stored vector too"),
-    catalog=CATALOG, _=require("read"),
+    catalog=CATALOG, _=require("read"), lease: Lease = LEASE,
 ) -> S.ItemOut:  # fmt: skip
     col = await open_collection(catalog, name)
+    lease.check(col)
     item = (await asyncio.to_thread(col.get, [item_id]))[0]
     if item is None:
         raise HTTPException(404, f"no item '{item_id}' in collection '{name}'")
@@ -203,14 +207,15 @@ async def get_item(
 
 @router.delete(
     "/collections/{name}/items/{item_id}", response_model=S.ItemsDeleted,
-    responses=errors(404, 422, 503, 507),
+    responses=errors(404, 409, 422, 503, 507),
 )  # fmt: skip
 async def delete_item(
     request: Request, name: str = Name, item_id: str = ItemPath,
-    catalog=CATALOG, media: MediaStore = MEDIA, _=require("write"),
+    catalog=CATALOG, media: MediaStore = MEDIA, _=require("write"), lease: Lease = LEASE,
 ) -> S.ItemsDeleted:  # fmt: skip
     """Delete one item; deleting a video deletes its segments too (`deleted` counts them)."""
     col = await open_collection(catalog, name)
+    lease.check(col)
     item = (await asyncio.to_thread(col.get, [item_id]))[0]
     ids = [item_id, *stale_segments([item], {})]
     deleted = await asyncio.to_thread(col.delete, ids)

@@ -9,26 +9,19 @@ import json
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from encoders import Encoder, InputError
+from encoders import InputError
 from index.codes import FORMATS, encode
-from runtime.pipeline import Embedded, Pipeline
+from runtime.pipeline import Embedded
 from runtime.settings import Settings
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
-from service.deps import (
-    check_count,
-    disconnect_watch,
-    get_encoder,
-    get_pipeline,
-    get_settings,
-    require,
-)
+from service.deps import LEASE, Lease, check_count, disconnect_watch, get_settings, require
 from service.inputs import cut_of, to_input
 
 router = APIRouter(tags=["embeddings"], generate_unique_id_function=operation_id)
@@ -37,18 +30,16 @@ READ = require("read")
 
 @router.post("/v1/embeddings", response_model=S.EmbeddingsResponse, responses=errors(404, *BATCHED))
 async def create_embeddings(
-    req: S.EmbeddingsRequest, settings: Settings = Depends(get_settings),
-    encoder: Encoder = Depends(get_encoder), pipe: Pipeline = Depends(get_pipeline), _=READ,
-    gone: asyncio.Event = Depends(disconnect_watch),
+    req: S.EmbeddingsRequest, settings: Settings = Depends(get_settings), _=READ,
+    lease: Lease = LEASE, gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.EmbeddingsResponse:  # fmt: skip
     """OpenAI-compatible: `input` is a text or a list of texts, `{"type": "image"}`,
     `{"type": "audio"}` and `{"type": "video"}` items (an audio or video item's vector is the
     whole clip's pooled vector), and `{"type": "multi"}` items: several of text, image and audio
-    fused into one vector."""
-    if req.model is not None and req.model not in {encoder.name, settings.model}:
-        raise HTTPException(
-            404, f"model '{req.model}' is not served here (serving {settings.model})"
-        )
+    fused into one vector. `model` picks a served model (GET /v1/models; default: the first)."""
+    slot = lease.runtime.served.resolve(req.model)
+    model = await lease.take(req.model)
+    encoder, pipe = model.encoder, model.pipeline
     items = [req.input] if isinstance(req.input, str) else list(req.input)
     if not items:
         raise InputError("input is empty")
@@ -65,7 +56,7 @@ async def create_embeddings(
     codes = encoded(vecs, req.encoding_format)
     data = [S.EmbeddingData(index=i, embedding=e) for i, e in enumerate(codes)]
     usage = S.Usage(prompt_tokens=tokens, total_tokens=tokens)
-    return S.EmbeddingsResponse(data=data, model=settings.model, usage=usage)
+    return S.EmbeddingsResponse(data=data, model=slot.id, usage=usage)
 
 
 def encoded(vecs: np.ndarray, fmt: str) -> list[Any]:
@@ -99,6 +90,7 @@ MULTIPART = {
         "end": {"type": "number", "exclusiveMinimum": 0},
         "pooling": {"enum": ["mean", "temporal"]},
         "encoding_format": {"enum": list(FORMATS)},
+        "model": {"type": "string", "minLength": 1, "maxLength": 1000},
     },
 }
 VIDEO_FIELDS = ("interval", "shots", "start", "end", "pooling")
@@ -122,14 +114,14 @@ def _json_not_text(v: str) -> bool:
 
 async def read_multipart(
     request: Request, max_items: int
-) -> tuple[list[str], list, bool, S.VideoSegments | None, str]:
-    """(texts, [(name, bytes)], truncate, video segments, encoding format) of a multipart upload,
-    its field types checked."""
+) -> tuple[list[str], list, bool, S.VideoSegments | None, str, str | None]:
+    """(texts, [(name, bytes)], truncate, video segments, encoding format, model) of a multipart
+    upload, its field types checked."""
     try:
         form = await request.form(max_files=max_items, max_fields=max_items + 5)
     except StarletteHTTPException as e:  # too many parts, or not multipart at all
         raise InputError(f"multipart body: {e.detail}") from None
-    known = {"texts", "files", "truncate", "encoding_format", *VIDEO_FIELDS}
+    known = {"texts", "files", "truncate", "encoding_format", "model", *VIDEO_FIELDS}
     unknown = sorted(set(form.keys()) - known)
     if unknown:
         raise InputError(f"unknown form field(s): {', '.join(unknown)}")
@@ -149,7 +141,11 @@ async def read_multipart(
     fmt = form.getlist("encoding_format")
     if len(fmt) > 1 or any(f not in FORMATS for f in fmt):
         raise InputError(f"encoding_format: give it once, as one of {', '.join(FORMATS)}")
-    return texts, blobs, _flag(form, "truncate"), _video_segments(form), (fmt or ["float"])[0]
+    model = form.getlist("model")
+    if len(model) > 1 or any(not isinstance(m, str) or not m for m in model):
+        raise InputError("model: give it once, as the name of a served model")
+    return (texts, blobs, _flag(form, "truncate"), _video_segments(form), (fmt or ["float"])[0],
+            (model or [None])[0])  # fmt: skip
 
 
 def _flag(form, field: str) -> bool:
@@ -189,24 +185,24 @@ def _video_segments(form) -> S.VideoSegments | None:
 
 @router.post(
     "/embed", response_model=S.EmbedResponse, openapi_extra=EMBED_BODY,
-    responses=errors(*BATCHED),
+    responses=errors(404, *BATCHED),
 )  # fmt: skip
 async def embed(
-    request: Request, settings: Settings = Depends(get_settings),
-    pipe: Pipeline = Depends(get_pipeline), _=READ,
-    gone: asyncio.Event = Depends(disconnect_watch),
+    request: Request, settings: Settings = Depends(get_settings), _=READ,
+    lease: Lease = LEASE, gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.EmbedResponse:  # fmt: skip
     """Native form: JSON `{"texts": [...], "images": [base64...], "audios": [base64...],
     "videos": [base64...], "segments": {"interval": 4}, "multi": [{"text": ..., "image": ...,
     "weights": {...}}]}` or a multipart upload with `texts` fields and `files` (each file an
     image, an audio clip or a video, told apart by its bytes) and the segment options as fields.
+    `model` picks a served model (default: the first).
     Texts come first in the answer, then images, audio, videos and fused inputs, each in order; an
     audio embedding carries its windows (`segments`) beside the clip's pooled vector, a video
     embedding its segments (every `interval` seconds, or at shot boundaries with `shots`) beside
     the whole video's vector."""
     multi: list[S.MultiQuery] = []
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        texts, files, truncate, segs, fmt = await read_multipart(request, settings.max_items)
+        texts, files, truncate, segs, fmt, asked = await read_multipart(request, settings.max_items)
         blobs = [(name, ("file", data)) for name, data in files]
     else:
         try:
@@ -214,11 +210,12 @@ async def embed(
         except ValidationError as e:
             raise RequestValidationError(e.errors()) from None
         texts, truncate, multi, segs = req.texts, req.truncate, req.multi, req.segments
-        fmt = req.encoding_format
+        fmt, asked = req.encoding_format, req.model
         blobs = [(f"{kind} {i}", (kind, b))
                  for kind, given in (("image", req.images), ("audio", req.audios),
                                      ("video", req.videos))
                  for i, b in enumerate(given)]  # fmt: skip
+    slot = lease.runtime.served.resolve(asked)
     if not texts and not blobs and not multi:
         raise InputError("nothing to embed: give texts, images, audios, videos or multi")
     check_count(settings, len(texts) + len(blobs) + len(multi), "inputs")
@@ -227,9 +224,10 @@ async def embed(
     media.sort(key=lambda x: MEDIA_ORDER.index(x.modality))  # the answer's order: by modality
     inputs = [to_input(t, f"text {i}") for i, t in enumerate(texts)] + media
     inputs += [to_input(q, f"multi {i}") for i, q in enumerate(multi)]
+    pipe = (await lease.take(asked)).pipeline
     out = await pipe.embed(inputs, truncate=truncate, cancel=gone)
     embeddings = [_embedding(x.modality, r, fmt) for x, r in zip(inputs, out, strict=True)]
-    return S.EmbedResponse(model=settings.model, dim=pipe.encoder.dim, embeddings=embeddings)
+    return S.EmbedResponse(model=slot.id, dim=pipe.encoder.dim, embeddings=embeddings)
 
 
 MEDIA_ORDER = ("image", "audio", "video")

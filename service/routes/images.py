@@ -11,7 +11,7 @@ import time
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 
-from encoders import Encoder, InputError
+from encoders import InputError
 from fusion import compose, parse_modification
 from generation.decoder import MODIFICATION_WEIGHT
 from runtime.generator import Draw, Generator, require_generator
@@ -21,12 +21,11 @@ from service import schemas as S
 from service.access import check_scope
 from service.contract import BATCHED, errors, operation_id
 from service.deps import (
+    LEASE,
+    Lease,
     disconnect_watch,
     embed_query,
     get_catalog,
-    get_encoder,
-    get_generator,
-    get_pipeline,
     get_settings,
     open_collection,
     require,
@@ -38,21 +37,27 @@ router = APIRouter(tags=["images"], generate_unique_id_function=operation_id)
 @router.post("/generate", response_model=S.GenerateResponse, responses=errors(400, 404, *BATCHED))
 async def generate(
     req: S.GenerateRequest, request: Request, s: Settings = Depends(get_settings),
-    encoder: Encoder = Depends(get_encoder), generator: Generator | None = Depends(get_generator),
-    pipe: Pipeline = Depends(get_pipeline), catalog=Depends(get_catalog), _=require("read"),
+    catalog=Depends(get_catalog), _=require("read"), lease: Lease = LEASE,
     gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.GenerateResponse:  # fmt: skip
     """Draw `n` pictures of a prompt (through the prior), an image, a collection item's vector or
     a vector, optionally moved by a modification ("in blue instead of red"). The same request with
-    the same seed returns the same bytes."""
+    the same seed returns the same bytes. The decoder is that of the served model `model`
+    (default: the collection's model for an item, else the first served)."""
+    col = None
     if req.collection is not None:
         check_scope(request.state.key, req.collection)  # the collection comes in the body
-    gen = require_generator(generator, encoder)  # before any media is decoded
+        col = await open_collection(catalog, req.collection)
+        model = await lease.for_collection(col, req.model)
+    else:
+        model = await lease.take(req.model)
+    pipe = model.pipeline
+    gen = require_generator(model.generator, model.encoder)  # before any media is decoded
     if req.n > s.max_generate_n:
         raise InputError(f"n {req.n} is over the limit of {s.max_generate_n}")
     if req.steps > s.max_generate_steps:
         raise InputError(f"steps {req.steps} is over the limit of {s.max_generate_steps}")
-    v = await image_vector(req, gen, pipe, catalog, gone)
+    v = await image_vector(req, gen, pipe, col, gone)
     if req.modification:
         terms = parse_modification(req.modification, weight=MODIFICATION_WEIGHT)
         if not terms:
@@ -70,7 +75,7 @@ async def generate(
     )
 
 
-async def image_vector(req: S.GenerateRequest, gen: Generator, pipe: Pipeline, catalog,
+async def image_vector(req: S.GenerateRequest, gen: Generator, pipe: Pipeline, col,
                        gone: asyncio.Event) -> np.ndarray:  # fmt: skip
     """The image-space vector the request asks to draw."""
     if req.prompt is not None:
@@ -81,9 +86,4 @@ async def image_vector(req: S.GenerateRequest, gen: Generator, pipe: Pipeline, c
         return (await embed_query(pipe, S.ImageQuery(image=req.image), gone)).vector
     if req.vector is not None:
         return (await embed_query(pipe, S.VectorQuery(vector=req.vector), gone)).vector
-    col = await open_collection(catalog, req.collection)
-    made_by = getattr(col, "model", None)
-    if made_by and made_by != pipe.encoder.name:
-        raise InputError(f"collection '{col.name}' holds vectors of model '{made_by}'; the decoder "
-                         f"draws vectors of model '{pipe.encoder.name}'")  # fmt: skip
     return (await embed_query(pipe, S.IdQuery(id=req.id), gone, col)).vector

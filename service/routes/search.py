@@ -9,15 +9,15 @@ from fastapi import APIRouter, Depends, Request
 
 from encoders import InputError
 from fusion import compose, parse_modification
-from runtime.pipeline import Pipeline
 from runtime.videos import grouped_search
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
 from service.deps import (
+    LEASE,
+    Lease,
     disconnect_watch,
     embed_query,
     get_catalog,
-    get_pipeline,
     media_urls,
     open_collection,
     require,
@@ -29,26 +29,25 @@ router = APIRouter(tags=["search"], generate_unique_id_function=operation_id)
 
 @router.post(
     "/collections/{name}/search", response_model=S.SearchResponse,
-    responses=errors(400, 404, *BATCHED),
+    responses=errors(400, 404, 409, *BATCHED),
 )  # fmt: skip
 async def search_collection(
     req: S.SearchRequest, request: Request, name: str = Name, catalog=Depends(get_catalog),
-    pipe: Pipeline = Depends(get_pipeline), _=require("read"),
-    gone: asyncio.Event = Depends(disconnect_watch),
+    lease: Lease = LEASE, _=require("read"), gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.SearchResponse:  # fmt: skip
     """Query by text, image, vector or an item's id; optionally moved by weighted text terms
     or a modification phrase ("in blue instead of red"). An id query leaves that item out.
     `group_by` keeps the best hit per value of a metadata field (`video_id`: the best moment of
     each video). `mode` keyword ranks the items' text by BM25, hybrid fuses that with the vector
-    search (`hybrid`: fusion, alpha, k_each); each hit says which side found it."""
+    search (`hybrid`: fusion, alpha, k_each); each hit says which side found it. The query is
+    embedded by the collection's own model (`model`, when given, must name it)."""
     col = await open_collection(catalog, name)
     text = check_mode(req)
-    url = media_urls(request, name)
     if req.mode == "keyword":
-        found = await asyncio.to_thread(col.keyword_search, text, req.k, req.filter)
-        hits = [S.Hit(id=h.id, score=h.score, metadata=h.metadata, media=url(h.id),
-                      found_by=["keyword"], bm25=h.score) for h in found]  # fmt: skip
-        return S.SearchResponse(hits=hits, terms=[])
+        lease.check(col, req.model)
+        return await keyword_hits(col, text, req, media_urls(request, name))
+    pipe = (await lease.for_collection(col, req.model)).pipeline
+    url = media_urls(request, name)
     found_query = await embed_query(pipe, req.query, gone, col)
     q, exclude = found_query.vector, found_query.ref
     terms = list(req.terms)
@@ -84,6 +83,13 @@ async def search_collection(
                   found_by=["vector"], vector_score=h.score)
             for h in found if h.id != exclude][: req.k]  # fmt: skip
     return S.SearchResponse(hits=hits, terms=terms)
+
+
+async def keyword_hits(col, text: str, req: S.SearchRequest, url) -> S.SearchResponse:
+    found = await asyncio.to_thread(col.keyword_search, text, req.k, req.filter)
+    hits = [S.Hit(id=h.id, score=h.score, metadata=h.metadata, media=url(h.id),
+                  found_by=["keyword"], bm25=h.score) for h in found]  # fmt: skip
+    return S.SearchResponse(hits=hits, terms=[])
 
 
 def check_mode(req: S.SearchRequest) -> str | None:

@@ -100,4 +100,5 @@ from service.schemas.tasks import (  # noqa: F401
     LabelScore,
     ModelInfo,
     ModelList,
+    ModelState,
 )

@@ -32,6 +32,11 @@ MetaKey = Annotated[str, Field(min_length=1, max_length=256)]
 
 class CollectionCreate(Strict):
     name: CollectionName
+    model: str | SkipJsonSchema[None] = opt(
+        min_length=1, max_length=1000,
+        description="The served model whose vectors the collection holds, for good (default: the "
+        "first served)",
+    )  # fmt: skip
     metric: Literal["cosine", "ip", "l2"] = "cosine"
     index: str = Field("auto", min_length=1, description="FAISS factory string, or auto")
     text_fields: list[MetaKey] = Field(
@@ -132,6 +137,11 @@ class HybridOptions(Strict):
 
 class SearchRequest(Strict):
     query: Query = Field(description="Exactly one of text, image, audio, vector or an item's id")
+    model: str | SkipJsonSchema[None] = opt(
+        min_length=1, max_length=1000,
+        description="The model the collection holds (optional: it always searches with its own; "
+        "another name is refused)",
+    )  # fmt: skip
     k: int = Field(10, ge=1, le=1000)
     mode: Literal["vector", "keyword", "hybrid"] = Field(
         "vector", description="vector: nearest vectors; keyword: BM25 over the items' text; "

@@ -71,6 +71,10 @@ class EmbedRequest(Strict):
     segments: VideoSegments | SkipJsonSchema[None] = opt(
         description="How videos are cut into segments (default: every video_interval_s seconds)"
     )
+    model: str | SkipJsonSchema[None] = opt(
+        min_length=1, max_length=1000,
+        description="The served model to embed with (GET /v1/models; default: the first served)",
+    )  # fmt: skip
     truncate: bool = False
     encoding_format: EncodingFormat = Field("float", description=ENCODING_DOC)
 

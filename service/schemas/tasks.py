@@ -38,6 +38,10 @@ class ClassifyRequest(Strict):
         pattern=NAME_PATTERN,
         description="A trained classifier (POST /classifiers) instead of labels",
     )
+    model: str | SkipJsonSchema[None] = opt(
+        min_length=1, max_length=1000,
+        description="The served model to classify with (default: the first served)",
+    )  # fmt: skip
     abstain: float | SkipJsonSchema[None] = opt(
         ge=0, le=1, description="With a classifier: abstain when the top probability is below this"
     )
@@ -110,6 +114,10 @@ class CaptionRequest(Strict):
     input: Annotated[list[Item], Field(min_length=1, json_schema_extra={"x-limit": "captions"})] = (
         Field(description="Items as in /v1/embeddings: image, audio or multi (a text is refused)")
     )
+    model: str | SkipJsonSchema[None] = opt(
+        min_length=1, max_length=1000,
+        description="The served model whose captioner writes (default: the first served)",
+    )  # fmt: skip
     max_tokens: StrictInt = limited(
         "caption_tokens", default=30, ge=1, description="Most tokens written per caption"
     )
@@ -156,6 +164,11 @@ class GenerateRequest(Strict):
     modification: str | SkipJsonSchema[None] = opt(
         description='A phrase such as "in blue instead of red", as in search', pattern=NONBLANK,
         max_length=1000,
+    )  # fmt: skip
+    model: str | SkipJsonSchema[None] = opt(
+        min_length=1, max_length=1000,
+        description="The served model whose decoder draws (default: the collection's model "
+        "with id, else the first served)",
     )  # fmt: skip
     n: StrictInt = limited("generate_n", default=1, ge=1, description="Pictures to draw")
     steps: StrictInt = limited(
@@ -207,6 +220,18 @@ class ModelInfo(BaseModel):
         "prefixes, else its full dimension); `dimensions` outside them truncates a vector that "
         "was not trained to be truncated"
     )
+    default: bool = Field(description="Whether requests without `model` get this one")
+    loaded: bool = Field(description="Whether it is loaded now (else it loads on its next use)")
+    memory_bytes: int | None = Field(
+        description="Bytes its weights take while loaded (null while it is not)"
+    )
+
+
+class ModelState(BaseModel):
+    id: str
+    loaded: bool
+    memory_bytes: int | None = Field(description="Bytes its weights take (null while unloaded)")
+    in_use: int = Field(description="Requests holding it now")
 
 
 class ModelList(BaseModel):
@@ -226,3 +251,4 @@ class Health(BaseModel):
     index_backend: str = Field(
         description="Where collections live: faiss, milvus-lite:PATH or milvus:URL"
     )
+    models: list[ModelState] = Field(description="The served models, loaded or not")

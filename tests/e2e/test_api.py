@@ -27,13 +27,16 @@ def enc(tiny_clip_dir):
     return load_encoder(f"hf:{tiny_clip_dir}", device="cpu")
 
 
-def test_health_models_and_page(client, tiny_clip_dir):
+def test_health_models_and_page(client, enc, tiny_clip_dir):
     r = client.get("/health")
     assert r.status_code == 200
     body = r.json()
     assert body.pop("free_bytes") > 0
+    weights = sum(t.numel() * t.element_size() for t in [*enc.model.parameters(),
+                                                         *enc.model.buffers()])  # fmt: skip
+    state = {"id": f"hf:{tiny_clip_dir}", "loaded": True, "memory_bytes": weights, "in_use": 0}
     assert body == {"status": "ok", "ready": True, "reason": None, "model": f"hf:{tiny_clip_dir}",
-                    "collections": 0, "index_backend": "faiss"}  # fmt: skip
+                    "collections": 0, "index_backend": "faiss", "models": [state]}  # fmt: skip
     m = client.get("/models").json()["data"][0]
     assert (m["id"], m["dim"], m["loss"], m["modalities"]) == (
         f"hf:{tiny_clip_dir}",
@@ -304,7 +307,9 @@ def test_metrics(client):
     client.post("/embed", json={"texts": ["a", "b"]})
     text = client.get("/metrics").text
     assert 'jointspace_requests_total{method="POST",route="/embed",status="200"} 1.0' in text
-    assert 'jointspace_batch_size_bucket{le="2.0",modality="text"}' in text
+    name = client.app.state.runtime.served.default.id
+    assert f'jointspace_batch_size_bucket{{le="2.0",modality="text",model="{name}"}}' in text
+    assert f'jointspace_model_loaded{{model="{name}"}} 1.0' in text
     assert "jointspace_queue_depth" in text
 
 

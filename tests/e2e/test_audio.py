@@ -153,4 +153,5 @@ def test_audio_refusals(clap, make_client, sound, png, tiny_clip_dir, tiny_clap_
 def test_audio_metrics_are_per_modality(clap, sound):
     clap.post("/embed", json={"audios": [url(sound()), url(sound(0.5))]})
     text = clap.get("/metrics").text
-    assert 'jointspace_batch_size_bucket{le="2.0",modality="audio"} 1.0' in text
+    name = clap.app.state.runtime.served.default.id
+    assert f'jointspace_batch_size_bucket{{le="2.0",modality="audio",model="{name}"}} 1.0' in text

@@ -42,7 +42,8 @@ def test_captions_for_images_and_a_fused_input(cap, png):
     alone = [post(cap, {"input": [x], "max_tokens": 5}).json()["data"][0]["caption"] for x in items]
     assert alone == [d["caption"] for d in body["data"]]  # batched == one by one
     metrics = cap.get("/metrics").text
-    assert 'jointspace_batch_size_count{modality="caption"}' in metrics
+    name = cap.app.state.runtime.served.default.id
+    assert f'jointspace_batch_size_count{{modality="caption",model="{name}"}}' in metrics
 
 
 def test_an_audio_item_is_captioned(cap, tone):

@@ -112,7 +112,11 @@ def test_metrics_count_pictures(gen):
     before = drawn()
     pictures(gen.post("/generate", json={"prompt": "a bag", "n": 3, "steps": 2}))
     assert drawn() == before + 3
-    assert 'jointspace_batch_size_count{modality="generate"}' in gen.get("/metrics").text
+    name = gen.app.state.runtime.served.default.id
+    assert (
+        f'jointspace_batch_size_count{{modality="generate",model="{name}"}}'
+        in gen.get("/metrics").text
+    )
 
 
 def test_a_model_without_a_decoder_is_refused(client):

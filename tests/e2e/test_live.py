@@ -285,7 +285,11 @@ def test_a_request_past_its_queue_wait_budget_gets_429_not_500(tmp_path, tiny_cl
                                                                "waited 0.")  # fmt: skip
                 assert (await c.post(f"{url}/embed", json={"texts": ["after"]})).status_code == 200
                 metrics = (await c.get(f"{url}/metrics")).text
-                assert 'jointspace_shed_total{modality="text",reason="expired"} 1.0' in metrics
+                model = f'model="hf:{tiny_clip_dir}"'
+                assert (
+                    f'jointspace_shed_total{{modality="text",{model},reason="expired"}} 1.0'
+                    in metrics
+                )
 
         asyncio.run(go())
 

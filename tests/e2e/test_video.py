@@ -144,7 +144,8 @@ def test_video_decoding_shows_in_the_metrics(client):
     assert "jointspace_video_frames_total 8.0" in text
     assert 'jointspace_videos{state="decoding"} 0.0' in text
     assert 'jointspace_videos{state="waiting"} 0.0' in text
-    assert 'jointspace_batch_size_bucket{le="8.0",modality="image"} 1.0' in text
+    name = client.app.state.runtime.served.default.id
+    assert f'jointspace_batch_size_bucket{{le="8.0",modality="image",model="{name}"}} 1.0' in text
     seconds = [ln for ln in text.splitlines() if ln.startswith("jointspace_video_seconds_total")]
     assert seconds == ["jointspace_video_seconds_total 8.0"]
 
