@@ -56,12 +56,15 @@ HOG = "import time\nt = time.time() + {s}\nwhile time.time() < t: pass\n"
 
 
 @contextmanager
-def serve(model: str, env: dict[str, str]) -> str:
-    """`jointspace serve` in its own process on a free port; yields its URL."""
+def serve(model: str | list[str], env: dict[str, str]) -> str:
+    """`jointspace serve` in its own process on a free port (several models: a list); yields its
+    URL."""
     port = free_port()
     with tempfile.TemporaryDirectory() as d:
         e = {**os.environ, "JOINTSPACE_DATA_DIR": d, "JOINTSPACE_DEMO": "false", **env}
-        cmd = [sys.executable, "-m", "cli.main", "serve", "--model", model, "--port", str(port)]
+        specs = [model] if isinstance(model, str) else model
+        flags = [x for m in specs for x in ("--model", m)]
+        cmd = [sys.executable, "-m", "cli.main", "serve", *flags, "--port", str(port)]
         p = subprocess.Popen(
             cmd, cwd=ROOT, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

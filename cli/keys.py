@@ -25,6 +25,10 @@ def new(
         typer.Option(help="A collection it may use (repeatable; default: all)."),
     ] = None,
     rate: Annotated[float | None, typer.Option(min=0.001, help="Requests per second.")] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="A served model it may use (repeatable; default: all)."),
+    ] = None,
 ) -> None:
     """Print a new key (once) and the entry to add to the keys file's "keys" list."""
     import hashlib
@@ -38,6 +42,8 @@ def new(
              "collections": list(collection or ["*"])}  # fmt: skip
     if rate is not None:
         entry["rate"] = rate
+    if model:
+        entry["models"] = list(model)
     print(key)
     err.print("the key above is shown only this once; add this entry to the keys file:",
               markup=False)  # fmt: skip

@@ -23,7 +23,13 @@ class GracefulServer(uvicorn.Server):
 
 
 def serve(
-    model: Annotated[str | None, typer.Option(help="Model spec (default: house).")] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Model spec (default: house); give it again to serve several (the first is "
+            "the default)."
+        ),
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Default 127.0.0.1.")] = None,
     port: Annotated[int | None, typer.Option(help="Default 8000.")] = None,
     data_dir: Annotated[
@@ -50,8 +56,9 @@ def serve(
 
     try:
         settings = Settings.load(
-            model=model, host=host, port=port, data_dir=data_dir, demo=demo, device=device,
-            index_device=index_device, index_backend=index_backend,
+            model=model[0] if model else None, models=model or None, host=host, port=port,
+            data_dir=data_dir, demo=demo, device=device, index_device=index_device,
+            index_backend=index_backend,
         )  # fmt: skip
         application = create_app(settings)
         # Refused here in one line rather than in the app's start-up with a traceback; the lock
@@ -67,7 +74,8 @@ def serve(
     except (SettingsError, DataDirBusy, IndexUnavailable) as e:
         fail(e)
     shown = "localhost" if settings.host in ("127.0.0.1", "::1") else settings.host
-    err.print(f"jointspace: serving {settings.model} at http://{shown}:{settings.port}/ "
+    models = ", ".join(settings.served)
+    err.print(f"jointspace: serving {models} at http://{shown}:{settings.port}/ "
               "(the page), /docs (the API)", markup=False, highlight=False)  # fmt: skip
     config = uvicorn.Config(
         application, host=settings.host, port=settings.port, log_level="info",

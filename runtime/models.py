@@ -227,9 +227,13 @@ class ModelSet:
         slot.last_used = time.monotonic()
         return slot.parts
 
-    def release(self, slot: Slot) -> None:
+    async def release(self, slot: Slot) -> None:
+        """The request holding `slot` is done; over the cap, idle models go (least recently
+        used first) now that one more may be idle."""
         slot.holders -= 1
         slot.last_used = time.monotonic()
+        if self.cap is not None and self.loaded_bytes() > self.cap:
+            await self._make_room(None, 0)
 
     async def _load(self, slot: Slot) -> None:
         try:
@@ -242,7 +246,7 @@ class ModelSet:
         finally:
             slot.loading = None
 
-    async def _make_room(self, keep: Slot, need: int) -> None:
+    async def _make_room(self, keep: Slot | None, need: int) -> None:
         """Unload idle models, least recently used first, until the loaded ones and `need` fit
         under the cap (as far as idle models allow)."""
         if self.cap is None:
@@ -275,7 +279,7 @@ class ModelSet:
         """The slot's encoder info (loading it once when it was never loaded)."""
         if slot.info is None:
             await self.acquire(slot)
-            self.release(slot)
+            await self.release(slot)
         return slot.info
 
     # -- metrics and lifetime -------------------------------------------------------------------

@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             try:
                 await asyncio.to_thread(ensure_demo, rt)
             finally:
-                rt.served.release(default)
+                await rt.served.release(default)
         with _reload_on_sighup(keyring):
             try:
                 yield

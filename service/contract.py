@@ -81,12 +81,14 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         tags=app.openapi_tags,
     )  # fmt: skip
     _hoist_defs(doc, doc.setdefault("components", {}).setdefault("schemas", {}))
-    # a vector's length: the served models' dimensions (those described so far)
-    dims = [s.info["dim"] for s in runtime.served.slots.values() if s.info] or [1]
+    # a vector's length: the served models' dimensions (those described so far; none known yet,
+    # with lazy models, leaves it unstated)
+    dims = [s.info["dim"] for s in runtime.served.slots.values() if s.info]
+    dim = {"minItems": min(dims), "maxItems": max(dims)} if dims else {}
     _fill_limits(doc, {
         "items": {"maxItems": settings.max_items},
         "text": {"maxLength": settings.max_text_chars},
-        "dim": {"minItems": min(dims), "maxItems": max(dims)},
+        "dim": dim,
         "captions": {"maxItems": min(settings.max_items, settings.caption_queue)},
         "caption_tokens": {"maximum": settings.max_caption_tokens},
         "caption_beams": {"maximum": settings.max_caption_beams},

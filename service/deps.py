@@ -105,10 +105,10 @@ class Lease:
         self.held.append(slot)
         return parts
 
-    def release(self) -> None:
-        for slot in self.held:
-            self.runtime.served.release(slot)
-        self.held.clear()
+    async def release(self) -> None:
+        held, self.held = self.held, []
+        for slot in held:
+            await self.runtime.served.release(slot)
 
 
 async def lease_models(request: Request) -> AsyncIterator[Lease]:
@@ -116,7 +116,7 @@ async def lease_models(request: Request) -> AsyncIterator[Lease]:
     try:
         yield lease
     finally:
-        lease.release()
+        await lease.release()
 
 
 LEASE = Depends(lease_models)

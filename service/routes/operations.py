@@ -58,7 +58,7 @@ async def _forward_passes(rt: Runtime) -> None:
         try:
             v = (await parts.pipeline.texts(["health check"]))[0]
         finally:
-            served.release(slot)
+            await served.release(slot)
         if not np.isfinite(v).all():
             raise RuntimeError(f"model '{slot.id}' returned non-finite values")
 

@@ -250,3 +250,50 @@ def test_a_bad_keys_file_stops_start_up(tmp_path, content, message):
         create_app(Settings.load({}, data_dir=tmp_path, demo=False, keys_file=path))
     assert str(e.value).startswith(f"keys file {path}: ")
     assert message in str(e.value)
+
+
+def test_keys_scoped_to_models(tmp_path, tiny_clip_dir, tiny_siglip_dir):
+    """A read key for one model: it embeds, lists and searches with that model only."""
+    clip, siglip = f"hf:{tiny_clip_dir}", f"hf:{tiny_siglip_dir}"
+    entries = [{"name": "clip-reader", "role": "read", "models": [clip]},
+               {"name": "root", "role": "admin"}]  # fmt: skip
+    tokens = {"clip": "c" * 32, "root": "x" * 32}
+    s = Settings.load({}, models=[clip, siglip], data_dir=tmp_path / "data", demo=False,
+                      keys_file=keys_file(tmp_path / "k.json", entries, tokens))  # fmt: skip
+    reader, root = ({"authorization": f"Bearer {t}"} for t in tokens.values())
+    with TestClient(create_app(s)) as c:
+        for name, model in (("a", clip), ("b", siglip)):
+            c.post("/collections", json={"name": name, "model": model}, headers=root)
+            c.put(f"/collections/{name}/items", json={"items": [{"id": "x", "text": "a cat"}]},
+                  headers=root)  # fmt: skip
+        table = [
+            ("POST", "/v1/embeddings", {"input": "a cat"}, 200),
+            ("POST", "/v1/embeddings", {"input": "a cat", "model": siglip}, 403),
+            ("POST", "/embed", {"texts": ["a cat"], "model": siglip}, 403),
+            ("POST", "/classify", {"input": {"text": "a cat"}, "labels": ["cat"],
+                                   "model": siglip}, 403),
+            ("POST", "/collections/a/search", {"query": {"text": "a cat"}}, 200),
+            ("POST", "/collections/b/search", {"query": {"text": "a cat"}}, 403),
+            ("GET", "/collections/b/items/x", None, 403),
+            ("GET", "/collections/a/items/x", None, 200),
+        ]  # fmt: skip
+        got = [(m, p, c.request(m, p, json=b, headers=reader).status_code)
+               for m, p, b, _ in table]  # fmt: skip
+        assert got == [(m, p, want) for m, p, _, want in table]
+        r = c.post("/v1/embeddings", json={"input": "a cat", "model": siglip}, headers=reader)
+        assert r.json()["error"] == {"type": "forbidden", "code": 403,
+                                     "message": f"key 'clip-reader' has no access to model "
+                                                f"'{siglip}'"}  # fmt: skip
+        listed = c.get("/v1/models", headers=reader).json()["data"]
+        assert [m["id"] for m in listed] == [clip]
+        assert [m["id"] for m in c.get("/v1/models", headers=root).json()["data"]] == [clip, siglip]
+
+
+def test_a_bad_models_scope_stops_start_up(tmp_path):
+    path = tmp_path / "keys.json"
+    path.write_text('{"keys": [{"name": "a", "sha256": "' + "0" * 64 + '", "role": "read", '
+                    '"models": "house"}]}')  # fmt: skip
+    with pytest.raises(SettingsError) as e:
+        create_app(Settings.load({}, data_dir=tmp_path, demo=False, keys_file=path))
+    assert str(e.value) == (f"keys file {path}: entry 0 ('a'): 'models' must be a list of model "
+                            'names, or ["*"]')  # fmt: skip

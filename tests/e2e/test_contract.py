@@ -66,6 +66,7 @@ def test_every_route_is_declared(document):
     assert sorted(ops[("POST", "/collections")]["responses"]) == [
         "201",
         "400",
+        "404",
         "409",
         "413",
         "422",

@@ -137,8 +137,8 @@ def test_an_item_of_another_models_collection_is_refused(make_client, tiny_clip_
                      json={"items": [{"id": "a", "image": png()}]}).status_code == 200  # fmt: skip
     with make_client("house") as c:
         r = c.post("/generate", json={"id": "a", "collection": "clip"})
-    assert r.status_code == 422
+    assert r.status_code == 409
     assert r.json()["error"]["message"] == (
-        f"collection 'clip' holds vectors of model 'hf:{tiny_clip_dir}'; the decoder draws "
-        "vectors of model 'house'"
+        f"collection 'clip' holds vectors of model 'hf:{tiny_clip_dir}', which is not served now "
+        "(serving house): serve that model again to use it; its data is kept"
     )

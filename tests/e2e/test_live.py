@@ -538,3 +538,37 @@ def test_page_adds_a_video_finds_its_moments_and_plays_one(live, tmp_path):
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".hit")) == 1)
     finally:
         driver.quit()
+
+
+@pytest.mark.skipif(NO_CHROMIUM, reason="Debian chromium-driver is not installed")
+def test_page_model_picker_follows_the_collection(tmp_path, tiny_clip_dir, tiny_siglip_dir):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    clip, siglip = f"hf:{tiny_clip_dir}", f"hf:{tiny_siglip_dir}"
+    s = Settings.load({}, models=[clip, siglip], data_dir=tmp_path / "data", demo=False,
+                      max_wait_ms=2)  # fmt: skip
+    with running(s) as url:
+        for name, model in (("a-clip", clip), ("b-siglip", siglip)):
+            httpx.post(f"{url}/collections", json={"name": name, "model": model}).raise_for_status()
+            httpx.put(f"{url}/collections/{name}/items", timeout=60,
+                      json={"items": [{"id": "red", "image": png((220, 20, 20))}]}
+                      ).raise_for_status()  # fmt: skip
+        driver = chromium(tmp_path)
+        try:
+            wait = open_page(driver, url, "b-siglip")
+            picker = Select(driver.find_element(By.ID, "model"))
+            wait.until(lambda d: len(picker.options) == 2)
+            Select(driver.find_element(By.ID, "collection")).select_by_value("b-siglip")
+            assert picker.first_selected_option.get_attribute("value") == siglip
+            driver.find_element(By.ID, "text").send_keys("a red square")
+            driver.find_element(By.ID, "go").click()
+            wait.until(lambda d: "1 results" in d.find_element(By.ID, "status").text)
+            Select(driver.find_element(By.ID, "collection")).select_by_value("a-clip")
+            assert picker.first_selected_option.get_attribute("value") == clip
+            picker.select_by_value(siglip)  # another model than the collection's is refused
+            driver.find_element(By.ID, "go").click()
+            want = f"collection 'a-clip' holds vectors of model '{clip}', not '{siglip}'"
+            wait.until(lambda d: want in d.find_element(By.ID, "status").text)
+        finally:
+            driver.quit()
