@@ -48,6 +48,8 @@ def serve(
     ] = None,
 ) -> None:
     """Run the HTTP service. Every option can also come from JOINTSPACE_* environment variables."""
+    from encoders.errors import ModelSpecError
+    from encoders.spec import parse_spec
     from index import DataDirBusy, IndexUnavailable
     from index.backend import open_catalog
     from index.catalog import lock_data_dir
@@ -60,6 +62,8 @@ def serve(
             data_dir=data_dir, demo=demo, device=device, index_device=index_device,
             index_backend=index_backend,
         )  # fmt: skip
+        for spec in settings.served:  # a bad spec is one line here, not a start-up traceback
+            parse_spec(spec)
         application = create_app(settings)
         # Refused here in one line rather than in the app's start-up with a traceback; the lock
         # belongs to the process, so the engine's own catalog takes it again.
@@ -71,7 +75,7 @@ def serve(
             open_catalog(
                 settings.index_backend, collections, token=settings.milvus_token or ""
             ).close()
-    except (SettingsError, DataDirBusy, IndexUnavailable) as e:
+    except (SettingsError, ModelSpecError, DataDirBusy, IndexUnavailable) as e:
         fail(e)
     shown = "localhost" if settings.host in ("127.0.0.1", "::1") else settings.host
     models = ", ".join(settings.served)

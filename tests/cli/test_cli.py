@@ -118,6 +118,18 @@ def test_unknown_spec():
     )
 
 
+def test_serve_refuses_a_bad_list_of_models(tmp_path):
+    one_line_error(
+        run("serve", "--model", "house", "--model", "house", "--data-dir", str(tmp_path)),
+        "models: a spec is given twice in 'house,house'",
+    )
+    one_line_error(
+        run("serve", "--model", "house", "--model", "clip", "--data-dir", str(tmp_path)),
+        "unknown model spec 'clip': expected 'house', 'house:DIR', "
+        "'open_clip:ARCH@TAG_OR_CHECKPOINT', 'hf:HUB_ID_OR_DIR' or 'model:DIR'",
+    )
+
+
 @pytest.mark.skipif(gpu_count() > 0, reason="faiss sees a GPU here")
 def test_serve_refuses_gpu_search_without_faiss_gpu(tmp_path):
     one_line_error(

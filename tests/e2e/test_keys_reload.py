@@ -84,6 +84,8 @@ def test_keys_new_prints_the_key_once_and_its_entry():
     assert key.startswith("js_") and len(key) > 40
     assert body == {"name": "dash", "sha256": hashlib.sha256(key.encode()).hexdigest(),
                     "role": "read", "collections": ["shop"], "rate": 20.0}  # fmt: skip
+    scoped = CliRunner().invoke(app, ["keys", "new", "--name", "h", "--model", "house"])
+    assert json.loads(scoped.stdout.splitlines()[-1])["models"] == ["house"]
     bad = CliRunner().invoke(app, ["keys", "new", "--name", "x", "--role", "owner"])
     assert bad.exit_code == 2
     assert "error: unknown role 'owner' (roles: read, write, admin)" in bad.output
