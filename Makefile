@@ -115,6 +115,7 @@ bench: install
 	$(BIN)/python bench/overload.py
 	command -v hey >/dev/null || apt-get install -y hey
 	$(BIN)/python bench/storm.py --images
+	$(BIN)/python bench/models.py
 	$(BIN)/python bench/audio.py
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/captioning.py
