@@ -46,6 +46,10 @@ class ModelNotServed(Exception):
     """A collection holds vectors of a model this service does not serve now."""
 
 
+class ModelUnavailable(Exception):
+    """A served model could not be loaded on its first use (the next request tries again)."""
+
+
 def tensor_bytes(*objs: object) -> int:
     """Bytes of the parameters and buffers of the torch modules held by `objs` (their attributes,
     and their attributes' attributes: a tokenizer wrapper's model counts), each tensor once."""
@@ -238,7 +242,11 @@ class ModelSet:
     async def _load(self, slot: Slot) -> None:
         try:
             await self._make_room(slot, slot.last_bytes)
-            parts = await asyncio.to_thread(self._build, slot)
+            try:
+                parts = await asyncio.to_thread(self._build, slot)
+            except Exception as e:
+                log.exception("loading model %s failed", slot.id)
+                raise ModelUnavailable(f"model '{slot.id}' could not be loaded: {e}") from e
             self._watch(parts, slot.id)
             parts.start()
             self._loaded(slot, parts)

@@ -30,7 +30,7 @@ from index import (
     Unsupported,
 )
 from runtime.batcher import Overloaded
-from runtime.models import ModelNotServed, UnknownModel
+from runtime.models import ModelNotServed, ModelUnavailable, UnknownModel
 from runtime.pipeline import ItemNotFound
 from runtime.waiting import ModelError
 from service.access import Denied
@@ -63,6 +63,7 @@ LIBRARY = {
     ItemNotFound: (404, "not_found"),  # an id query's item
     UnknownModel: (404, "not_found"),  # a model this service does not serve
     ModelNotServed: (409, "model_not_served"),  # a collection's model, not served now
+    ModelUnavailable: (503, "model_unavailable"),  # a lazy model that failed to load
     CollectionExists: (409, "conflict"),
     KeywordQueryError: (422, "invalid_input"),
     Unsupported: (422, "unsupported"),

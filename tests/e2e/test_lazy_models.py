@@ -93,3 +93,24 @@ def test_the_least_recently_used_idle_model_is_unloaded_under_the_cap(tmp_path, 
         assert loaded(c) == [(clip, True), (siglip, False)]  # under the cap: clip stays
         assert embed(c, siglip) == 200  # loading again frees room first: clip is idle now
         assert loaded(c) == [(clip, False), (siglip, True)]
+
+
+def test_a_lazy_model_that_cannot_load_is_503_and_tried_again(tmp_path, specs, tiny_clip_dir):
+    import shutil
+
+    gone = tmp_path / "moved-clip"
+    shutil.copytree(tiny_clip_dir, gone)
+    spec = f"hf:{gone}"
+    with lazy(tmp_path / "data", [specs[1], spec]) as c:
+        shutil.rmtree(gone)
+        r = c.post("/v1/embeddings", json={"input": "a cat", "model": spec})
+        assert r.status_code == 503
+        err = r.json()["error"]
+        assert err["type"] == "model_unavailable"
+        assert (
+            err["message"]
+            == f"model '{spec}' could not be loaded: model directory not found: {gone}"
+        )
+        assert embed(c, specs[1]) == 200  # the other model serves on
+        shutil.copytree(tiny_clip_dir, gone)
+        assert embed(c, spec) == 200  # loaded on the next request
