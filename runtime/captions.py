@@ -43,6 +43,11 @@ class Captions:
         if self.folder is None:
             require_captioner(self.encoder)  # raises NoCaptioner with the models that have one
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the captioner's language model has been loaded."""
+        return self._captioner is not None
+
     def captioner(self) -> Captioner:
         """The model's captioner, loaded on first use."""
         if self._captioner is None:

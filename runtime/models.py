@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from encoders import Encoder, InputError, load_encoder
+from encoders import Encoder, InputError, ModelSpecError, load_encoder
 from encoders.spec import parse_spec
 from generation.decoder import decoder_dir
 from runtime.batcher import Batcher
@@ -82,7 +82,7 @@ class ModelParts:
         self.encoder = encoder or load_encoder(spec, device=settings.device)
         self.towers = Towers(self.encoder, settings)
         self.decoders = Decoders(self.encoder, limits, settings.video_workers)
-        self.models = Models(data_dir, self.encoder.name)
+        self.models = Models(data_dir, self.encoder.name, recover=training is None)
         if training is not None:  # the classifier trainings in progress, whichever model's
             self.models.training = training
         self.pipeline = Pipeline(self.towers, self.decoders, settings, self.models.fusion_head)
@@ -90,6 +90,7 @@ class ModelParts:
         self.generator: Generator | None = None
         if (folder := decoder_dir(self.encoder)) is not None:
             self.generator = Generator(folder, settings)
+        self._bytes: tuple[bool, int] | None = None
 
     @property
     def batchers(self) -> dict[str, Batcher]:
@@ -103,8 +104,12 @@ class ModelParts:
 
     @property
     def memory_bytes(self) -> int:
-        """What the model's weights take now (a captioner counts once it has been loaded)."""
-        return tensor_bytes(self.encoder, self.captions, self.generator)
+        """What the model's weights take now (a captioner counts once it has been loaded);
+        counted again only when the captioner's loading changes it."""
+        key = self.captions.loaded
+        if self._bytes is None or self._bytes[0] != key:
+            self._bytes = (key, tensor_bytes(self.encoder, self.captions, self.generator))
+        return self._bytes[1]
 
     def start(self) -> None:
         for b in self.batchers.values():
@@ -150,7 +155,9 @@ class ModelSet:
             ms = parse_spec(spec)  # a bad spec stops start-up with its message
             self.slots[spec.strip()] = Slot(spec.strip(), str(ms))
         self.default = next(iter(self.slots.values()))
-        self.training: dict = {}
+        #: the classifiers and fusion heads on disk (each model's parts read them for their model)
+        self.registry = Models(data_dir, self.default.name)
+        self.training = self.registry.training
         if encoder is not None:  # given (tests, the CLI): it is the default model
             self.default.name = encoder.name
             self._loaded(self.default, ModelParts(self.default.id, settings, limits, data_dir,
@@ -193,7 +200,7 @@ class ModelSet:
                 return s
         try:
             canonical = str(parse_spec(name))
-        except Exception:
+        except ModelSpecError:  # not a spec at all: no served model has that name
             return None
         return next((s for s in self.slots.values() if canonical in (s.id, s.name)), None)
 

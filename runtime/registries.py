@@ -17,10 +17,11 @@ from fusion.registry import Registry, head_registry
 
 
 class Models:
-    def __init__(self, data_dir: Path, model: str) -> None:
+    def __init__(self, data_dir: Path, model: str, recover: bool = True) -> None:
         self.model = model
         self.classifiers = Registry(Path(data_dir) / "classifiers")
-        self.classifiers.interrupted()  # left 'training' by a process that stopped: failed
+        if recover:  # once per process, at start (not for a model loaded while trainings run)
+            self.classifiers.interrupted()  # left 'training' by a process that stopped: failed
         self.heads = head_registry(Path(data_dir))
         self.training: dict[str, asyncio.Task] = {}
         self._loaded: dict[tuple[str, str], tuple[float, Any]] = {}

@@ -40,6 +40,8 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.runtime.settings
 
 
+# The default model's parts, for routes that serve one model; a route that takes `model`, or
+# works on a collection, takes a Lease instead.
 async def get_encoder(request: Request) -> Encoder:
     return request.app.state.runtime.encoder
 
@@ -57,8 +59,8 @@ async def get_media(request: Request) -> MediaStore:
 
 
 async def get_models(request: Request) -> Models:
-    """The trained classifiers and fusion heads."""
-    return request.app.state.runtime.models
+    """The trained classifiers and fusion heads on disk, whichever model's (loaded or not)."""
+    return request.app.state.runtime.served.registry
 
 
 async def get_captions(request: Request) -> Captions:

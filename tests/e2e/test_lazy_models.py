@@ -42,6 +42,9 @@ def test_a_lazy_model_loads_on_its_first_request(tmp_path, specs, sizes):
     clip, siglip = specs
     with lazy(tmp_path, specs) as c:
         assert loaded(c) == [(clip, False), (siglip, False)]
+        for path in ("/classifiers", "/fusion-heads", "/collections"):  # need no model
+            assert c.get(path).json() == []
+        assert loaded(c) == [(clip, False), (siglip, False)]
         assert embed(c, siglip) == 200
         assert loaded(c) == [(clip, False), (siglip, True)]
         health = c.get("/health").json()["models"]

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from encoders import load_encoder
 from encoders.house import default_house_dir
+from runtime.models import tensor_bytes
 from runtime.settings import Settings, SettingsError
 from service.app import create_app
 
@@ -93,8 +94,12 @@ def test_classify_and_caption_use_the_named_model(both, clip, png):
     img = {"type": "image", "image": png()}
     err = error(both.post("/caption", json={"input": [img], "model": clip}), 422)
     assert err["type"] == "no_captioner"
+    memory = lambda: both.get("/health").json()["models"][0]["memory_bytes"]  # noqa: E731
+    before = memory()
     r = both.post("/caption", json={"input": [img], "max_tokens": 3})
     assert r.status_code == 200 and r.json()["model"] == "house"
+    captioner = both.app.state.runtime.served.default.parts.captions.captioner()
+    assert memory() - before == tensor_bytes(captioner) > 0  # its language model now counts
 
 
 def test_each_collection_answers_with_its_own_model(both, clip):
