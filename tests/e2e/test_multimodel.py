@@ -72,6 +72,12 @@ def test_each_model_gives_the_vectors_of_a_single_model_service(both, clip, tmp_
                                    atol=1e-6)  # fmt: skip
     native = both.post("/embed", json={"texts": TEXTS, "model": clip}).json()
     assert (native["model"], native["dim"]) == (clip, 24)
+    rt = both.app.state.runtime
+    house_text, clip_text = (rt.served.resolve(m).parts.batchers["text"] for m in ("house", clip))
+    assert house_text is not clip_text  # each model has its own batchers
+    metrics = both.get("/metrics").text
+    for m in ("house", clip):
+        assert f'jointspace_batch_size_count{{modality="text",model="{m}"}}' in metrics
     parts = [("texts", (None, t)) for t in TEXTS] + [("model", (None, clip))]
     form = both.post("/embed", files=parts).json()
     np.testing.assert_allclose([e["vector"] for e in form["embeddings"]], small, atol=1e-6)
