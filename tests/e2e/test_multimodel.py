@@ -66,6 +66,11 @@ def test_each_model_gives_the_vectors_of_a_single_model_service(both, clip, tmp_
     assert both.post("/v1/embeddings", json={"input": TEXTS, "model": clip}).json()["model"] == clip
     np.testing.assert_allclose(small, load_encoder(clip, device="cpu").embed_text(TEXTS), atol=1e-6)
     with TestClient(
+        create_app(Settings.load({}, model=clip, data_dir=tmp_path / "c", demo=False))
+    ) as one:
+        np.testing.assert_allclose(small, vectors(one.post("/v1/embeddings", json={"input": TEXTS})),
+                                   atol=1e-6)  # fmt: skip
+    with TestClient(
         create_app(Settings.load({}, model="house", data_dir=tmp_path, demo=False))
     ) as one:
         np.testing.assert_allclose(house, vectors(one.post("/v1/embeddings", json={"input": TEXTS})),
@@ -128,6 +133,8 @@ def test_each_collection_answers_with_its_own_model(both, clip):
                               "leave model out, or name its own")  # fmt: skip
     r = both.post("/generate", json={"collection": "small", "id": "cat", "steps": 1})
     assert error(r, 422)["type"] == "no_decoder"  # the collection's model has no decoder
+    r = both.post("/generate", json={"collection": "small", "id": "cat", "model": "house"})
+    assert error(r, 422)["message"] == err["message"]  # drawn by the collection's model only
 
 
 def test_a_collection_whose_model_is_gone_is_409_and_comes_back(tmp_path, clip):
