@@ -1,9 +1,8 @@
 """Dependencies shared by the route modules: the runtime's parts a route needs (settings,
 catalog, media store; per request, the parts of the model it names or its collection holds,
 through a `Lease`), authorization by role, collection and model, the client-disconnect watch,
-and the helpers every route uses the same way
-(per-request item limits, a query through the pipeline, media URLs). Plain functions; the routers
-import them, nothing here imports a router.
+and the helpers every route uses the same way (per-request item limits, a query through the
+pipeline, media URLs). Plain functions; the routers import them, nothing here imports a router.
 """
 
 from __future__ import annotations

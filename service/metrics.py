@@ -1,9 +1,8 @@
 """Prometheus metrics of the service: requests by route template and status, latency, batch sizes
 and times per model and modality, queue depth, the models loaded and their memory, video
-decoding (waiting, in progress, frames, seconds),
-pictures generated, requests in progress, and requests refused by load shedding (at the
-door and in the batchers). Route templates (not paths) label
-everything, so no collection or item name reaches a label."""
+decoding (waiting, in progress, frames, seconds), pictures generated, requests in progress, and
+requests refused by load shedding (at the door and in the batchers). Route templates (not paths)
+and served model names label everything, so no collection or item name reaches a label."""
 
 from __future__ import annotations
 
