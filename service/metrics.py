@@ -27,7 +27,7 @@ class Metrics:
         self.batch_seconds = Histogram(
             "jointspace_batch_seconds", "Forward pass time", ["model", "modality"],
             registry=self.registry,
-        )
+        )  # fmt: skip
         self.queue_depth = Gauge(
             "jointspace_queue_depth", "Inputs waiting for a batch", ["model", "modality"],
             registry=self.registry,
