@@ -27,6 +27,7 @@ from index import (
     KeywordQueryError,
     StorageFailed,
     StorageFull,
+    TowersChanged,
     Unsupported,
 )
 from runtime.batcher import Overloaded
@@ -61,6 +62,7 @@ LIBRARY = {
     Unknown: (404, "not_found"),  # a classifier or fusion head
     ItemNotFound: (404, "not_found"),  # an id query's item
     CollectionExists: (409, "conflict"),
+    TowersChanged: (409, "towers_changed"),  # vectors of the towers before a fine-tune
     KeywordQueryError: (422, "invalid_input"),
     Unsupported: (422, "unsupported"),
     CollectionError: (400, "invalid_request"),

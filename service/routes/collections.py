@@ -8,6 +8,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from encoders import Encoder, InputError
+from index import check_towers
 from runtime.media import MediaStore
 from runtime.pipeline import Embedded, Pipeline, float32_vector
 from runtime.settings import Settings
@@ -51,6 +52,7 @@ async def create_collection(
     col = await asyncio.to_thread(
         catalog.create, req.name, encoder.dim, req.metric, encoder.name, req.index,
         text_fields=req.text_fields, quantization=req.quantization,
+        model_digest=encoder.model_digest,
     )  # fmt: skip
     audit(request, req.name, 0)
     return S.CollectionInfo(**col.info())
@@ -89,7 +91,7 @@ async def drop_collection(
 
 @router.put(
     "/collections/{name}/items", response_model=S.UpsertResponse,
-    responses=errors(400, 404, 507, *BATCHED),
+    responses=errors(400, 404, 409, 507, *BATCHED),
 )  # fmt: skip
 async def upsert_items(
     req: S.UpsertRequest, request: Request, name: str = Name, catalog=CATALOG,
@@ -104,6 +106,8 @@ async def upsert_items(
     it replaces or deletes its segments."""
     col = await open_collection(catalog, name)
     check_count(settings, len(req.items), "items")
+    if any(not isinstance(it, S.VectorItem) for it in req.items):  # the model makes vectors
+        check_towers(col, pipe.encoder.model_digest)
     inputs = []
     for it in req.items:
         what = f"item '{it.id}'"

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 
 from encoders import InputError
 from fusion import compose, parse_modification
+from index import check_towers
 from runtime.pipeline import Pipeline
 from runtime.videos import grouped_search
 from service import schemas as S
@@ -29,7 +30,7 @@ router = APIRouter(tags=["search"], generate_unique_id_function=operation_id)
 
 @router.post(
     "/collections/{name}/search", response_model=S.SearchResponse,
-    responses=errors(400, 404, *BATCHED),
+    responses=errors(400, 404, 409, *BATCHED),
 )  # fmt: skip
 async def search_collection(
     req: S.SearchRequest, request: Request, name: str = Name, catalog=Depends(get_catalog),
@@ -49,6 +50,7 @@ async def search_collection(
         hits = [S.Hit(id=h.id, score=h.score, metadata=h.metadata, media=url(h.id),
                       found_by=["keyword"], bm25=h.score) for h in found]  # fmt: skip
         return S.SearchResponse(hits=hits, terms=[])
+    check_towers(col, pipe.encoder.model_digest)  # the query meets the collection's vectors
     found_query = await embed_query(pipe, req.query, gone, col)
     q, exclude = found_query.vector, found_query.ref
     terms = list(req.terms)
