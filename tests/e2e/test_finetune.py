@@ -88,7 +88,10 @@ def test_an_open_clip_checkpoints_towers_fine_tune_and_serve_as_the_model(
     assert rec["digest"] == file_digest(d / folder / "open_clip_model.safetensors")
     assert folder == f"towers-{rec['digest'][:8]}"
     assert (rec["training"]["mode"], rec["training"]["steps"], rec["training"]["pairs"]) == (
-        "lora", 3, 11)
+        "lora",
+        3,
+        11,
+    )
     assert rec["training"]["held_out"] == 1 and rec["training"]["adapted"] > 0
     assert set(rec["figures"]) == {"before", "after"} and "held-out" in rec["figures"]["after"]
     assert (d / folder / "MODEL_CARD.md").read_text().startswith("# Fine-tuned towers")
@@ -101,7 +104,7 @@ def test_an_open_clip_checkpoints_towers_fine_tune_and_serve_as_the_model(
         got = vector(c, "a red square")
     np.testing.assert_allclose(got, tuned.embed_text(["a red square"])[0], atol=1e-5)
     assert np.abs(got - before).max() > 1e-4  # the fine-tuned towers, not the old ones
-    code, out, _ = cli("model", "show", d)
+    _code, out, _ = cli("model", "show", d)
     assert out.splitlines()[2].startswith(f"towers: fine-tuned from open_clip:{arch}@towers.pt "
                                           f"(origin open_clip:{arch}@towers.pt) in mode lora")  # fmt: skip
 
@@ -148,8 +151,10 @@ def test_parts_trained_against_the_towers_before_are_stale_until_retrained(
     load_encoder(f"model:{d}", device="cpu")  # it matches its base
     said = tune(d, shapes, tmp_path, "--mode", "head")
     command = f"jointspace train --target captioner --model {d} --data SRC"
-    assert f"now stale (trained against the towers before): captioner; model:{d} will not load " \
-           f"until each is retrained: {command}" in said.replace("\n", " ")
+    assert (
+        f"now stale (trained against the towers before): captioner; model:{d} will not load "
+        f"until each is retrained: {command}" in said.replace("\n", " ")
+    )
     md = read_model_dir(d)
     message = (f"part 'captioner' of model {d} was trained against the base 'hf:{tiny_clip_dir}'"
                f", before the towers were fine-tuned (now towers {md.towers_id}); retrain it: "
@@ -161,7 +166,8 @@ def test_parts_trained_against_the_towers_before_are_stale_until_retrained(
     assert (code, err.strip()) == (2, f"error: {message}")
     code, out, _ = cli("model", "show", d)
     assert out.splitlines()[-2].endswith(
-        f"STALE: trained against the towers before they were fine-tuned; retrain: {command}")
+        f"STALE: trained against the towers before they were fine-tuned; retrain: {command}"
+    )
     shown = json.loads(cli("model", "show", d, "--json")[1])["parts"]["captioner"]
     assert (shown["matches"], shown["stale"]) == (False, "towers")
     # retrained (here: stamped again) against the new towers, it loads, and records them
@@ -216,7 +222,7 @@ def test_collections_embedded_with_the_towers_before_are_refused(
     code, _, err = cli("job", "embed", shapes, "--model", f"model:{d}", "--out",
                        tmp_path / "vectors", "--workers", 0, "--ingest", "shop", *data)  # fmt: skip
     assert (code, err.strip().splitlines()[-1]) == (2, f"error: {message}")
-    code, out, err = cli("job", "ingest", tmp_path / "vectors", "shop3", *data)
+    code, _out, err = cli("job", "ingest", tmp_path / "vectors", "shop3", *data)
     assert code == 0, err
     assert Catalog(tmp_path / "data" / "collections").get("shop3").model_digest == new_digest
 
@@ -297,7 +303,7 @@ def test_every_bad_input_is_one_line_exit_2_and_nothing_written(
         f"fine-tuning trains a text tower and an image tower together; 'hf:{tiny_clap_dir}' has "
         "no image tower (it embeds audio, text)"
     )
-    arch, ckpt = tiny_open_clip["vit"]
+    arch, _ckpt = tiny_open_clip["vit"]
     gone = tmp_path / "gone"
     gone.mkdir()
     (gone / "model.json").write_text(json.dumps({"base": f"open_clip:{arch}@missing.pt"}))

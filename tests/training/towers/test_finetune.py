@@ -103,7 +103,9 @@ def test_lora_merged_at_export_embeds_as_the_adapters_did_unmerged(bases, name, 
 
 def test_lora_adapts_attention_and_mlp_and_a_conv_towers_convolutions(bases):
     vit = prepare(towers_of(bases["open_clip"]), "lora").targets
-    assert "visual.transformer.resblocks.0.attn" in vit and "transformer.resblocks.0.mlp.c_fc" in vit
+    assert (
+        "visual.transformer.resblocks.0.attn" in vit and "transformer.resblocks.0.mlp.c_fc" in vit
+    )
     assert not any("conv" in t for t in vit)  # a ViT's one convolution is its patch embedding
     rn = prepare(towers_of(bases["open_clip-resnet"]), "lora").targets
     assert "visual.layer1.0.conv2" in rn and "transformer.resblocks.0.attn" in rn
