@@ -317,3 +317,18 @@ def test_every_bad_input_is_one_line_exit_2_and_nothing_written(
     code, _, err = cli("train", "--target", "captioner", "--model", d, "--mode", "lit")
     assert (code, err.strip()) == (2, "error: --mode applies to --target towers --model DIR only")
     assert not (tmp_path / "run" / "model").exists()
+
+
+def test_eval_compares_models_in_one_table(tiny_clip_dir, shapes, tmp_path):
+    """Before and after in one run of `jointspace eval`: one column per model, beside chance."""
+    d = model_dir(tmp_path, f"hf:{tiny_clip_dir}")
+    tune(d, shapes, tmp_path, "--mode", "head")
+    code, out, err = cli("eval", "--model", f"hf:{tiny_clip_dir}", "--model", f"model:{d}",
+                         "--suite", "digits-zero-shot", "--limit", 20,
+                         "--out", tmp_path / "eval.json")  # fmt: skip
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if "digits-zero-shot" in line)
+    assert row.split("│")[3:6] != ["", "", ""] and row.rstrip("│ ").endswith("0.100")
+    results = json.loads((tmp_path / "eval.json").read_text())
+    assert [r["model"] for r in results] == [f"hf:{tiny_clip_dir}", f"model:{d}"]
+    assert all(r["suites"]["digits-zero-shot"]["n"] == 20 for r in results)
