@@ -5,8 +5,14 @@
    and random inputs, measured alternately in the same run (target: ratio >= 1.0).
 2. Peak memory of the chunked sigmoid loss against the plain one at batch 4096 on CPU, forward and
    backward, each in a fresh process measured by its peak RSS growth (target: ratio <= 0.25).
+3. Fine-tuning (`jointspace train --target towers`): samples/s of each mode's step (lora, full,
+   lit, head: training.towers.adapt on a random-init open_clip model of the architecture, the
+   Tuner's own step) against open_clip's own full training step on the same architecture and
+   batch, and each one's peak memory (CUDA: the allocator's peak; CPU: peak RSS growth of a
+   fresh process).
 
     python bench/training.py [--arch ViT-B-32] [--batch 32] [--steps 4] [--loss-batch 4096]
+    python bench/training.py --modes [--arch ViT-B-32] [--batch 32] [--steps 4]
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
@@ -124,6 +131,92 @@ def peak_memory(n: int, dim: int, chunk: int) -> dict:
     return out
 
 
+def mode_child(arch: str, mode: str, batch: int, steps: int) -> None:
+    """Run in a fresh process: one mode's fine-tuning step (or open_clip's own, `mode` "open_clip")
+    timed best of `steps`, with its peak memory; prints one JSON line."""
+    import tempfile
+
+    from encoders.openclip import OpenClipEncoder
+    from training.parts import Pairs
+    from training.towers import finetune as ft
+    from training.towers.adapt import prepare, towers_of
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    Path("/proc/self/clear_refs").write_text("5")
+    base_rss = _status_kib("VmRSS")
+    torch.manual_seed(0)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    if mode == "open_clip":
+        model = open_clip.create_model(arch, pretrained=None).to(device).train()
+        size = model.visual.image_size
+        size = size if isinstance(size, int) else size[0]
+        images = torch.randn(batch, 3, size, size, device=device)
+        tokens = open_clip.get_tokenizer(arch)([f"a photo of thing {i}" for i in range(batch)])
+        tokens = tokens.to(device)
+        opt, loss_fn = torch.optim.AdamW(model.parameters(), lr=1e-5), OCClipLoss()
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                img, txt, scale = model(images, tokens)
+            loss_fn(img.float(), txt.float(), scale).backward()
+            opt.step()
+    else:
+        from PIL import Image
+
+        enc = OpenClipEncoder(arch, "random-init", device=str(device))
+        towers = towers_of(enc)
+        rng = np.random.default_rng(0)
+        pics = [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+                for _ in range(batch)]  # fmt: skip
+        caps = [f"a photo of thing {i}" for i in range(batch)]
+        pairs = Pairs("bench", images=pics, captions=caps)
+        cfg = ft.TuneConfig(mode=mode, steps=10_000, batch_size=batch, save_every=10**9,
+                            out=tempfile.mkdtemp()).checked("open_clip")  # fmt: skip
+        tuner = ft.Tuner(cfg, prepare(towers, mode), pairs, None, {})
+        del enc
+
+        def step() -> None:
+            tuner.run(stop_at=tuner.step + 1)
+
+    def timed() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    timed()  # warm-up
+    best = min(timed() for _ in range(steps))
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+            else (_status_kib("VmHWM") - base_rss) / 1024)  # fmt: skip
+    print(json.dumps({"mode": mode, "samples_per_s": batch / best, "peak_mib": peak}))
+
+
+def modes_table(arch: str, batch: int, steps: int) -> None:
+    rows = {}
+    for mode in ("open_clip", "lora", "full", "lit", "head"):
+        res = subprocess.run(
+            [sys.executable, __file__, "--mode-child", mode, "--arch", arch, "--batch", str(batch),
+             "--steps", str(steps)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        rows[mode] = json.loads(res.stdout.strip().splitlines()[-1])
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    ref = rows["open_clip"]["samples_per_s"]
+    what = "CUDA allocator peak" if dev == "cuda" else "peak RSS growth"
+    print(f"# fine-tuning step: {arch} (random init), batch {batch}, device={dev}, best of {steps}")
+    print(f"| step | samples/s | x open_clip's | peak memory (MiB, {what}) |")
+    print("| --- | ---: | ---: | ---: |")
+    for mode, r in rows.items():
+        name = "open_clip forward + ClipLoss + backward + AdamW" if mode == "open_clip" else mode
+        print(f"| {name} | {r['samples_per_s']:.2f} | {r['samples_per_s'] / ref:.2f} | "
+              f"{r['peak_mib']:.0f} |")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", default="ViT-B-32")
@@ -133,9 +226,17 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--chunk", type=int, default=256)
     ap.add_argument("--child", choices=["plain", "chunked"])
+    ap.add_argument("--modes", action="store_true", help="the fine-tuning modes' table only")
+    ap.add_argument("--mode-child", choices=["open_clip", "lora", "full", "lit", "head"])
     args = ap.parse_args()
     if args.child:
         peak_memory_child(args.child, args.loss_batch, args.dim, args.chunk)
+        return
+    if args.mode_child:
+        mode_child(args.arch, args.mode_child, args.batch, args.steps)
+        return
+    if args.modes:
+        modes_table(args.arch, args.batch, args.steps)
         return
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -156,6 +257,7 @@ def main() -> None:
         f"(loss {mem['chunked']['loss']:.4f})"
     )
     print(f"ratio: {chunked / max(plain, 1):.3f} (target <= 0.25)")
+    modes_table(args.arch, args.batch, args.steps)
 
 
 if __name__ == "__main__":

@@ -46,3 +46,19 @@ def progress(total: int) -> Progress:
         transient=True,
         disable=total <= max(err.size.height, 24),
     )
+
+
+def steps_with_progress(run, trainer, total: int, loss_format: str):
+    """`run(trainer, progress)` (a resumable step loop that reports {"step", "loss"}) under a
+    progress bar; returns what it returns."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"), console=err,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("training", total=total, completed=trainer.step, status="")
+
+        def report(rec: dict) -> None:
+            status = "loss " + loss_format.format(rec["loss"])
+            bar.update(task, completed=rec["step"], status=status)
+
+        return run(trainer, report)

@@ -82,14 +82,29 @@ def show(
     say = lambda s: out.print(s, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
     say(f"model {md.path}")
     say(f"base: {md.base} ({'fingerprint ' + base_fp['digest'] if base_fp else problem})")
+    tuned = md.towers_record()
+    if tuned is not None:
+        t = tuned.get("training", {})
+        say(f"towers: fine-tuned from {tuned.get('from')} (origin {md.origin}) in mode "
+            f"{t.get('mode')}, {t.get('steps')} steps on {t.get('data')}; digest "
+            f"{tuned.get('digest')} [{md.towers}/]")  # fmt: skip
+        after = (tuned.get("figures") or {}).get("after") or {}
+        before = (tuned.get("figures") or {}).get("before") or {}
+        for suite, figs in after.items():
+            shown = [f"{k} {before.get(suite, {}).get(k, float('nan')):.3f} -> {v:.3f}"
+                     for k, v in figs.items() if isinstance(v, float)
+                     and not k.startswith("chance")][:4]  # fmt: skip
+            if shown:
+                say(f"  {suite}: {', '.join(shown)}")
     if not parts:
         say("parts: none (train one: jointspace train --target KIND --model DIR --data SRC)")
     for kind, p in parts.items():
         say(f"{kind}: {p['what']} [{p['folder']}/]")
+        against = ("the towers before they were fine-tuned" if p.get("stale") == "towers"
+                   else "another base")  # fmt: skip
         state = {
             True: "matches the base",
-            False: "STALE: trained against another base; "
-            f"retrain: {retrain_command(kind, md.path)}",
+            False: f"STALE: trained against {against}; retrain: {retrain_command(kind, md.path)}",
             None: "not checked",
         }[p["matches"]]
         say(f"  trained against {p.get('base')} (fingerprint {p['base_fingerprint']}): {state}")

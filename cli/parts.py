@@ -14,11 +14,13 @@ from cli.common import err, fail
 from training.parts import BadData, Pairs
 
 IMAGE_PRESETS = {"fashion-mnist": "fashion", "tuxpaint": "tuxpaint", "emoji": "emoji"}
+#: scikit-learn's handwritten digits (train split), captioned "handwritten digit seven" and so on
+DIGITS_PRESET = "digits"
 #: the house audio data (Tux Paint sounds and spoken descriptions, espeak-ng speech)
 AUDIO_PRESET = "speech"
 #: the house's rendered clips (a garment sliding, turning, changing colour)
 CLIPS_PRESET = "clips"
-PRESETS = (*IMAGE_PRESETS, AUDIO_PRESET, CLIPS_PRESET)
+PRESETS = (*IMAGE_PRESETS, DIGITS_PRESET, AUDIO_PRESET, CLIPS_PRESET)
 
 
 def preset_pictures(names: list[str], limit: int | None) -> Pairs:
@@ -29,6 +31,24 @@ def preset_pictures(names: list[str], limit: int | None) -> Pairs:
     images, caps, srcs = images[:limit], caps[:limit], srcs[:limit]
     key = f"preset:{','.join(names)}:{limit}"
     return Pairs(",".join(names), images=images, captions=list(caps), sources=srcs, key=key)
+
+
+def preset_digits(limit: int | None) -> Pairs:
+    import numpy as np
+    from PIL import Image
+
+    from housedata.sets import digit_caption, digits
+
+    grey, labels = digits("train")
+    grey, labels = grey[:limit], labels[:limit]
+    rng = np.random.default_rng(0)
+    return Pairs(
+        DIGITS_PRESET,
+        images=[Image.fromarray(g).convert("RGB") for g in grey],
+        captions=[digit_caption(int(y), rng) for y in labels],
+        sources=["digits"] * len(labels),
+        key=f"preset:digits:{limit}",
+    )
 
 
 def source_pairs(
@@ -96,6 +116,8 @@ def read_pairs(
         return None
     if target == "audio" and names == [AUDIO_PRESET]:
         return None
+    if names == [DIGITS_PRESET] and target != "audio":
+        return preset_digits(limit)
     if all(n in IMAGE_PRESETS for n in names):
         if target == "audio":
             raise BadData(

@@ -1,5 +1,6 @@
 """`jointspace train`: train the house towers, the house audio tower, the image decoder (all
-three resumable), the captioner's mapper, the temporal head or the decoder's prior."""
+three resumable), the captioner's mapper, the temporal head or the decoder's prior; with --model,
+fine-tune a model directory's towers (cli.tune) or train one of its parts (cli.parts)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cli.common import err, fail, friendly
+from cli.common import err, fail, friendly, steps_with_progress
 
 
 @friendly
@@ -20,7 +21,8 @@ def train(
             help="house (text head and image tower), audio (the audio tower), captioner "
             "(the captioner's mapper, on the house model's vectors) or temporal (the video "
             "head over the house image tower's frame vectors), decoder (the image decoder, then "
-            "the prior) or prior (the prior alone, beside an existing OUT/model decoder)."
+            "the prior) or prior (the prior alone, beside an existing OUT/model decoder); with "
+            "--model, towers fine-tunes the directory's own towers (--mode)."
         ),
     ] = "house",
     config: Annotated[
@@ -28,8 +30,8 @@ def train(
     ] = None,
     out: Annotated[str | None, typer.Option(help="Run directory (checkpoint, model).")] = None,
     loss: Annotated[str | None, typer.Option(help="siglip or clip.")] = None,
-    steps: Annotated[int | None, typer.Option(min=1)] = None,
-    batch_size: Annotated[int | None, typer.Option(min=2)] = None,
+    steps: Annotated[int | None, typer.Option(help="At least 1.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="At least 2.")] = None,
     lr: Annotated[float | None, typer.Option()] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     data: Annotated[
@@ -80,12 +82,73 @@ def train(
     prior_steps: Annotated[
         int | None, typer.Option(min=1, help="--target decoder --model: the prior's steps (1500).")
     ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            help="--target towers: lora (default: adapters, merged at export), full, "
+            "lit (the image tower locked) or head (the projections only)."
+        ),
+    ] = None,
+    replay: Annotated[
+        str | None,
+        typer.Option(
+            help="--target towers: pairs mixed into each batch against forgetting "
+            "(a source or a preset, as --data)."
+        ),
+    ] = None,
+    replay_share: Annotated[
+        float | None,
+        typer.Option(help="--target towers: the share of each batch from --replay (0.2)."),
+    ] = None,
+    eval_suite: Annotated[
+        str | None,
+        typer.Option(
+            help="--target towers: a `jointspace eval` suite measured before and after "
+            "beside the held-out pairs (e.g. fashion-zero-shot)."
+        ),
+    ] = None,
+    eval_limit: Annotated[
+        int | None, typer.Option(min=1, help="--target towers: --eval-suite's limit.")
+    ] = None,
+    lora_rank: Annotated[
+        int | None, typer.Option(help="--target towers --mode lora: the adapters' rank (8).")
+    ] = None,
 ) -> None:
     """Train the house towers, or with --model one part of a model directory; resumes from the
     run directory's checkpoint when there is one."""
     from housedata.sets import MissingData
     from training.towers.train import TrainConfig, Trainer
 
+    if steps is not None and steps < 1:
+        fail(ValueError(f"--steps must be at least 1, not {steps}"))
+    if batch_size is not None and batch_size < 2:
+        fail(ValueError(f"--batch-size must be at least 2 (a contrastive loss needs negatives), "
+                        f"not {batch_size}"))  # fmt: skip
+    towers_only = {"--mode": mode, "--replay": replay, "--replay-share": replay_share,
+                   "--eval-suite": eval_suite, "--eval-limit": eval_limit,
+                   "--lora-rank": lora_rank}  # fmt: skip
+    given = [k for k, v in towers_only.items() if v is not None]
+    if target == "towers":
+        from cli.tune import train_towers
+
+        if model is None:
+            fail(ValueError("--target towers fine-tunes a model directory's towers: give "
+                            "--model DIR (--target house trains the house towers from "
+                            "scratch)"))  # fmt: skip
+        if config or chunk_size or eval_every or matryoshka or text_share is not None:
+            fail(ValueError("--target towers takes --data, --mode, --loss, --steps, --batch-size, "
+                            "--lr, --seed, --out, --limit, --replay, --replay-share, "
+                            "--eval-suite, --eval-limit, --lora-rank"))  # fmt: skip
+        if size is not None or lm is not None or prior_steps is not None:
+            fail(ValueError("--size, --lm and --prior-steps are for the decoder and captioner"))
+        return train_towers(model, data, out, mode=mode, loss=loss, steps=steps,
+                            batch_size=batch_size, lr=lr, seed=seed, replay=replay,
+                            replay_share=replay_share, eval_suite=eval_suite,
+                            eval_limit=eval_limit, rank=lora_rank, limit=limit,
+                            path_column=path_column, text_column=text_column)  # fmt: skip
+    if given:
+        verb = "applies" if len(given) == 1 else "apply"
+        fail(ValueError(f"{', '.join(given)} {verb} to --target towers --model DIR only"))
     if model is not None:
         return train_model_part(target, model, data, out, steps=steps, batch_size=batch_size,
                                 lr=lr, seed=seed, text_share=text_share, size=size, lm=lm,
@@ -266,22 +329,6 @@ def train_decoder(target: str, **options) -> None:
     err.print(f"{cfg.out}: {what}; {len(data.captions):,} pictures", markup=False)
     folder = steps_with_progress(run, trainer, cfg.steps, "{:.4f}")
     err.print(f"decoder and prior written to {folder}", markup=False)
-
-
-def steps_with_progress(run, trainer, total: int, loss_format: str) -> Path:
-    """`run(trainer, progress)` (a resumable step loop that reports {"step", "loss"}) under a
-    progress bar; returns what it returns."""
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"), console=err,
-    ) as bar:  # fmt: skip
-        task = bar.add_task("training", total=total, completed=trainer.step, status="")
-
-        def report(rec: dict) -> None:
-            status = "loss " + loss_format.format(rec["loss"])
-            bar.update(task, completed=rec["step"], status=status)
-
-        return run(trainer, report)
 
 
 def run_with_progress(trainer, steps: int, key: str, label: str, hidden: bool = False) -> None:

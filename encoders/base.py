@@ -143,6 +143,9 @@ class Encoder(ABC):
     model_dir: Path | None = None
     #: the towers spec of a model directory's base (None: the model is its own towers)
     base: str | None = None
+    #: a model directory's towers stamp (encoders.modeldir.ModelDir.model_digest), recorded by a
+    #: collection made with it: changes when the towers are fine-tuned, though the name does not
+    model_digest: str | None = None
     #: the model's parts by kind (audio, temporal, captioner, decoder, prior) and their folders:
     #: the one answer to "what does this model have" beside `modalities` (set by encoders.modeldir)
     parts: dict[str, Path] = {}  # noqa: RUF012 - replaced, never mutated

@@ -2,8 +2,10 @@
 
 Owns loading an open_clip model from a pretrained tag (downloaded in the user's environment), a
 local checkpoint file, or random initialisation (`@random-init`, for smoke tests and benchmarks),
-with the preprocessing and tokenizer open_clip pairs with those weights. Knows nothing of FAISS or
-HTTP.
+with the preprocessing and tokenizer open_clip pairs with those weights. A checkpoint with an
+`open_clip_config.json` beside it (open_clip's own local-folder file, written for fine-tuned towers)
+keeps the preprocessing recorded there: the mean, std and resizing of the tag it came from. Knows
+nothing of FAISS or HTTP.
 """
 
 from __future__ import annotations
@@ -22,11 +24,29 @@ from encoders.base import IMAGE, TEXT, Encoder, default_dtype, resolve_device
 from encoders.errors import ModelLoadError, ModelSpecError
 
 RANDOM_INIT = "random-init"
+#: open_clip's file of a model's configuration and preprocessing, beside its weights
+CONFIG_FILE = "open_clip_config.json"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 
 def is_path_like(source: str) -> bool:
     return "/" in source or source.startswith(".") or source.endswith(CHECKPOINT_SUFFIXES)
+
+
+def recorded_preprocessing(checkpoint: str | None) -> dict:
+    """create_model_and_transforms' image options from the open_clip_config.json beside a
+    checkpoint file (none when there is none)."""
+    if checkpoint is None or not (Path(checkpoint).parent / CONFIG_FILE).is_file():
+        return {}
+    import json
+
+    try:
+        cfg = json.loads((Path(checkpoint).parent / CONFIG_FILE).read_text())["preprocess_cfg"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelLoadError(f"{Path(checkpoint).parent / CONFIG_FILE}: unreadable ({e})") from None
+    names = {"mean": "image_mean", "std": "image_std", "interpolation": "image_interpolation",
+             "resize_mode": "image_resize_mode"}  # fmt: skip
+    return {names[k]: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k in names}
 
 
 @contextlib.contextmanager
@@ -52,7 +72,7 @@ class OpenClipEncoder(Encoder):
         try:
             with _quiet_root_logger():
                 model, _, preprocess = open_clip.create_model_and_transforms(
-                    arch, pretrained=pretrained
+                    arch, pretrained=pretrained, **recorded_preprocessing(pretrained)
                 )
                 tokenizer = open_clip.get_tokenizer(arch)
         except Exception as e:  # hub, file-format and state-dict errors all surface here
@@ -76,6 +96,10 @@ class OpenClipEncoder(Encoder):
         self.logit_scale = float(self.model.logit_scale.detach().float().exp())
         self.logit_bias = float(bias.detach().float()) if bias is not None else 0.0
         self._count = self._token_counter(tokenizer)
+
+    def preprocess_cfg(self) -> dict:
+        """The preprocessing these weights are served with (what a fine-tune records)."""
+        return dict(getattr(self.model.visual, "preprocess_cfg", {}))
 
     @staticmethod
     def _pretrained_arg(arch: str, source: str) -> str | None:

@@ -6,6 +6,7 @@ anything of HTTP.
 """
 
 from index.catalog import Catalog
+from index.checks import check_towers
 from index.collection import Collection, Hit, Item
 from index.errors import (
     CollectionError,
@@ -17,6 +18,7 @@ from index.errors import (
     SnapshotError,
     StorageFailed,
     StorageFull,
+    TowersChanged,
     Unsupported,
 )
 from index.filters import compile_filter
@@ -35,6 +37,8 @@ __all__ = [
     "SnapshotError",
     "StorageFailed",
     "StorageFull",
+    "TowersChanged",
     "Unsupported",
+    "check_towers",
     "compile_filter",
 ]

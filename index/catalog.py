@@ -79,12 +79,15 @@ class Catalog:
         exist_ok: bool = False,
         text_fields: Sequence[str] = (),
         quantization: str = "none",
+        model_digest: str | None = None,
     ) -> Collection:
         """A new collection; with exist_ok, the existing one if its settings match.
         `text_fields`: metadata keys whose values the keyword index holds beside each item's
-        text; `quantization`: none, int8 or binary codes in the index."""
+        text; `quantization`: none, int8 or binary codes in the index; `model_digest`: the
+        towers stamp of the model whose vectors it holds (index.checks.check_towers)."""
         self._check_name(name)
-        config = new_config(name, dim, metric, model, index, text_fields, quantization)
+        config = new_config(name, dim, metric, model, index, text_fields, quantization,
+                            model_digest)  # fmt: skip
         with self._lock:
             if (self.root / name / "items.sqlite").is_file():
                 col = self._get_locked(name)

@@ -1,5 +1,7 @@
 """What every collection backend checks before it writes or searches: ids, vectors, metadata, k
-and the model stamp, with the same messages whichever engine holds the vectors.
+and the model stamp, with the same messages whichever engine holds the vectors; and the one check
+of the towers stamp (`check_towers`) the layers above make before they search a collection with a
+model's vectors or write its vectors into one.
 
 A mixin: the class using it has `name`, `dim`, `metric`, `model` and a `_closed` flag. Also the
 records both backends return (`Hit`, `Item`) and a new collection's checked configuration (with
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.errors import CollectionError
+from index.errors import CollectionError, TowersChanged
 
 MAX_ID_CHARS = 512
 MAX_META_BYTES = 64 * 1024
@@ -27,6 +29,8 @@ class Checks:
     dim: int
     metric: str
     model: str | None
+    #: the towers stamp of the model that made the vectors (None: not recorded)
+    model_digest: str | None = None
     _closed: bool = False
 
     def _check_open(self) -> None:
@@ -122,6 +126,24 @@ class Checks:
         return out
 
 
+def check_towers(col: Checks, digest: str | None) -> None:
+    """Refuse a model's vectors beside a collection's when its towers changed since the collection
+    was made (the stamps differ): the two sets of vectors do not share a space, though the model's
+    name is the same. A collection or a model without a stamp is not checked (collections made
+    before stamps were recorded keep working)."""
+    theirs = col.model_digest
+    if digest is None or theirs is None or digest == theirs:
+        return
+    model = f"'{col.model}'" if col.model else "its model"
+    raise TowersChanged(
+        f"collection '{col.name}' holds vectors from the towers {model} had when it was made "
+        f"(towers {theirs}); that model's towers are {digest} now (fine-tuned since), and the "
+        f"two do not share a space: re-embed the collection with a batch job (jointspace job "
+        f"embed SRC --model {col.model or 'MODEL'} --out OUT --ingest NAME, into a new "
+        f"collection, or after dropping '{col.name}')"
+    )
+
+
 @dataclass
 class Hit:
     id: str
@@ -137,7 +159,8 @@ class Item:
 
 
 def new_config(name: str, dim: int, metric: str, model: str | None, factory: str,
-               text_fields: Sequence[str] = (), quantization: str = "none") -> dict:  # fmt: skip
+               text_fields: Sequence[str] = (), quantization: str = "none",
+               model_digest: str | None = None) -> dict:  # fmt: skip
     """A new collection's configuration, checked (the same for every backend)."""
     from index.ann import METRICS, QUANTIZATIONS, quantized, validate_factory  # FAISS's grammar
     from index.keywords import check_text_fields
@@ -160,6 +183,8 @@ def new_config(name: str, dim: int, metric: str, model: str | None, factory: str
             )
         validate_factory(quantized("Flat" if factory == "auto" else factory, quantization),
                          dim, metric)  # fmt: skip
+    if model_digest is not None and not isinstance(model_digest, str):
+        raise CollectionError(f"model_digest must be a string, not {model_digest!r}")
     return {"name": name, "dim": dim, "metric": metric, "model": model, "factory": factory,
             "text_fields": check_text_fields(list(text_fields)),
-            "quantization": quantization}  # fmt: skip
+            "quantization": quantization, "model_digest": model_digest}  # fmt: skip

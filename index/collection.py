@@ -78,6 +78,7 @@ class Collection(KeywordSearch, Checks):
         self.dim: int = int(cfg["dim"])
         self.metric: str = cfg["metric"]
         self.model: str | None = cfg.get("model")
+        self.model_digest: str | None = cfg.get("model_digest")
         self.factory: str = cfg.get("factory", "auto")
         self.text_fields: list[str] = list(cfg.get("text_fields", []))
         self.quantization: str = cfg.get("quantization", "none")

@@ -54,3 +54,9 @@ class Unsupported(CollectionError):
 
 class KeywordQueryError(CollectionError):
     """A keyword query that is not valid FTS5 query syntax (answered 422 by the service)."""
+
+
+class TowersChanged(CollectionError):
+    """The collection's vectors were made by towers its model no longer has (the model directory
+    was fine-tuned since, under the same name): searching them with, or writing into them, the
+    new towers' vectors is refused (answered 409) until the collection is embedded again."""

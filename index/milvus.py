@@ -90,11 +90,13 @@ class MilvusCatalog:
         exist_ok: bool = False,
         text_fields: Sequence[str] = (),
         quantization: str = "none",
+        model_digest: str | None = None,
     ) -> MilvusCollection:
         """A new collection; with exist_ok, the existing one if its settings match. Keyword
         indexes (`text_fields`) and quantized indexes are FAISS-backend features."""
         self._check_name(name)
-        config = new_config(name, dim, metric, model, "auto", text_fields, quantization)
+        config = new_config(name, dim, metric, model, "auto", text_fields, quantization,
+                            model_digest)  # fmt: skip
         config |= {"factory": index}
         for setting, given in (("text_fields", list(text_fields)), ("quantization", quantization)):
             if given not in ([], "none"):

@@ -79,6 +79,7 @@ class MilvusCollection(Checks):
         self.dim: int = int(config["dim"])
         self.metric: str = config["metric"]
         self.model: str | None = config.get("model")
+        self.model_digest: str | None = config.get("model_digest")
         self.factory: str = config.get("factory", "auto")
         self.index_type, _, self.index_factory = milvus_index(self.factory)
         self._closed = False

@@ -1,9 +1,10 @@
 """A finished job's vectors into a collection: `jointspace job ingest` and `job embed --ingest`.
 
 Owns reading the shards in batches (memory bounded by the batch, not the output), creating the
-collection stamped with the job's model, upserting with each row's source and modality in its
-metadata, and, for outputs large enough, building the IVF index the collection's 'auto' setting
-asks for (trained on a sample, by the index package) before the final snapshot. Must not import
+collection stamped with the job's model (and its towers' stamp, refusing a collection of other
+towers), upserting with each row's source and modality in its metadata, and, for outputs large
+enough, building the IVF index the collection's 'auto' setting asks for (trained on a sample, by
+the index package) before the final snapshot. Must not import
 torch or anything of HTTP.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from index import Catalog
+from index import Catalog, check_towers
 from jobs.errors import JobError
 from jobs.output import MANIFEST, iter_vectors, migrate, read_manifest
 
@@ -45,10 +46,12 @@ def ingest(
     """Upsert every row of the job in `out` into collection `name` (created when missing)."""
     manifest = finished_job(out, on_migrate)
     stamp, dim = manifest["encoder"], int(manifest["dim"])
+    digest = manifest.get("model_digest")
     if name in catalog.names():
         col = catalog.get(name)
+        check_towers(col, digest)  # the collection holds the vectors of the towers before
     else:
-        col = catalog.create(name, dim, model=stamp)
+        col = catalog.create(name, dim, model=stamp, model_digest=digest)
     if col.dim != dim:
         raise JobError(f"collection '{name}' holds {col.dim}-d vectors; the job made {dim}-d")
     n = 0

@@ -152,6 +152,12 @@ def claim(
             f"{out} holds vectors from model '{old.get('model')}'; this job uses '{model}': "
             "choose another --out"
         )
+    theirs, ours = old.get("model_digest"), plan_info.get("model_digest")
+    if theirs is not None and ours is not None and theirs != ours:
+        raise JobError(
+            f"{out} holds vectors from the towers model '{model}' had before they were "
+            f"fine-tuned (towers {theirs}; now {ours}): choose another --out"
+        )
     if old.get("fingerprint") != plan_info["fingerprint"]:
         raise JobError(
             f"{out} holds a job over other input ({old.get('items')} items from "

@@ -70,7 +70,8 @@ def embed_job(
     enc = load_encoder(spec, device="cpu" if opts.runner == "ray" else opts.device)
     the_plan = plan(srcs, enc.modalities, opts.shard_size, opts.limit, opts.columns)
     info = {
-        "encoder": enc.name, "kind": the_plan.kind, "sources": the_plan.sources,
+        "encoder": enc.name, "model_digest": enc.model_digest, "kind": the_plan.kind,
+        "sources": the_plan.sources,
         "items": the_plan.n_items, "shards": len(the_plan.sizes),
         "shard_size": opts.shard_size, "fingerprint": the_plan.fingerprint,
         "skipped": the_plan.skipped,

@@ -22,7 +22,8 @@ DESCRIPTIONS = {
     401: "Missing or invalid bearer key",
     403: "The key's role or collections do not allow this",
     404: "No such collection, item, model or media",
-    409: "A collection of that name already exists",
+    409: "A conflict: the collection (or classifier) exists already, or it holds vectors of "
+    "towers the model no longer has (re-embed it)",
     413: "The request body is over the configured limit",
     422: "Invalid input: the body, a parameter, a text, an image or a vector",
     429: "Too busy (queue full or queue-wait budget spent), or the key's rate; see Retry-After",

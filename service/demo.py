@@ -90,6 +90,8 @@ def _current(engine: Runtime, sounds: list) -> bool:
     col = engine.catalog.get(NAME)
     if col.model != engine.encoder.name or not col.count:
         return False
+    if col.model_digest is not None and col.model_digest != engine.encoder.model_digest:
+        return False  # built with the towers before a fine-tune
     firsts = [sounds[0][0]] if sounds else []
     return all(item is not None for item in col.get([*firsts, "clip-shots-0"]))
 
@@ -113,7 +115,8 @@ def ensure_demo(engine: Runtime, console: Console | None = None) -> bool:
         log.warning("demo collection skipped: %s", e)
         return False
     # the words of its metadata are in the keyword index: the page's keyword and hybrid search
-    col = engine.catalog.create(NAME, enc.dim, model=enc.name, text_fields=DEMO_TEXT_FIELDS)
+    col = engine.catalog.create(NAME, enc.dim, model=enc.name, text_fields=DEMO_TEXT_FIELDS,
+                                model_digest=enc.model_digest)  # fmt: skip
     console = console or Console(stderr=True)
     with Progress(console=console, transient=False) as bar:
         task = bar.add_task("building the demo collection",

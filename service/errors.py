@@ -27,6 +27,7 @@ from index import (
     KeywordQueryError,
     StorageFailed,
     StorageFull,
+    TowersChanged,
     Unsupported,
 )
 from runtime.batcher import Overloaded
@@ -65,6 +66,7 @@ LIBRARY = {
     ModelNotServed: (409, "model_not_served"),  # a collection's model, not served now
     ModelUnavailable: (503, "model_unavailable"),  # a lazy model that failed to load
     CollectionExists: (409, "conflict"),
+    TowersChanged: (409, "towers_changed"),  # vectors of the towers before a fine-tune
     KeywordQueryError: (422, "invalid_input"),
     Unsupported: (422, "unsupported"),
     CollectionError: (400, "invalid_request"),

@@ -110,6 +110,35 @@ def tiny_clip_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_open_clip(tmp_path_factory) -> dict:
+    """Tiny random-init open_clip architectures registered with open_clip (a ViT and a ResNet,
+    whose image tower is convolutional), each with a checkpoint saved once: {name: (arch, path)}."""
+    import json
+
+    import open_clip
+
+    cfg = tmp_path_factory.mktemp("oc-tiny-config")
+    text = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
+    archs = {
+        "vit": ("jointspace-test-tune-vit", {"image_size": 32, "layers": 1, "width": 32,
+                                             "patch_size": 8, "head_width": 16}),
+        "rn": ("jointspace-test-tune-rn", {"image_size": 32, "layers": [1, 1, 1, 1],
+                                           "width": 16}),
+    }  # fmt: skip
+    for arch, vision in archs.values():
+        (cfg / f"{arch}.json").write_text(json.dumps(
+            {"embed_dim": 24, "vision_cfg": vision, "text_cfg": text}))  # fmt: skip
+    open_clip.add_model_config(cfg)
+    out = {}
+    for key, (arch, _) in archs.items():
+        torch.manual_seed(1)
+        path = tmp_path_factory.mktemp(f"oc-tiny-{key}") / "towers.pt"
+        torch.save(open_clip.create_model(arch, pretrained=None).state_dict(), path)
+        out[key] = (arch, path)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_siglip_dir(tmp_path_factory) -> str:
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -41,6 +42,24 @@ def load_options(cls, path: str | None, overrides: dict, what: str):
     if cfg.loss not in ("siglip", "clip"):
         raise ValueError(f"loss must be 'siglip' or 'clip', not {cfg.loss!r}")
     return cfg
+
+
+def distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device) of this process: under torchrun (WORLD_SIZE > 1) the process
+    group is joined (NCCL on GPUs, gloo on CPU) and each process takes its LOCAL_RANK's GPU."""
+    import torch.distributed as dist
+
+    rank, world = 0, 1
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    return rank, world, device
 
 
 def param_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:

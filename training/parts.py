@@ -66,7 +66,9 @@ def towers(modalities, joint: str) -> str:
 def check_target(target: str, base: Encoder) -> None:
     """Refuse a target the base cannot serve, naming the tower it lacks."""
     if target not in TARGETS:
-        raise BadData(f"--target with --model must be one of {', '.join(TARGETS)}, not {target!r}")
+        raise BadData(
+            f"--target with --model must be one of towers, {', '.join(TARGETS)}, not {target!r}"
+        )
     missing = [m for m in NEEDS[target] if m not in base.modalities]
     if missing:
         raise BadData(
@@ -92,10 +94,10 @@ def captioned(pairs: Pairs, target: str) -> list[str]:
     """Every caption, or BadData naming how many inputs have none."""
     lacking = sum(c is None or not c.strip() for c in pairs.captions)
     if lacking:
+        who = "fine-tuning the towers" if target == "towers" else f"the {target} part"
         raise BadData(
             f"{pairs.source}: {lacking} of {len(pairs.captions)} inputs have no caption; "
-            f"the {target} part trains on captioned pairs (a same-stem .txt, or "
-            "--text-column)"
+            f"{who} trains on captioned pairs (a same-stem .txt, or --text-column)"
         )
     return [c.strip() for c in pairs.captions]
 

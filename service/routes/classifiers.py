@@ -10,6 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
 from fusion.classifier import ClassifierError, Examples, check_examples, fit
+from index import check_towers
 from runtime.registries import Models
 from service import schemas as S
 from service.access import check_scope
@@ -47,6 +48,7 @@ async def create_classifier(
             f"collection '{req.collection}' holds vectors from '{col.model}', but the service "
             f"serves '{models.model}': a classifier must read the vectors it will be given"
         )
+    check_towers(col, request.app.state.runtime.encoder.model_digest)
     vectors, values = await asyncio.to_thread(col.labelled, req.label_field)
     if not len(vectors):
         raise ClassifierError(

@@ -8,6 +8,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from encoders import InputError
+from index import check_towers
 from runtime.media import MediaStore
 from runtime.pipeline import Embedded, float32_vector
 from runtime.settings import Settings
@@ -53,6 +54,7 @@ async def create_collection(
     col = await asyncio.to_thread(
         catalog.create, req.name, encoder.dim, req.metric, encoder.name, req.index,
         text_fields=req.text_fields, quantization=req.quantization,
+        model_digest=encoder.model_digest,
     )  # fmt: skip
     audit(request, req.name, 0)
     return S.CollectionInfo(**col.info())
@@ -107,6 +109,8 @@ async def upsert_items(
     col = await open_collection(catalog, name)
     pipe = (await lease.for_collection(col)).pipeline
     check_count(settings, len(req.items), "items")
+    if any(not isinstance(it, S.VectorItem) for it in req.items):  # the model makes vectors
+        check_towers(col, pipe.encoder.model_digest)
     inputs = []
     for it in req.items:
         what = f"item '{it.id}'"

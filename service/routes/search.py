@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 
 from encoders import InputError
 from fusion import compose, parse_modification
+from index import check_towers
 from runtime.videos import grouped_search
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
@@ -47,6 +48,7 @@ async def search_collection(
         lease.check(col, req.model)
         return await keyword_hits(col, text, req, media_urls(request, name))
     pipe = (await lease.for_collection(col, req.model)).pipeline
+    check_towers(col, pipe.encoder.model_digest)  # the query meets the collection's vectors
     url = media_urls(request, name)
     found_query = await embed_query(pipe, req.query, gone, col)
     q, exclude = found_query.vector, found_query.ref

@@ -327,7 +327,7 @@ def test_bad_data_is_one_line_and_nothing_is_installed(tmp_path, tiny_clip_dir, 
         "tuxpaint are pictures; the audio tower trains on sounds with captions (a source, or the "
         "'speech' preset)"
     )
-    assert refused(d, "--target", "towers", "--data", bare) == (
-        "--target with --model must be one of audio, temporal, captioner, decoder, prior, not "
-        "'towers'"
+    assert refused(d, "--target", "heads", "--data", bare) == (
+        "--target with --model must be one of towers, audio, temporal, captioner, decoder, prior, "
+        "not 'heads'"
     )

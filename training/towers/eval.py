@@ -9,7 +9,9 @@ the same way. Suites (registered with training.suites):
   "a <colour> <item>" query, is the top image of the right colour and item (Recall@1), and of the
   right colour, and of the right item, each measured on its own;
 - fashion-composed: "like this but in blue" queries composed with fusion.compose;
-- tuxpaint, emoji: held-out captions, text-to-image and image-to-text Recall@1/5/10 against chance.
+- tuxpaint, emoji: held-out captions, text-to-image and image-to-text Recall@1/5/10 against chance;
+- digits-zero-shot: the test split of scikit-learn's handwritten digits (a domain the house model
+  never saw), top-1 with prompt wordings the fine-tuning captions never use, beside chance.
 Imports no other suite module; knows nothing of FAISS or HTTP.
 """
 
@@ -21,10 +23,13 @@ from PIL import Image
 from encoders.base import Encoder
 from housedata.sets import (
     COLOURS,
+    DIGIT_EVAL_TEMPLATES,
+    DIGIT_NAMES,
     EVAL_TEMPLATES,
     FASHION_CLASSES,
     NotoEmoji,
     TuxPaintStamps,
+    digits,
     fashion_mnist,
     tint,
 )
@@ -140,3 +145,20 @@ def emoji(enc: Encoder, seed: int = 0, **_) -> dict:
     ds = NotoEmoji("test", seed)
     pairs = [ds[i] for i in range(len(ds))]
     return retrieval([p.image for p in pairs], [p.caption for p in pairs], enc)
+
+
+def _has_sklearn(_: Encoder) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("sklearn") is not None
+
+
+@suite("digits-zero-shot", available=_has_sklearn)
+def digits_zero_shot(enc: Encoder, limit: int | None = None, seed: int = 0, **_) -> dict:
+    grey, labels = digits("test", seed)
+    grey, labels = grey[:limit], labels[:limit]
+    img = enc.embed_images(images(grey))
+    pred = (img @ class_vectors(enc, DIGIT_NAMES, DIGIT_EVAL_TEMPLATES).T).argmax(1)
+    per_class = {c: float((pred[labels == i] == i).mean()) for i, c in enumerate(DIGIT_NAMES)}
+    return {"top1": float((pred == labels).mean()), "chance@1": 1 / len(DIGIT_NAMES),
+            "n": len(labels), "per_class": per_class}  # fmt: skip

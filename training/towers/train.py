@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from encoders.house import HouseConfig, ImageTower, MiniLM, TextHead, pixels_to_tensor, save_house
 from training.checkpoint import Checkpoint
-from training.core import load_options, lr_at, param_groups, train_step
+from training.core import distributed, load_options, lr_at, param_groups, train_step
 from training.losses import ClipLoss, Matryoshka, make_loss
 from training.towers.mixture import Mixture, resize_grey
 
@@ -132,16 +131,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, log=print) -> None:
         self.cfg = cfg
         self.log = log
-        self.rank, self.world = 0, 1
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-            dist.init_process_group(backend)
-            self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        if torch.cuda.is_available():
-            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-            torch.cuda.set_device(self.device)
-        else:
-            self.device = torch.device("cpu")
+        self.rank, self.world, self.device = distributed()
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.hcfg = HouseConfig(
             embed_dim=cfg.embed_dim, widths=list(cfg.widths), depths=list(cfg.depths),
