@@ -128,7 +128,7 @@ def decode_video(
         raise InputError(f"{name}: not a supported video format (allowed: {ALLOWED})")
     video = _decode_frames(data, kind, fps, side, shots, limits, name)
     if audio_rate is not None:
-        video.audio = _audio_track(data, audio_rate, limits, name)
+        video.audio = audio_track(data, audio_rate, limits, name)
     return video
 
 
@@ -259,7 +259,7 @@ def _thumb(frame) -> np.ndarray:
     return small.astype(np.float32) / 255.0
 
 
-def _audio_track(data: bytes, rate: int, limits: VideoLimits, name: str) -> Waveform | None:
+def audio_track(data: bytes, rate: int, limits: VideoLimits, name: str) -> Waveform | None:
     """The first audio stream decoded to mono at `rate`, or None when the video has none."""
     import av
 

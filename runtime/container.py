@@ -1,7 +1,8 @@
 """The runtime's parts, built once at start-up from the settings: the encoder, the collections'
 catalog, the limits, the decoders, the towers and their batchers, the pipeline, the media store,
-the trained classifiers and fusion heads, the captioner and the generator. `Runtime` only holds
-and starts them; every job lives in a part, and the service hands each route the parts it uses.
+the trained classifiers and fusion heads, the speech recogniser, the captioner and the generator.
+`Runtime` only holds and starts them; every job lives in a part, and the service hands each route
+the parts it uses.
 
 Imports encoders, generation, index and runtime; no web framework.
 """
@@ -26,6 +27,7 @@ from runtime.media import MediaStore
 from runtime.pipeline import Pipeline
 from runtime.registries import Models
 from runtime.settings import Settings
+from runtime.speech import Speech
 from runtime.towers import Towers
 
 log = logging.getLogger("jointspace.runtime")
@@ -45,7 +47,9 @@ class Runtime:
         self.limits = Limits.of(settings)
         self.towers = Towers(self.encoder, settings)
         self.decoders = Decoders(self.encoder, self.limits, settings.video_workers)
-        self.pipeline = Pipeline(self.towers, self.decoders, settings, self.models.fusion_head)
+        self.speech = Speech(settings)
+        self.pipeline = Pipeline(self.towers, self.decoders, settings, self.models.fusion_head,
+                                 self.speech)  # fmt: skip
         self.captions = Captions(self.encoder, settings)
         self._stopping = False
         self._collecting: asyncio.Future | None = None
@@ -59,6 +63,8 @@ class Runtime:
         out = dict(self.towers.batchers)
         if self.captions.batcher is not None:
             out["caption"] = self.captions.batcher
+        if self.speech.batcher is not None:
+            out["speech"] = self.speech.batcher
         if self.generator is not None:
             out["generate"] = self.generator.batcher
         return out

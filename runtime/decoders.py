@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image
 
 from encoders import (
@@ -29,7 +30,8 @@ from encoders import (
 )
 from encoders.audio import sniff_audio
 from encoders.registry import models_with
-from encoders.video import sniff_video
+from encoders.speech import SPEECH_RATE
+from encoders.video import audio_track, sniff_video
 from runtime import inputs as I
 from runtime.limits import Limits
 
@@ -106,6 +108,20 @@ class Decoders:
             name=name,
         )  # fmt: skip
         return VideoClip(video, data)
+
+    def read_speech(self, data: bytes, name: str, video: bool) -> np.ndarray:
+        """The sound of a clip, or of a video's audio track (none: no samples), as mono float32
+        at the recogniser's rate, within the audio (or video) limits: transcription is bounded by
+        the same caps as decoding."""
+        if video:
+            wave = audio_track(data, SPEECH_RATE, self.limits.video, name)
+            return np.zeros(0, np.float32) if wave is None else wave.samples
+        return decode_audio(data, SPEECH_RATE, limits=self.limits.audio, name=name).samples
+
+    async def speech(self, x: I.Audio | I.Spoken | I.Video) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._audio_pool, self.read_speech, x.data, x.name,
+                                          isinstance(x, I.Video))  # fmt: skip
 
     async def image(self, x: I.Image) -> Image.Image:
         return await asyncio.to_thread(self.read_image, x.data, x.name)

@@ -40,7 +40,19 @@ class Image:
 
 @dataclass(frozen=True)
 class Audio:
+    """A clip; with `speech` its transcript is stored and searchable beside its vector."""
+
     modality: ClassVar[str] = "audio"
+    data: bytes
+    name: str
+    speech: bool = False
+
+
+@dataclass(frozen=True)
+class Spoken:
+    """A clip read as words: its transcript, embedded as a text (a query "as": "speech")."""
+
+    modality: ClassVar[str] = "speech"
     data: bytes
     name: str
 
@@ -51,6 +63,7 @@ class Video:
     data: bytes
     name: str
     cut: Cut = Cut()
+    speech: bool = False  # its sound track's transcript too
 
 
 @dataclass(frozen=True)
@@ -82,4 +95,4 @@ class Multi:
     head: str | None = None
 
 
-Input = Text | Image | Audio | Video | Vector | ItemRef | Multi
+Input = Text | Image | Audio | Spoken | Video | Vector | ItemRef | Multi

@@ -74,6 +74,9 @@ from service.schemas.inputs import (  # noqa: F401
     TextInput,
     TextItem,
     TextQuery,
+    TranscribeAudio,
+    TranscribeInput,
+    TranscribeVideo,
     VectorItem,
     VectorQuery,
     VideoInput,
@@ -100,4 +103,7 @@ from service.schemas.tasks import (  # noqa: F401
     LabelScore,
     ModelInfo,
     ModelList,
+    TranscribeRequest,
+    TranscribeResponse,
+    TranscriptSegment,
 )

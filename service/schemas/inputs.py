@@ -135,6 +135,11 @@ class ImageQuery(Strict):
 
 class AudioQuery(Strict):
     audio: str = Field(description="base64 or data: URL of an audio clip")
+    read_as: Literal["sound", "speech"] = Field(
+        "sound", alias="as",
+        description="sound: the clip through the audio tower; speech: its words, transcribed "
+        "and embedded by the text tower (any model with a text tower)",
+    )  # fmt: skip
 
 
 class VectorQuery(Strict):
@@ -154,8 +159,12 @@ class ImageItem(_Item, ImageQuery):
     pass
 
 
-class AudioItem(_Item, AudioQuery):
-    pass
+class AudioItem(_Item):
+    audio: str = Field(description="base64 or data: URL of an audio clip")
+    speech: StrictBool = Field(
+        False, description="Also store its transcript: one item per stretch of speech (`ID@sN`, "
+        "its text's vector; metadata `parent`, `start`, `end`, `transcript`)",
+    )  # fmt: skip
 
 
 class VectorItem(_Item, VectorQuery):
@@ -174,6 +183,11 @@ class VideoItem(_Item):
     segments: VideoSegments | SkipJsonSchema[None] = opt(
         description="How the video is cut (default: every video_interval_s seconds)"
     )
+    speech: StrictBool = Field(
+        False, description="Also store what its sound track says: one item per stretch of "
+        "speech (`ID@sN`, its text's vector; metadata `parent`, `video_id`, `start`, `end`, "
+        "`transcript`)",
+    )  # fmt: skip
 
 
 ItemIn = Annotated[
@@ -194,3 +208,14 @@ ClassifyInput = Annotated[
     TextQuery | ImageQuery | AudioQuery | VectorQuery | MultiQuery,
     Field(json_schema_extra=one_of),
 ]
+
+
+class TranscribeAudio(Strict):
+    audio: str = Field(description="base64 or data: URL of an audio clip")
+
+
+class TranscribeVideo(Strict):
+    video: str = Field(description="base64 or data: URL of a video: its sound track is read")
+
+
+TranscribeInput = Annotated[TranscribeAudio | TranscribeVideo, Field(json_schema_extra=one_of)]

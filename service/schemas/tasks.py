@@ -1,5 +1,5 @@
 """Shapes of the routes that do more than embed: /classify, trained classifiers and fusion heads,
-/caption, /generate, and the operations (models, health).
+/caption, /transcribe, /generate, and the operations (models, health).
 
 Imports pydantic, generation.decoder and service.schemas only.
 """
@@ -22,7 +22,7 @@ from service.schemas.base import (
     limited,
     opt,
 )
-from service.schemas.inputs import ClassifyInput, Item, ItemId
+from service.schemas.inputs import ClassifyInput, Item, ItemId, TranscribeInput
 
 
 # -- /classify ----------------------------------------------------------------------------------
@@ -133,6 +133,23 @@ class CaptionResponse(BaseModel):
     model: str
     data: list[CaptionData]
     usage: CaptionUsage
+
+
+# -- transcription --------------------------------------------------------------------------------
+class TranscribeRequest(Strict):
+    input: TranscribeInput = Field(description="An audio clip, or a video whose sound is read")
+
+
+class TranscriptSegment(BaseModel):
+    start: float = Field(description="Seconds from the start of the clip")
+    end: float
+    text: str
+
+
+class TranscribeResponse(BaseModel):
+    text: str = Field(description="Everything said, the segments' texts joined")
+    segments: list[TranscriptSegment] = Field(description="Stretches of speech; none in silence")
+    duration: float = Field(description="Seconds of sound transcribed")
 
 
 # -- generation -----------------------------------------------------------------------------------
