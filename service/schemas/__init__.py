@@ -103,6 +103,7 @@ from service.schemas.tasks import (  # noqa: F401
     LabelScore,
     ModelInfo,
     ModelList,
+    SegmentCaption,
     TranscribeRequest,
     TranscribeResponse,
     TranscriptSegment,

@@ -108,7 +108,10 @@ class FusionHeadStatus(BaseModel):
 # -- captions -------------------------------------------------------------------------------------
 class CaptionRequest(Strict):
     input: Annotated[list[Item], Field(min_length=1, json_schema_extra={"x-limit": "captions"})] = (
-        Field(description="Items as in /v1/embeddings: image, audio or multi (a text is refused)")
+        Field(
+            description="Items as in /v1/embeddings: image, audio, video or multi (a text is "
+            "refused)"
+        )
     )
     max_tokens: StrictInt = limited(
         "caption_tokens", default=30, ge=1, description="Most tokens written per caption"
@@ -118,9 +121,18 @@ class CaptionRequest(Strict):
     )
 
 
+class SegmentCaption(BaseModel):
+    start: float = Field(description="Seconds into the video")
+    end: float
+    caption: str
+
+
 class CaptionData(BaseModel):
     index: int
     caption: str
+    segments: list[SegmentCaption] | None = Field(
+        None, description="A video item's: a caption per segment, beside the whole video's"
+    )
 
 
 class CaptionUsage(BaseModel):
