@@ -99,13 +99,17 @@ class Decoders:
         wave = decode_audio(data, self.encoder.audio_rate, limits=self.limits.audio, name=name)
         return Clip(wave, data)
 
-    def read_video(self, data: bytes, name: str, shots: bool = False) -> VideoClip:
+    def read_video(self, data: bytes, name: str, shots: bool = False,
+                   audio: bool = False) -> VideoClip:  # fmt: skip
         """Decode one video within the video limits, sampling `video_fps` frames a second (and
-        the first frame of every shot with `shots`)."""
+        the first frame of every shot with `shots`; its sound track at the model's rate with
+        `audio`)."""
         self.require(IMAGE)
+        if audio:
+            self.require(AUDIO)
         video = decode_video(
             data, fps=self.limits.video_fps, side=256, shots=shots, limits=self.limits.video,
-            name=name,
+            name=name, audio_rate=self.encoder.audio_rate if audio else None,
         )  # fmt: skip
         return VideoClip(video, data)
 
@@ -135,14 +139,17 @@ class Decoders:
         waiting, but its slot is held until its thread ends, so no more than `video_workers`
         videos are ever being decoded."""
         self.require(IMAGE)
+        if x.cut.audio != "off":
+            self.require(AUDIO)
         self.on_video("waiting", 1)
         try:
             await self._video_slots.acquire()
         finally:
             self.on_video("waiting", -1)
         self.on_video("decoding", 1)
+        sound = x.cut.audio != "off"
         work = asyncio.ensure_future(asyncio.to_thread(self.read_video, x.data, x.name,
-                                                       x.cut.shots))  # fmt: skip
+                                                       x.cut.shots, sound))  # fmt: skip
 
         def free(_: asyncio.Future) -> None:
             self.on_video("decoding", -1)

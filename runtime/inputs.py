@@ -21,6 +21,8 @@ class Cut:
     start: float = 0.0
     end: float | None = None
     pooling: str | None = None  # None: the service's video_pooling
+    audio: str = "off"  # the sound track: off, fuse (into each segment) or separate (its own)
+    weights: dict[str, float] | None = None  # fuse's image and audio weights (default 1 each)
 
 
 @dataclass(frozen=True)

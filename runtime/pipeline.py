@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from encoders import InputError, VideoEmbedding
+from encoders import InputError, VideoEmbedding, Waveform
 from encoders.speech import Spoken, Transcript
 from encoders.video import pool_videos, segments
 from fusion import fuse
@@ -50,6 +50,7 @@ class Embedded:
     n_tokens: int = 0
     truncated: bool = False
     segments: list[tuple[float, float]] | None = None  # audio windows, video segments
+    sound: list[tuple[float, float, np.ndarray]] | None = None  # "separate": sound segments
     segment_vectors: Sequence[np.ndarray] | None = None
     image: Image.Image | None = None  # the decoded picture (a fused input's picture part)
     clip: Clip | VideoClip | None = None  # the decoded sound or video
@@ -207,13 +208,13 @@ class Pipeline:
     async def _decode_text(self, x: I.Text, label: str) -> tuple[str, str]:
         return self.decoders.check_text(x.text, label), label
 
-    async def _decode_video(self, x: I.Video, _: str) -> tuple[VideoClip, Any, list]:
+    async def _decode_video(self, x: I.Video, _: str) -> tuple[VideoClip, Any, list, I.Cut]:
         clip = await self.decoders.video(x)
         head = self.encoder.pooling_head(self.pooling(x.cut.pooling))
         interval = x.cut.interval or self.settings.video_interval_s
         spans = segments(clip.video, interval, shots=x.cut.shots, start=x.cut.start,
                          end=x.cut.end)  # fmt: skip
-        return clip, head, spans
+        return clip, head, spans, x.cut
 
     async def _decode_spoken(self, x: I.Spoken, _: str) -> tuple[np.ndarray, str]:
         return await self.decoders.speech(x), x.name
@@ -245,14 +246,15 @@ class Pipeline:
         return [Embedded(r[0], segments=r[1], segment_vectors=r[2], clip=c)
                 for r, c in zip(out, clips, strict=True)]  # fmt: skip
 
-    async def _videos(self, batch: list[tuple[VideoClip, Any, list]],
+    async def _videos(self, batch: list[tuple[VideoClip, Any, list, I.Cut]],
                       ctx: Context) -> list[Embedded]:  # fmt: skip
         """The sampled frames of every video in one image-tower submission, then pooling per
-        video (by the mean, or by the temporal head: a forward pass, off the event loop)."""
-        frames = [f for clip, _, _ in batch for f in clip.video.frames]
+        video (by the mean, or by the temporal head: a forward pass, off the event loop), then
+        the sound windows of the videos that ask for them in one audio-tower submission."""
+        frames = [f for clip, _, _, _ in batch for f in clip.video.frames]
         vecs = np.stack(await self.towers.run("image", frames, ctx.cancel))
         out, at = [], 0
-        for clip, head, spans in batch:
+        for clip, head, spans, _ in batch:
             n = len(clip.video.frames)
             args = ([clip.video], vecs[at : at + n], [spans], head)
             emb = (await asyncio.to_thread(pool_videos, *args) if head is not None
@@ -261,7 +263,42 @@ class Pipeline:
             spans = [(s.start, s.end) for s in emb.segments]
             out.append(Embedded(emb.vector, segments=spans, segment_vectors=emb.segment_vectors,
                                 clip=clip, video=emb))  # fmt: skip
+        await self._sound([(r, cut) for r, (*_, cut) in zip(out, batch, strict=True)
+                           if cut.audio != "off"], ctx)  # fmt: skip
         return out
+
+    async def _sound(self, todo: list[tuple[Embedded, I.Cut]], ctx: Context) -> None:
+        """Each segment's sound window through the audio tower: fused into the segment's vector
+        (and the whole video's with the mean of its windows') or kept as sound segments. A
+        window under 0.1 s, or a video without a sound track, has no sound vector."""
+        windows, owners = [], []
+        for k, (r, _) in enumerate(todo):
+            wave = r.clip.video.audio
+            for j, (a, b) in enumerate(r.segments if wave is not None else []):
+                part = wave.samples[int(a * wave.rate) : int(b * wave.rate)]
+                if len(part) >= wave.rate // 10:
+                    windows.append(Waveform(part, wave.rate))
+                    owners.append((k, j))
+        heard = await self.towers.run("audio", windows, ctx.cancel) if windows else []
+        by_video: dict[int, dict[int, np.ndarray]] = {}
+        for (k, j), res in zip(owners, heard, strict=True):
+            by_video.setdefault(k, {})[j] = res[0]
+        for k, (r, cut) in enumerate(todo):
+            got = by_video.get(k, {})
+            if cut.audio == "separate":
+                r.sound = [(*r.segments[j], v) for j, v in sorted(got.items())]
+                continue
+            segs = np.array(r.segment_vectors, np.float32, copy=True)
+            try:
+                for j, v in got.items():
+                    segs[j] = fuse({"image": segs[j], "audio": v}, cut.weights)
+                if got:
+                    mean = np.mean(list(got.values()), axis=0)
+                    r.vector = fuse({"image": r.vector, "audio": mean}, cut.weights)
+            except ValueError as e:
+                raise InputError(f"a video's sound fusion: {e}") from None
+            r.segment_vectors = r.video.segment_vectors = segs
+            r.video.vector = r.vector
 
     async def _spoken(self, batch: list[tuple[np.ndarray, str]], ctx: Context) -> list[Embedded]:
         """Clips read as words: each transcript embedded as one text (truncated to the text

@@ -29,7 +29,7 @@ def cut_of(segs: S.VideoSegments | None) -> I.Cut:
     if segs is None:
         return I.Cut()
     return I.Cut(interval=segs.interval, shots=segs.shots, start=segs.start, end=segs.end,
-                 pooling=segs.pooling)  # fmt: skip
+                 pooling=segs.pooling, audio=segs.audio, weights=segs.weights)  # fmt: skip
 
 
 def to_input(x: Any, what: str, cut: I.Cut | None = None, by_kind: bool = False) -> I.Input:

@@ -123,7 +123,8 @@ async def upsert_items(
         elif inputs[-1].modality == "vector":
             given_vector(it, col)
     out = await pipe.embed(inputs, truncate=req.truncate, cancel=gone)
-    rows = {i: video_rows(it.id, it.metadata, r.clip.video.frames, r.clip.video.duration, r.video)
+    rows = {i: video_rows(it.id, it.metadata, r.clip.video.frames, r.clip.video.duration, r.video,
+                          r.sound)
             for i, (it, r) in enumerate(zip(req.items, out, strict=True))
             if r.video is not None}  # fmt: skip
     meta = [it.metadata for it in req.items]
@@ -136,7 +137,8 @@ async def upsert_items(
             meta[i] = with_transcript(it.metadata, r.transcript)
     ids = [it.id for it in req.items]
     old = await asyncio.to_thread(col.get, ids)
-    stale = stale_segments(old, {req.items[i].id: len(r.ids) - 1 for i, r in rows.items()})
+    stale = stale_segments(old, {ids[i]: len(out[i].segments) for i in rows},
+                           {ids[i]: len(out[i].sound) for i in rows if out[i].sound})  # fmt: skip
     stale += stale_speech(old, {ids[i]: len(t.ids) for i, t in talk.items()})
     keep = [i for i in range(len(req.items)) if i not in rows]
     vecs = [out[i].vector[None] for i in keep] + [np.stack(r.vectors) for r in rows.values()]

@@ -97,6 +97,9 @@ Item = Annotated[
 ]
 
 
+SoundWeights = dict[Literal["image", "audio"], Annotated[float, Field(ge=0, le=100)]]
+
+
 class VideoSegments(Strict):
     """Vertex-style segment options: fixed intervals, or shots, within [start, end)."""
 
@@ -110,11 +113,23 @@ class VideoSegments(Strict):
         description="Frames to a vector by their mean or by the model's temporal head (default: "
         "the service's video_pooling)"
     )
+    audio: Literal["off", "fuse", "separate"] = Field(
+        "off", description="The sound track, where the model has an audio tower: off; fuse (each "
+        "segment's vector from its frames and its sound window); separate (sound segments of "
+        "their own, `ID@aN`, beside the frame segments)",
+    )  # fmt: skip
+    weights: SoundWeights | SkipJsonSchema[None] = opt(
+        description="fuse's weights of the frames and the sound (default 1 each)"
+    )
 
     @model_validator(mode="after")
     def _one_way(self) -> VideoSegments:
         if self.shots and self.interval is not None:
             raise ValueError("give interval or shots, not both")
+        if self.weights is not None and self.audio != "fuse":
+            raise ValueError('weights are for "audio": "fuse"')
+        if self.weights and not any(self.weights.get(p, 1.0) > 0 for p in ("image", "audio")):
+            raise ValueError("the weights leave nothing of the video: give a part a weight > 0")
         if self.end is not None and self.end <= self.start:
             raise ValueError(f"end ({self.end:g}) must be after start ({self.start:g})")
         return self
