@@ -2,7 +2,7 @@
 
 The suites live with the model each measures and register themselves with training.suites:
 - towers: fashion-zero-shot, fashion-tinted, fashion-composed, tuxpaint, emoji;
-- audio (models with an audio tower): audio-speech, audio-sounds;
+- audio (models with an audio tower): audio-speech, audio-sounds, video-sound-moments;
 - fusion: fusion-tuxpaint, fusion-fashion, fusion-head (the last needs an audio tower);
 - temporal (models with an image tower): video-order, video-moments;
 - captioner (models with a captioner): captioning; decoder (models with one): generation;

@@ -136,9 +136,9 @@ def speech_moments(enc: Encoder, limit: int | None = None, seed: int = 0, **_) -
     timed = [owners[f][0] == c and abs(owners[f][1] - t) <= 1.0
              for f, (_, c, t) in zip(found, queries, strict=True)]  # fmt: skip
     return {
-        "queries": len(queries), "segments": len(segs), "moment_rank1": float(np.mean(rank1)),
-        "moment_rank1_start_within_1s": float(np.mean(timed)), "chance@1": 1 / max(1, len(segs)),
-        "baseline:moment_rank1_start_within_1s": 1 / max(1, len(segs)),
+        "queries": len(queries), "segments": len(segs), "moment_top1": float(np.mean(rank1)),
+        "timed_moment_top1": float(np.mean(timed)), "chance@1": 1 / max(1, len(segs)),
+        "baseline:timed_moment_top1": 1 / max(1, len(segs)),
     }  # fmt: skip
 
 
