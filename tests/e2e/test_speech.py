@@ -159,3 +159,22 @@ def test_refusals_of_the_shapes(client):
     q = {"audio": wav_url(np.zeros(RATE, np.float32)), "as": "words"}
     r = client.post("/collections/talk/search", json={"query": q})
     assert r.status_code == 422
+
+
+def test_an_audio_item_with_speech_on_a_model_with_an_audio_tower(make_client, sentence):
+    with make_client("house", max_queue_wait_ms=30_000) as c:
+        assert c.post("/collections", json={"name": "talk"}).status_code == 201
+        clip = wav_url(sentence)
+        item = {"id": "ad", "audio": clip, "speech": True, "metadata": {"lang": "en"}}
+        r = c.put("/collections/talk/items", json={"items": [item]})
+        assert r.status_code == 200, r.text
+        whole = c.get("/collections/talk/items/ad", params={"include_vector": True}).json()
+        assert whole["metadata"] == {"lang": "en", "transcript": SAID, "speech_segments": 1}
+        sound = c.post("/v1/embeddings", json={"input": [{"type": "audio", "audio": clip}]})
+        np.testing.assert_allclose(whole["vector"], sound.json()["data"][0]["embedding"],
+                                   atol=1e-5)  # fmt: skip
+        seg = c.get("/collections/talk/items/ad@s0").json()["metadata"]
+        assert {k: seg[k] for k in ("lang", "parent", "transcript", "speech_segment")} == {
+            "lang": "en", "parent": "ad", "transcript": SAID, "speech_segment": 0}
+        assert "video_id" not in seg
+        assert c.delete("/collections/talk/items/ad").json() == {"deleted": 2}
