@@ -175,6 +175,10 @@ def test_an_audio_item_with_speech_on_a_model_with_an_audio_tower(make_client, s
                                    atol=1e-5)  # fmt: skip
         seg = c.get("/collections/talk/items/ad@s0").json()["metadata"]
         assert {k: seg[k] for k in ("lang", "parent", "transcript", "speech_segment")} == {
-            "lang": "en", "parent": "ad", "transcript": SAID, "speech_segment": 0}
+            "lang": "en",
+            "parent": "ad",
+            "transcript": SAID,
+            "speech_segment": 0,
+        }
         assert "video_id" not in seg
         assert c.delete("/collections/talk/items/ad").json() == {"deleted": 2}
