@@ -182,3 +182,14 @@ def test_an_audio_item_with_speech_on_a_model_with_an_audio_tower(make_client, s
         }
         assert "video_id" not in seg
         assert c.delete("/collections/talk/items/ad").json() == {"deleted": 2}
+
+
+def test_transcribe_refuses_what_is_not_a_clip_or_a_video(client):
+    err(client.post("/transcribe", json={"input": {"video": "AAAA"}}), 422, "invalid_input",
+        "input: not a supported video format (allowed: MP4/MOV (H.264, HEVC, MPEG-4, AV1, VP9), "
+        "WebM/Matroska (VP8, VP9, AV1, H.264), GIF)")  # fmt: skip
+    head = base64.b64encode(b"\x1aE\xdf\xa3" + b"\x00" * 60).decode()
+    err(client.post("/transcribe", json={"input": {"video": head}}), 422, "invalid_input",
+        "input: corrupt WebM header")
+    r = client.post("/transcribe", json={"input": {"audio": "AAAA"}})
+    assert r.status_code == 422 and r.json()["error"]["type"] == "invalid_input"
