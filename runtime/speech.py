@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -25,16 +26,22 @@ OFF_MESSAGE = ("speech recognition is off on this service (JOINTSPACE_ASR=off): 
                "JOINTSPACE_ASR to a Whisper size or model directory to turn it on")  # fmt: skip
 
 
+def check_asr(settings: Settings) -> Path | None:
+    """The recogniser's directory the `asr` setting names (None: off), or SettingsError saying
+    what to set instead; cheap (nothing is loaded), so `jointspace serve` checks it first."""
+    try:
+        return resolve_recogniser(settings.asr)
+    except ModelLoadError as e:
+        raise SettingsError(f"asr (JOINTSPACE_ASR): {e}") from None
+
+
 class Speech:
     #: called with the seconds of audio each transcription covered (set by the app's metrics)
     on_seconds: Callable[[float], None] = staticmethod(lambda seconds: None)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        try:
-            folder = resolve_recogniser(settings.asr)
-        except ModelLoadError as e:
-            raise SettingsError(f"asr (JOINTSPACE_ASR): {e}") from None
+        folder = check_asr(settings)
         self.recogniser = Recogniser(folder) if folder is not None else None
         self.batcher: Batcher | None = None
         if self.recogniser is not None:
