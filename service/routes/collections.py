@@ -127,14 +127,7 @@ async def upsert_items(
                           r.sound)
             for i, (it, r) in enumerate(zip(req.items, out, strict=True))
             if r.video is not None}  # fmt: skip
-    meta = [it.metadata for it in req.items]
-    talk = {}  # item -> its speech segments' rows
-    for i, (it, r) in enumerate(zip(req.items, out, strict=True)):
-        if r.spoken is not None:
-            talk[i] = speech_rows(it.id, it.metadata, r.spoken, i in rows)
-            if i in rows:
-                rows[i].metadata[0] = with_transcript(rows[i].metadata[0], r.transcript)
-            meta[i] = with_transcript(it.metadata, r.transcript)
+    meta, talk = transcript_rows(req.items, out, rows)
     ids = [it.id for it in req.items]
     old = await asyncio.to_thread(col.get, ids)
     stale = stale_segments(old, {ids[i]: len(out[i].segments) for i in rows},
@@ -175,6 +168,20 @@ async def upsert_items(
     await asyncio.to_thread(media.delete, name, bare + stale)  # a replaced item's old medium
     audit(request, name, len(req.items))
     return S.UpsertResponse(upserted=len(req.items), lsn=lsn)
+
+
+def transcript_rows(items: list, out: list[Embedded], rows: dict) -> tuple[list, dict]:
+    """Each item's own metadata, with its transcript where it was taken with speech (a video's
+    whole row in `rows` too), and per such item the rows of its speech segments."""
+    meta = [it.metadata for it in items]
+    talk = {}
+    for i, (it, r) in enumerate(zip(items, out, strict=True)):
+        if r.spoken is not None:
+            talk[i] = speech_rows(it.id, it.metadata, r.spoken, i in rows)
+            if i in rows:
+                rows[i].metadata[0] = with_transcript(rows[i].metadata[0], r.transcript)
+            meta[i] = with_transcript(it.metadata, r.transcript)
+    return meta, talk
 
 
 def given_vector(it: S.VectorItem, col) -> np.ndarray:
