@@ -54,6 +54,7 @@ def serve(
     from index.backend import open_catalog
     from index.catalog import lock_data_dir
     from runtime.settings import Settings, SettingsError
+    from runtime.speech import check_asr
     from service.app import create_app
 
     try:
@@ -65,6 +66,7 @@ def serve(
         for spec in settings.served:  # a bad spec is one line here, not a start-up traceback
             parse_spec(spec)
         application = create_app(settings)
+        check_asr(settings)  # a recogniser that cannot be had: one line, not a traceback
         # Refused here in one line rather than in the app's start-up with a traceback; the lock
         # belongs to the process, so the engine's own catalog takes it again.
         collections = Path(settings.data_dir) / "collections"

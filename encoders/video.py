@@ -128,7 +128,7 @@ def decode_video(
         raise InputError(f"{name}: not a supported video format (allowed: {ALLOWED})")
     video = _decode_frames(data, kind, fps, side, shots, limits, name)
     if audio_rate is not None:
-        video.audio = _audio_track(data, audio_rate, limits, name)
+        video.audio = audio_track(data, audio_rate, limits, name)
     return video
 
 
@@ -259,12 +259,21 @@ def _thumb(frame) -> np.ndarray:
     return small.astype(np.float32) / 255.0
 
 
-def _audio_track(data: bytes, rate: int, limits: VideoLimits, name: str) -> Waveform | None:
-    """The first audio stream decoded to mono at `rate`, or None when the video has none."""
+def audio_track(data: bytes, rate: int, limits: VideoLimits, name: str) -> Waveform | None:
+    """The first audio stream decoded to mono at `rate`, or None when the video has none. Safe on
+    untrusted bytes by itself (the sound of a video that is only listened to): the container is
+    sniffed, the size capped and a corrupt header refused, each with InputError."""
     import av
 
+    data, name = input_bytes(data, name, "video", limits.max_bytes)
     kind = sniff_video(data[:16])
-    with av.open(io.BytesIO(data), format=FORMATS[kind][0], mode="r") as c:
+    if kind is None:
+        raise InputError(f"{name}: not a supported video format (allowed: {ALLOWED})")
+    try:
+        c = av.open(io.BytesIO(data), format=FORMATS[kind][0], mode="r")
+    except (av.FFmpegError, ValueError, EOFError):
+        raise InputError(f"{name}: corrupt {kind} header") from None
+    with c:
         if not c.streams.audio:
             return None
     audio_limits = AudioLimits(max_seconds=limits.max_seconds, max_bytes=limits.max_bytes)

@@ -1,9 +1,9 @@
 """The runtime's parts, built once at start-up from the settings: the collections' catalog, the
-limits, the media store, and the served models (runtime/models.py: per model its encoder, towers
-and batchers, decoders, pipeline, trained classifiers and fusion heads, captioner and generator).
-`Runtime` only holds and starts them; every job lives in a part, and the service hands each route
-the parts it uses. The default model's parts are at hand as `encoder`, `pipeline`, ... for the
-callers that serve one model.
+limits, the media store, the speech recogniser (one, whichever model reads the words) and the
+served models (runtime/models.py: per model its encoder, towers and batchers, decoders, pipeline,
+trained classifiers and fusion heads, captioner and generator). `Runtime` only holds and starts
+them; every job lives in a part, and the service hands each route the parts it uses. The default
+model's parts are at hand as `encoder`, `pipeline`, ... for the callers that serve one model.
 
 Imports encoders, index and runtime; no web framework.
 """
@@ -11,6 +11,7 @@ Imports encoders, index and runtime; no web framework.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from runtime.models import ModelParts, ModelSet, Observer
 from runtime.pipeline import Pipeline
 from runtime.registries import Models
 from runtime.settings import Settings
+from runtime.speech import Speech
 from runtime.towers import Towers
 
 log = logging.getLogger("jointspace.runtime")
@@ -37,7 +39,8 @@ class Runtime:
         self.settings = settings
         data = Path(settings.data_dir)
         self.limits = Limits.of(settings)
-        self.served = ModelSet(settings, self.limits, data, encoder)
+        self.speech = Speech(settings)  # one recogniser, whichever model reads the words
+        self.served = ModelSet(settings, self.limits, data, encoder, self.speech)
         self.catalog = open_catalog(
             settings.index_backend, data / "collections", min_free=settings.min_free_bytes,
             token=settings.milvus_token or "", search_device=settings.index_device,
@@ -84,17 +87,28 @@ class Runtime:
 
     @property
     def batchers(self) -> dict[str, Batcher]:
-        """The default model's batchers by what they batch."""
-        return self.default.batchers
+        """The default model's batchers by what they batch, and the speech recogniser's."""
+        out = dict(self.default.batchers)
+        if self.speech.batcher is not None:
+            out["speech"] = self.speech.batcher
+        return out
 
     def observe(self, on_batch, on_shed, on_wait, on_video=None, on_images=None) -> None:
         """Report every batch (model, modality, n, seconds), every shed job (model, modality, n,
         reason) and every job's wait from its request's arrival to its batch (model, modality,
-        seconds), of the models loaded now and of those loaded later."""
+        seconds), of the models loaded now and of those loaded later. The recogniser's batches
+        carry its own name (`JOINTSPACE_ASR`) where a model's name would be."""
         self.served.observe(Observer(on_batch, on_shed, on_wait, on_video, on_images))
+        if (b := self.speech.batcher) is not None:
+            asr = self.settings.asr
+            b.on_batch = functools.partial(on_batch, asr, "speech")
+            b.on_shed = functools.partial(on_shed, asr, "speech")
+            b.on_wait = functools.partial(on_wait, asr, "speech")
 
     async def start(self) -> None:
         self.served.start()
+        if self.speech.batcher is not None:
+            self.speech.batcher.start()
         started = time.time()
         self._collecting = asyncio.create_task(asyncio.to_thread(self.collect_media, started))
 
@@ -106,6 +120,8 @@ class Runtime:
             except Exception:
                 log.exception("collecting unreferenced media failed")
         await self.served.stop()
+        if self.speech.batcher is not None:
+            await self.speech.batcher.stop()
         self.catalog.close()
 
     async def wait_for_media(self) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image
 
 from encoders import (
@@ -29,7 +30,8 @@ from encoders import (
 )
 from encoders.audio import sniff_audio
 from encoders.registry import models_with
-from encoders.video import sniff_video
+from encoders.speech import SPEECH_RATE
+from encoders.video import audio_track, sniff_video
 from runtime import inputs as I
 from runtime.limits import Limits
 
@@ -97,15 +99,33 @@ class Decoders:
         wave = decode_audio(data, self.encoder.audio_rate, limits=self.limits.audio, name=name)
         return Clip(wave, data)
 
-    def read_video(self, data: bytes, name: str, shots: bool = False) -> VideoClip:
+    def read_video(self, data: bytes, name: str, shots: bool = False,
+                   audio: bool = False) -> VideoClip:  # fmt: skip
         """Decode one video within the video limits, sampling `video_fps` frames a second (and
-        the first frame of every shot with `shots`)."""
+        the first frame of every shot with `shots`; its sound track at the model's rate with
+        `audio`)."""
         self.require(IMAGE)
+        if audio:
+            self.require(AUDIO)
         video = decode_video(
             data, fps=self.limits.video_fps, side=256, shots=shots, limits=self.limits.video,
-            name=name,
+            name=name, audio_rate=self.encoder.audio_rate if audio else None,
         )  # fmt: skip
         return VideoClip(video, data)
+
+    def read_speech(self, data: bytes, name: str, video: bool) -> np.ndarray:
+        """The sound of a clip, or of a video's audio track (none: no samples), as mono float32
+        at the recogniser's rate, within the audio (or video) limits: transcription is bounded by
+        the same caps as decoding."""
+        if video:
+            wave = audio_track(data, SPEECH_RATE, self.limits.video, name)
+            return np.zeros(0, np.float32) if wave is None else wave.samples
+        return decode_audio(data, SPEECH_RATE, limits=self.limits.audio, name=name).samples
+
+    async def speech(self, x: I.Audio | I.Spoken | I.Video) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._audio_pool, self.read_speech, x.data, x.name,
+                                          isinstance(x, I.Video))  # fmt: skip
 
     async def image(self, x: I.Image) -> Image.Image:
         return await asyncio.to_thread(self.read_image, x.data, x.name)
@@ -119,14 +139,17 @@ class Decoders:
         waiting, but its slot is held until its thread ends, so no more than `video_workers`
         videos are ever being decoded."""
         self.require(IMAGE)
+        if x.cut.audio != "off":
+            self.require(AUDIO)
         self.on_video("waiting", 1)
         try:
             await self._video_slots.acquire()
         finally:
             self.on_video("waiting", -1)
         self.on_video("decoding", 1)
+        sound = x.cut.audio != "off"
         work = asyncio.ensure_future(asyncio.to_thread(self.read_video, x.data, x.name,
-                                                       x.cut.shots))  # fmt: skip
+                                                       x.cut.shots, sound))  # fmt: skip
 
         def free(_: asyncio.Future) -> None:
             self.on_video("decoding", -1)

@@ -21,6 +21,8 @@ class Cut:
     start: float = 0.0
     end: float | None = None
     pooling: str | None = None  # None: the service's video_pooling
+    audio: str = "off"  # the sound track: off, fuse (into each segment) or separate (its own)
+    weights: dict[str, float] | None = None  # fuse's image and audio weights (default 1 each)
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,19 @@ class Image:
 
 @dataclass(frozen=True)
 class Audio:
+    """A clip; with `speech` its transcript is stored and searchable beside its vector."""
+
     modality: ClassVar[str] = "audio"
+    data: bytes
+    name: str
+    speech: bool = False
+
+
+@dataclass(frozen=True)
+class Spoken:
+    """A clip read as words: its transcript, embedded as a text (a query "as": "speech")."""
+
+    modality: ClassVar[str] = "speech"
     data: bytes
     name: str
 
@@ -51,6 +65,7 @@ class Video:
     data: bytes
     name: str
     cut: Cut = Cut()
+    speech: bool = False  # its sound track's transcript too
 
 
 @dataclass(frozen=True)
@@ -82,4 +97,4 @@ class Multi:
     head: str | None = None
 
 
-Input = Text | Image | Audio | Video | Vector | ItemRef | Multi
+Input = Text | Image | Audio | Spoken | Video | Vector | ItemRef | Multi

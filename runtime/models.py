@@ -33,6 +33,7 @@ from runtime.limits import Limits
 from runtime.pipeline import Pipeline
 from runtime.registries import Models
 from runtime.settings import Settings
+from runtime.speech import Speech
 from runtime.towers import Towers
 
 log = logging.getLogger("jointspace.runtime")
@@ -78,14 +79,16 @@ class ModelParts:
     """Everything one served model needs: built in a worker thread, started on the event loop."""
 
     def __init__(self, spec: str, settings: Settings, limits: Limits, data_dir: Path,
-                 encoder: Encoder | None = None, training: dict | None = None) -> None:  # fmt: skip
+                 encoder: Encoder | None = None, training: dict | None = None,
+                 speech: Speech | None = None) -> None:  # fmt: skip
         self.encoder = encoder or load_encoder(spec, device=settings.device)
         self.towers = Towers(self.encoder, settings)
         self.decoders = Decoders(self.encoder, limits, settings.video_workers)
         self.models = Models(data_dir, self.encoder.name, recover=training is None)
         if training is not None:  # the classifier trainings in progress, whichever model's
             self.models.training = training
-        self.pipeline = Pipeline(self.towers, self.decoders, settings, self.models.fusion_head)
+        self.pipeline = Pipeline(self.towers, self.decoders, settings, self.models.fusion_head,
+                                 speech)  # fmt: skip
         self.captions = Captions(self.encoder, settings)
         self.generator: Generator | None = None
         if (folder := decoder_dir(self.encoder)) is not None:
@@ -147,8 +150,9 @@ class Observer:
 
 class ModelSet:
     def __init__(self, settings: Settings, limits: Limits, data_dir: Path,
-                 encoder: Encoder | None = None) -> None:  # fmt: skip
+                 encoder: Encoder | None = None, speech: Speech | None = None) -> None:  # fmt: skip
         self.settings, self.limits, self.data_dir = settings, limits, data_dir
+        self.speech = speech  # the recogniser every model's pipeline shares
         self.cap = settings.memory_cap
         self.slots: dict[str, Slot] = {}
         for spec in settings.served:
@@ -161,7 +165,7 @@ class ModelSet:
         if encoder is not None:  # given (tests, the CLI): it is the default model
             self.default.name = encoder.name
             self._loaded(self.default, ModelParts(self.default.id, settings, limits, data_dir,
-                                                  encoder, self.training))  # fmt: skip
+                                                  encoder, self.training, speech))  # fmt: skip
         if not settings.lazy_models:
             for slot in self.slots.values():
                 if slot.parts is None:
@@ -171,7 +175,7 @@ class ModelSet:
     def _build(self, slot: Slot) -> ModelParts:
         log.info("loading model %s", slot.id)
         return ModelParts(slot.id, self.settings, self.limits, self.data_dir,
-                          training=self.training)  # fmt: skip
+                          training=self.training, speech=self.speech)  # fmt: skip
 
     def _loaded(self, slot: Slot, parts: ModelParts) -> None:
         slot.parts, slot.info = parts, parts.encoder.info() | {"base": parts.encoder.base}

@@ -117,6 +117,16 @@ class Settings(BaseModel, extra="forbid"):
         "temporal head (auto: the head when the model has one).",
     )  # fmt: skip
     video_workers: int = Field(2, ge=1, le=64, description="Videos decoded at once.")
+    asr: str = Field(
+        "tiny.en", min_length=1,
+        description="Speech recognition: a Whisper size (tiny.en is packaged; others must be in "
+        "the local hub cache or downloadable), a CTranslate2 Whisper directory, or off.",
+    )  # fmt: skip
+    max_speech_wait_ms: float = Field(
+        30_000.0, gt=0, le=600_000,
+        description="Queue-wait budget of transcription: a request that would wait longer for "
+        "the recogniser gets 429.",
+    )  # fmt: skip
     request_timeout_s: float = Field(60.0, gt=0)
     api_keys: list[str] = Field(default_factory=list, description="Bearer tokens with full access.")
     read_only_keys: list[str] = Field(default_factory=list, description="Tokens that cannot write.")

@@ -83,7 +83,10 @@ class Towers:
         return list(zip(res.vectors, res.segments, res.segment_vectors, strict=True))
 
     # -- async API ------------------------------------------------------------------------------
-    async def run(self, modality: str, batch: list, cancel: asyncio.Event | None) -> list[Any]:
-        """One submission of `batch` to the `modality` tower's batcher; its results in order."""
-        fut = self.batchers[modality].submit(batch, arrived(cancel))
+    async def run(self, modality: str, batch: list, cancel: asyncio.Event | None,
+                  fresh: bool = False) -> list[Any]:  # fmt: skip
+        """One submission of `batch` to the `modality` tower's batcher; its results in order.
+        Its queue wait counts from the request's arrival, or from now with `fresh` (a stage that
+        follows other model work, such as the texts of a transcript)."""
+        fut = self.batchers[modality].submit(batch, None if fresh else arrived(cancel))
         return await wait(fut, cancel, self.settings.request_timeout_s)

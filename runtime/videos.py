@@ -4,7 +4,9 @@ metadata field (best segment per video).
 
 A segment's id is the video's id, '@' and its index (safe in a URL path); its metadata is the
 user's plus `video_id` (the id given), `start` and `end` in seconds and `segment` (its index); the
-whole-video item's adds `video_id`, `start` 0, `end` the duration and `segments` (how many).
+whole-video item's adds `video_id`, `start` 0, `end` the duration and `segments` (how many). With
+`"audio": "separate"`, each segment's sound is an item too, `ID@aN` (`sound_segment`; the whole
+video's `sound_segments` counts them).
 Plain functions over the encoders' video types and a collection; the routes call them. Imports
 encoders and index only (no web framework).
 """
@@ -22,12 +24,16 @@ from index import Collection
 from index.checks import MAX_K
 from index.collection import Item
 
-RESERVED = ("video_id", "start", "end", "segment", "segments")
+RESERVED = ("video_id", "start", "end", "segment", "segments", "sound_segment", "sound_segments")
 MAX_ID = 512
 
 
 def segment_id(video_id: str, i: int) -> str:
     return f"{video_id}@{i}"
+
+
+def sound_id(video_id: str, i: int) -> str:
+    return f"{video_id}@a{i}"
 
 
 def check_video_item(item_id: str, metadata: dict | None, what: str) -> None:
@@ -54,10 +60,21 @@ class VideoRows:
 
 
 def video_rows(item_id: str, metadata: dict | None, frames: list[Image.Image], duration: float,
-               emb: VideoEmbedding) -> VideoRows:  # fmt: skip
+               emb: VideoEmbedding, sound: list | None = None) -> VideoRows:  # fmt: skip
+    """The whole video, its segments and (with `sound`: (start, end, vector) each, from
+    `"audio": "separate"`) its sound segments `ID@aN` (metadata `sound_segment`; the whole
+    video's `sound_segments` counts them)."""
     user = dict(metadata or {})
-    out = VideoRows([item_id], [emb.vector], [{**user, "video_id": item_id, "start": 0.0,
-                    "end": round(duration, 3), "segments": len(emb.segments)}])  # fmt: skip
+    whole = {**user, "video_id": item_id, "start": 0.0, "end": round(duration, 3),
+             "segments": len(emb.segments)}  # fmt: skip
+    if sound is not None:
+        whole["sound_segments"] = len(sound)
+    out = VideoRows([item_id], [emb.vector], [whole])
+    for i, (a, b, vec) in enumerate(sound or []):
+        out.ids.append(sound_id(item_id, i))
+        out.vectors.append(vec)
+        out.metadata.append({**user, "video_id": item_id, "start": a, "end": b,
+                             "sound_segment": i})  # fmt: skip
     for i, (s, vec) in enumerate(zip(emb.segments, emb.segment_vectors, strict=True)):
         sid = segment_id(item_id, i)
         out.ids.append(sid)
@@ -68,23 +85,27 @@ def video_rows(item_id: str, metadata: dict | None, frames: list[Image.Image], d
     return out
 
 
-def segment_count(item: Item | None) -> int:
-    """How many segments a stored item has: a video's whole item says so, anything else 0."""
+def segment_count(item: Item | None, key: str = "segments") -> int:
+    """How many segments (or sound segments) a stored item has: a video's whole item says so,
+    anything else 0."""
     meta = item.metadata if item is not None else None
     if isinstance(meta, dict) and meta.get("video_id") == item.id:
-        n = meta.get("segments")
+        n = meta.get(key)
         return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 0
     return 0
 
 
-def stale_segments(old: list[Item | None], now: dict[str, int]) -> list[str]:
-    """Segment ids of replaced items that their new version no longer has (`now`: id -> the new
-    version's segment count, 0 for an item that is no longer a video)."""
-    out = []
+def stale_segments(old: list[Item | None], now: dict[str, int],
+                   sound: dict[str, int] | None = None) -> list[str]:  # fmt: skip
+    """Segment ids (and sound-segment ids) of replaced items that their new version no longer
+    has (`now`, `sound`: id -> the new version's counts, absent for none)."""
+    out, sound = [], sound or {}
     for item in old:
         if item is not None:
             out += [segment_id(item.id, i) for i in range(now.get(item.id, 0),
                                                           segment_count(item))]  # fmt: skip
+            heard = segment_count(item, "sound_segments")
+            out += [sound_id(item.id, i) for i in range(sound.get(item.id, 0), heard)]
     return out
 
 

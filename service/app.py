@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rt = runtime or await asyncio.to_thread(Runtime, settings)
         rt.observe(metrics.batch, metrics.shed_jobs, metrics.wait, metrics.video,
                    metrics.generated.inc)  # fmt: skip
+        rt.speech.on_seconds = metrics.speech_seconds.inc
         await rt.start()
         app.state.runtime = rt
         if settings.demo:  # built by the default model (which it loads, when models are lazy)

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from encoders import InputError, JointspaceError, UnsupportedModality
+from encoders.speech import NoRecogniser
 from fusion.registry import Unknown
 from generation.captioner import NoCaptioner
 from generation.decoder import NoDecoder
@@ -59,6 +60,7 @@ LIBRARY = {
     UnsupportedModality: (422, "unsupported_modality"),
     NoCaptioner: (422, "no_captioner"),
     NoDecoder: (422, "no_decoder"),
+    NoRecogniser: (422, "no_speech_recognition"),
     CollectionNotFound: (404, "not_found"),
     Unknown: (404, "not_found"),  # a classifier or fusion head
     ItemNotFound: (404, "not_found"),  # an id query's item

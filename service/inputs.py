@@ -29,7 +29,7 @@ def cut_of(segs: S.VideoSegments | None) -> I.Cut:
     if segs is None:
         return I.Cut()
     return I.Cut(interval=segs.interval, shots=segs.shots, start=segs.start, end=segs.end,
-                 pooling=segs.pooling)  # fmt: skip
+                 pooling=segs.pooling, audio=segs.audio, weights=segs.weights)  # fmt: skip
 
 
 def to_input(x: Any, what: str, cut: I.Cut | None = None, by_kind: bool = False) -> I.Input:
@@ -38,7 +38,8 @@ def to_input(x: Any, what: str, cut: I.Cut | None = None, by_kind: bool = False)
     query names an item), or a (kind, base64 or bytes) pair of /embed's lists, or ("file", bytes)
     of an upload (its kind told by its bytes).
     `what` names the input in errors (with its kind after it with `by_kind`, as queries and
-    fused inputs' parts are named: "query image")."""
+    fused inputs' parts are named: "query image"). An audio query with "as": "speech" is read as
+    words; an audio or video item with `speech` keeps its transcript too."""
     if isinstance(x, str):
         return I.Text(x)
     if isinstance(x, tuple):
@@ -54,7 +55,10 @@ def to_input(x: Any, what: str, cut: I.Cut | None = None, by_kind: bool = False)
     kind = next(k for k in KINDS if getattr(x, k, None) is not None)
     if cut is None:
         cut = cut_of(getattr(x, "segments", None))
-    return _single(kind, getattr(x, kind), what, cut, by_kind)
+    if getattr(x, "read_as", "sound") == "speech":
+        kind = "speech"  # a clip read as words
+    value = getattr(x, "audio" if kind == "speech" else kind)
+    return _single(kind, value, what, cut, by_kind, getattr(x, "speech", False))
 
 
 def media_kind(name: str, data: bytes) -> str:
@@ -73,15 +77,18 @@ def media_kind(name: str, data: bytes) -> str:
     )
 
 
-def _single(kind: str, value: Any, what: str, cut: I.Cut, by_kind: bool) -> I.Input:
+def _single(kind: str, value: Any, what: str, cut: I.Cut, by_kind: bool,
+            speech: bool = False) -> I.Input:  # fmt: skip
     if kind == "text":
         return I.Text(value)
     if kind == "vector":
         return I.Vector(value, f"{what} vector")
-    name = f"{what} {kind}" if by_kind else what
+    name = f"{what} {'audio' if kind == 'speech' else kind}" if by_kind else what
     data = value if isinstance(value, bytes) else decode_b64(value, name)
     if kind == "image":
         return I.Image(data, name)
     if kind == "audio":
-        return I.Audio(data, name)
-    return I.Video(data, name, cut)
+        return I.Audio(data, name, speech)
+    if kind == "speech":
+        return I.Spoken(data, name)
+    return I.Video(data, name, cut, speech)

@@ -1,8 +1,9 @@
 """Prometheus metrics of the service: requests by route template and status, latency, batch sizes
 and times per model and modality, queue depth, the models loaded and their memory, video
-decoding (waiting, in progress, frames, seconds), pictures generated, requests in progress, and
-requests refused by load shedding (at the door and in the batchers). Route templates (not paths)
-and served model names label everything, so no collection or item name reaches a label."""
+decoding (waiting, in progress, frames, seconds), seconds of sound transcribed, pictures
+generated, requests in progress, and requests refused by load shedding (at the door and in the
+batchers). Route templates (not paths) and served model names label everything, so no collection
+or item name reaches a label."""
 
 from __future__ import annotations
 
@@ -71,6 +72,10 @@ class Metrics:
         self.video_seconds = Counter(
             "jointspace_video_seconds_total", "Seconds of video decoded", registry=self.registry
         )
+        self.speech_seconds = Counter(
+            "jointspace_speech_seconds_total", "Seconds of sound transcribed by the recogniser",
+            registry=self.registry,
+        )  # fmt: skip
         self.generated = Counter(
             "jointspace_generated_images_total", "Pictures drawn by /generate",
             registry=self.registry,

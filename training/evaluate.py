@@ -2,10 +2,11 @@
 
 The suites live with the model each measures and register themselves with training.suites:
 - towers: fashion-zero-shot, fashion-tinted, fashion-composed, tuxpaint, emoji;
-- audio (models with an audio tower): audio-speech, audio-sounds;
+- audio (models with an audio tower): audio-speech, audio-sounds, video-sound-moments;
 - fusion: fusion-tuxpaint, fusion-fashion, fusion-head (the last needs an audio tower);
 - temporal (models with an image tower): video-order, video-moments;
-- captioner (models with a captioner): captioning; decoder (models with one): generation.
+- captioner (models with a captioner): captioning; decoder (models with one): generation;
+- speech (where the packaged recogniser is installed): speech-queries, speech-moments, speech-wer.
 This module imports the suite modules (so that they register) and none of them imports another;
 suites registered from the layers above (the CLI's hybrid-search, which needs the collections)
 join them once their module is imported. Knows nothing of FAISS or HTTP.
@@ -18,12 +19,14 @@ from training.audio import eval as audio_eval
 from training.captioner import eval as captioner_eval
 from training.decoder import eval as decoder_eval
 from training.fusion import eval as fusion_eval
+from training.speech import eval as speech_eval
 from training.suites import REGISTRY, ordered
 from training.temporal import eval as temporal_eval
 from training.towers import eval as towers_eval
 
 #: the suite modules, in the order their suites are listed and run
-MODULES = (towers_eval, audio_eval, fusion_eval, temporal_eval, captioner_eval, decoder_eval)
+MODULES = (towers_eval, audio_eval, fusion_eval, temporal_eval, captioner_eval, decoder_eval,
+           speech_eval)  # fmt: skip
 SUITES = ordered(m.__name__ for m in MODULES)
 AUDIO_SUITES = tuple(s for s in SUITES if REGISTRY[s].needs_audio)  # need an audio tower
 

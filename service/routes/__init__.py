@@ -12,6 +12,7 @@ from service.routes import (
     operations,
     page,
     search,
+    speech,
 )
 
 ROUTERS = [
@@ -22,6 +23,7 @@ ROUTERS = [
     classifiers.router,
     fusion_heads.router,
     captions.router,
+    speech.router,
     images.router,
     operations.router,
     page.router,

@@ -12,6 +12,12 @@ from index import check_towers
 from runtime.media import MediaStore
 from runtime.pipeline import Embedded, float32_vector
 from runtime.settings import Settings
+from runtime.transcripts import (
+    check_speech_item,
+    speech_rows,
+    stale_speech,
+    with_transcript,
+)
 from runtime.videos import check_video_item, stale_segments, video_rows
 from service import schemas as S
 from service.access import Key, check_scope
@@ -105,7 +111,10 @@ async def upsert_items(
     item's vector is its clip's pooled vector. A video item is stored as one item per segment
     (`ID@0`, `ID@1`, ...; metadata `video_id`, `start`, `end`, `segment` beside the given
     metadata) and the whole video under its id (with `segments`, how many); replacing or deleting
-    it replaces or deletes its segments. Items are embedded by the collection's own model."""
+    it replaces or deletes its segments. An audio or video item with `"speech": true` also stores
+    what is said in it: one item per stretch of speech (`ID@sN`, its text's vector; metadata
+    `parent`, `start`, `end`, `transcript`), replaced and deleted with it. Items are embedded by
+    the collection's own model."""
     col = await open_collection(catalog, name)
     pipe = (await lease.for_collection(col)).pipeline
     check_count(settings, len(req.items), "items")
@@ -115,23 +124,32 @@ async def upsert_items(
     for it in req.items:
         what = f"item '{it.id}'"
         inputs.append(to_input(it, what))
+        if getattr(it, "speech", False):
+            check_speech_item(it.id, it.metadata, what)
         if inputs[-1].modality == "video":
             check_video_item(it.id, it.metadata, what)
         elif inputs[-1].modality == "vector":
             given_vector(it, col)
     out = await pipe.embed(inputs, truncate=req.truncate, cancel=gone)
-    rows = {i: video_rows(it.id, it.metadata, r.clip.video.frames, r.clip.video.duration, r.video)
+    rows = {i: video_rows(it.id, it.metadata, r.clip.video.frames, r.clip.video.duration, r.video,
+                          r.sound)
             for i, (it, r) in enumerate(zip(req.items, out, strict=True))
             if r.video is not None}  # fmt: skip
+    meta, talk = transcript_rows(req.items, out, rows)
     ids = [it.id for it in req.items]
     old = await asyncio.to_thread(col.get, ids)
-    stale = stale_segments(old, {req.items[i].id: len(r.ids) - 1 for i, r in rows.items()})
+    stale = stale_segments(old, {ids[i]: len(out[i].segments) for i in rows},
+                           {ids[i]: len(out[i].sound) for i in rows if out[i].sound})  # fmt: skip
+    stale += stale_speech(old, {ids[i]: len(t.ids) for i, t in talk.items()})
     keep = [i for i in range(len(req.items)) if i not in rows]
     vecs = [out[i].vector[None] for i in keep] + [np.stack(r.vectors) for r in rows.values()]
+    vecs += [np.stack(t.vectors) for t in talk.values() if t.ids]
     model_made = all(x.modality != "vector" for x in inputs)
-    # the keyword index's text: a text or fused item's text (a video's rows have none of their own)
+    # the keyword index's text: a text or fused item's text (a video's rows have none of their
+    # own), and a speech segment's transcript
     texts = [getattr(req.items[i], "text", None) for i in keep]
     texts += [None] * sum(len(r.ids) for r in rows.values())
+    texts += [x for t in talk.values() for x in t.texts]
     # A new item's media go down before the one transaction that makes it (and the removal of
     # a shrunk video's stale segments) visible: a crash in between leaves only unreferenced
     # media, which the next start collects, and a refused write takes them back. A replaced
@@ -140,9 +158,12 @@ async def upsert_items(
     try:
         with_media = await save_item_media(media, name, req.items, out, rows, fresh)
         lsn = await asyncio.to_thread(
-            col.upsert, [ids[i] for i in keep] + [x for r in rows.values() for x in r.ids],
+            col.upsert,
+            [ids[i] for i in keep] + [x for r in rows.values() for x in r.ids]
+            + [x for t in talk.values() for x in t.ids],
             np.concatenate(vecs).astype(np.float32),
-            [req.items[i].metadata for i in keep] + [m for r in rows.values() for m in r.metadata],
+            [meta[i] for i in keep] + [m for r in rows.values() for m in r.metadata]
+            + [m for t in talk.values() for m in t.metadata],
             pipe.encoder.name if model_made else None, stale, texts,
         )  # fmt: skip
     except Exception:  # refused or failed (not cancelled: the write may still land)
@@ -155,6 +176,20 @@ async def upsert_items(
     await asyncio.to_thread(media.delete, name, bare + stale)  # a replaced item's old medium
     audit(request, name, len(req.items))
     return S.UpsertResponse(upserted=len(req.items), lsn=lsn)
+
+
+def transcript_rows(items: list, out: list[Embedded], rows: dict) -> tuple[list, dict]:
+    """Each item's own metadata, with its transcript where it was taken with speech (a video's
+    whole row in `rows` too), and per such item the rows of its speech segments."""
+    meta = [it.metadata for it in items]
+    talk = {}
+    for i, (it, r) in enumerate(zip(items, out, strict=True)):
+        if r.spoken is not None:
+            talk[i] = speech_rows(it.id, it.metadata, r.spoken, i in rows)
+            if i in rows:
+                rows[i].metadata[0] = with_transcript(rows[i].metadata[0], r.transcript)
+            meta[i] = with_transcript(it.metadata, r.transcript)
+    return meta, talk
 
 
 def given_vector(it: S.VectorItem, col) -> np.ndarray:
@@ -217,11 +252,12 @@ async def delete_item(
     request: Request, name: str = Name, item_id: str = ItemPath,
     catalog=CATALOG, media: MediaStore = MEDIA, _=require("write"), lease: Lease = LEASE,
 ) -> S.ItemsDeleted:  # fmt: skip
-    """Delete one item; deleting a video deletes its segments too (`deleted` counts them)."""
+    """Delete one item; deleting a video deletes its segments too, and an item with speech its
+    speech segments (`deleted` counts them)."""
     col = await open_collection(catalog, name)
     lease.check(col)
     item = (await asyncio.to_thread(col.get, [item_id]))[0]
-    ids = [item_id, *stale_segments([item], {})]
+    ids = [item_id, *stale_segments([item], {}), *stale_speech([item], {})]
     deleted = await asyncio.to_thread(col.delete, ids)
     if deleted == 0:
         raise HTTPException(404, f"no item '{item_id}' in collection '{name}'")

@@ -74,6 +74,9 @@ from service.schemas.inputs import (  # noqa: F401
     TextInput,
     TextItem,
     TextQuery,
+    TranscribeAudio,
+    TranscribeInput,
+    TranscribeVideo,
     VectorItem,
     VectorQuery,
     VideoInput,
@@ -101,4 +104,8 @@ from service.schemas.tasks import (  # noqa: F401
     ModelInfo,
     ModelList,
     ModelState,
+    SegmentCaption,
+    TranscribeRequest,
+    TranscribeResponse,
+    TranscriptSegment,
 )

@@ -97,6 +97,9 @@ Item = Annotated[
 ]
 
 
+SoundWeights = dict[Literal["image", "audio"], Annotated[float, Field(ge=0, le=100)]]
+
+
 class VideoSegments(Strict):
     """Vertex-style segment options: fixed intervals, or shots, within [start, end)."""
 
@@ -110,11 +113,23 @@ class VideoSegments(Strict):
         description="Frames to a vector by their mean or by the model's temporal head (default: "
         "the service's video_pooling)"
     )
+    audio: Literal["off", "fuse", "separate"] = Field(
+        "off", description="The sound track, where the model has an audio tower: off; fuse (each "
+        "segment's vector from its frames and its sound window); separate (sound segments of "
+        "their own, `ID@aN`, beside the frame segments)",
+    )  # fmt: skip
+    weights: SoundWeights | SkipJsonSchema[None] = opt(
+        description="fuse's weights of the frames and the sound (default 1 each)"
+    )
 
     @model_validator(mode="after")
     def _one_way(self) -> VideoSegments:
         if self.shots and self.interval is not None:
             raise ValueError("give interval or shots, not both")
+        if self.weights is not None and self.audio != "fuse":
+            raise ValueError('weights are for "audio": "fuse"')
+        if self.weights and not any(self.weights.get(p, 1.0) > 0 for p in ("image", "audio")):
+            raise ValueError("the weights leave nothing of the video: give a part a weight > 0")
         if self.end is not None and self.end <= self.start:
             raise ValueError(f"end ({self.end:g}) must be after start ({self.start:g})")
         return self
@@ -135,6 +150,11 @@ class ImageQuery(Strict):
 
 class AudioQuery(Strict):
     audio: str = Field(description="base64 or data: URL of an audio clip")
+    read_as: Literal["sound", "speech"] = Field(
+        "sound", alias="as",
+        description="sound: the clip through the audio tower; speech: its words, transcribed "
+        "and embedded by the text tower (any model with a text tower)",
+    )  # fmt: skip
 
 
 class VectorQuery(Strict):
@@ -154,8 +174,12 @@ class ImageItem(_Item, ImageQuery):
     pass
 
 
-class AudioItem(_Item, AudioQuery):
-    pass
+class AudioItem(_Item):
+    audio: str = Field(description="base64 or data: URL of an audio clip")
+    speech: StrictBool = Field(
+        False, description="Also store its transcript: one item per stretch of speech (`ID@sN`, "
+        "its text's vector; metadata `parent`, `start`, `end`, `transcript`)",
+    )  # fmt: skip
 
 
 class VectorItem(_Item, VectorQuery):
@@ -174,6 +198,11 @@ class VideoItem(_Item):
     segments: VideoSegments | SkipJsonSchema[None] = opt(
         description="How the video is cut (default: every video_interval_s seconds)"
     )
+    speech: StrictBool = Field(
+        False, description="Also store what its sound track says: one item per stretch of "
+        "speech (`ID@sN`, its text's vector; metadata `parent`, `video_id`, `start`, `end`, "
+        "`transcript`)",
+    )  # fmt: skip
 
 
 ItemIn = Annotated[
@@ -194,3 +223,14 @@ ClassifyInput = Annotated[
     TextQuery | ImageQuery | AudioQuery | VectorQuery | MultiQuery,
     Field(json_schema_extra=one_of),
 ]
+
+
+class TranscribeAudio(Strict):
+    audio: str = Field(description="base64 or data: URL of an audio clip")
+
+
+class TranscribeVideo(Strict):
+    video: str = Field(description="base64 or data: URL of a video: its sound track is read")
+
+
+TranscribeInput = Annotated[TranscribeAudio | TranscribeVideo, Field(json_schema_extra=one_of)]

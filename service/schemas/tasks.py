@@ -1,5 +1,5 @@
 """Shapes of the routes that do more than embed: /classify, trained classifiers and fusion heads,
-/caption, /generate, and the operations (models, health).
+/caption, /transcribe, /generate, and the operations (models, health).
 
 Imports pydantic, generation.decoder and service.schemas only.
 """
@@ -22,7 +22,7 @@ from service.schemas.base import (
     limited,
     opt,
 )
-from service.schemas.inputs import ClassifyInput, Item, ItemId
+from service.schemas.inputs import ClassifyInput, Item, ItemId, TranscribeInput
 
 
 # -- /classify ----------------------------------------------------------------------------------
@@ -112,7 +112,10 @@ class FusionHeadStatus(BaseModel):
 # -- captions -------------------------------------------------------------------------------------
 class CaptionRequest(Strict):
     input: Annotated[list[Item], Field(min_length=1, json_schema_extra={"x-limit": "captions"})] = (
-        Field(description="Items as in /v1/embeddings: image, audio or multi (a text is refused)")
+        Field(
+            description="Items as in /v1/embeddings: image, audio, video or multi (a text is "
+            "refused)"
+        )
     )
     model: str | SkipJsonSchema[None] = opt(
         min_length=1, max_length=1000,
@@ -126,9 +129,18 @@ class CaptionRequest(Strict):
     )
 
 
+class SegmentCaption(BaseModel):
+    start: float = Field(description="Seconds into the video")
+    end: float
+    caption: str
+
+
 class CaptionData(BaseModel):
     index: int
     caption: str
+    segments: list[SegmentCaption] | None = Field(
+        None, description="A video item's: a caption per segment, beside the whole video's"
+    )
 
 
 class CaptionUsage(BaseModel):
@@ -141,6 +153,23 @@ class CaptionResponse(BaseModel):
     model: str
     data: list[CaptionData]
     usage: CaptionUsage
+
+
+# -- transcription --------------------------------------------------------------------------------
+class TranscribeRequest(Strict):
+    input: TranscribeInput = Field(description="An audio clip, or a video whose sound is read")
+
+
+class TranscriptSegment(BaseModel):
+    start: float = Field(description="Seconds from the start of the clip")
+    end: float
+    text: str
+
+
+class TranscribeResponse(BaseModel):
+    text: str = Field(description="Everything said, the segments' texts joined")
+    segments: list[TranscriptSegment] = Field(description="Stretches of speech; none in silence")
+    duration: float = Field(description="Seconds of sound transcribed")
 
 
 # -- generation -----------------------------------------------------------------------------------

@@ -139,6 +139,16 @@ def test_serve_refuses_gpu_search_without_faiss_gpu(tmp_path):
     )
 
 
+def test_serve_refuses_a_speech_recogniser_it_cannot_have(tmp_path, monkeypatch):
+    monkeypatch.setenv("JOINTSPACE_ASR", str(tmp_path / "whisper"))
+    (tmp_path / "whisper").mkdir()
+    one_line_error(
+        run("serve", "--data-dir", str(tmp_path), "--port", "1"),
+        f"asr (JOINTSPACE_ASR): asr '{tmp_path / 'whisper'}': no CTranslate2 Whisper model "
+        "(model.bin) there",
+    )
+
+
 def test_serve_refuses_a_data_dir_another_process_holds(tmp_path, held_elsewhere):
     root = tmp_path / "collections"
     with held_elsewhere(root) as pid:

@@ -113,3 +113,31 @@ def test_the_shipped_captioner_names_a_tinted_garment(make_client):
     got = [(named_items(d["caption"]), named_colour(d["caption"])) for d in r.json()["data"]]
     assert got == want, r.json()["data"]
     assert np.all([d["caption"].endswith(".") for d in r.json()["data"]])
+
+
+def test_a_video_item_is_captioned_with_a_caption_per_segment(cap):
+    from housedata.writer import write_video
+
+    frames = [np.full((32, 32, 3), c, np.uint8) for c in ((200, 20, 20), (20, 20, 200))
+              for _ in range(16)]  # fmt: skip
+    mp4 = "data:video/mp4;base64," + base64.b64encode(write_video(frames, 8, "MP4")).decode()
+    item = {"type": "video", "video": mp4}
+    r = post(cap, {"input": [item, {"type": "image", "image": _png_of(frames[0])}],
+                   "max_tokens": 5})  # fmt: skip
+    assert r.status_code == 200, r.text
+    video, image = r.json()["data"]
+    assert set(image) == {"index", "caption"} and image["caption"]
+    assert [(s["start"], s["end"]) for s in video["segments"]] == [(0.0, 4.0)]
+    # each caption is the one its vector gets alone: the whole video's and its segment's
+    emb = cap.post("/embed", json={"videos": [mp4]}).json()["embeddings"][0]
+    vecs = np.array([emb["vector"], emb["segments"][0]["vector"]], np.float32)
+    want = cap.app.state.runtime.captions.captioner().caption_counted(vecs, 5, 1)
+    assert [video["caption"], video["segments"][0]["caption"]] == [w[0] for w in want]
+    r = post(cap, {"input": [item], "max_tokens": 5, "segments": 1})
+    assert r.status_code == 422
+
+
+def _png_of(a: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()

@@ -53,7 +53,7 @@ def test_every_route_is_declared(document):
         "classify", "create_classifier", "list_classifiers", "get_classifier",
         "delete_classifier", "health", "metrics", "list_models", "list_models_openai", "page",
         "get_media", "create_caption", "generate", "list_fusion_heads", "get_fusion_head",
-        "delete_fusion_head",
+        "delete_fusion_head", "transcribe",
     }  # fmt: skip
     for (method, path), op in ops.items():
         assert op["tags"], (method, path)

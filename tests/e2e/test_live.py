@@ -572,3 +572,46 @@ def test_page_model_picker_follows_the_collection(tmp_path, tiny_clip_dir, tiny_
             wait.until(lambda d: want in d.find_element(By.ID, "status").text)
         finally:
             driver.quit()
+
+
+@pytest.mark.skipif(NO_CHROMIUM or not shutil.which("espeak-ng"),
+                    reason="needs Debian chromium-driver and espeak-ng")  # fmt: skip
+def test_page_adds_a_video_with_its_speech_and_finds_what_is_said(live, tmp_path):
+    """A video added with "With its speech" keeps its transcript: a text search shows the spoken
+    moment with what was said and its time range, and its play button plays from there."""
+    import numpy as np
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+
+    from encoders import Waveform
+    from housedata.writer import write_video
+
+    said = "Free shipping on all orders this weekend."
+    wav = subprocess.run(["espeak-ng", "-v", "en-us", "--stdout", said], capture_output=True,
+                         check=True, timeout=30).stdout  # fmt: skip
+    voice, rate = sf.read(io.BytesIO(wav), dtype="float32")
+    sound = np.concatenate([np.zeros(rate, np.float32), voice, np.zeros(rate, np.float32)])
+    frames = [np.full((48, 64, 3), (90, 90, 90), np.uint8)] * int(len(sound) / rate * 8)
+    film = tmp_path / "talk.mp4"
+    film.write_bytes(write_video(frames, 8, "MP4", Waveform(sound, rate)))
+    httpx.post(f"{live}/collections", json={"name": "talks"}).raise_for_status()
+    driver = chromium(tmp_path)
+    try:
+        wait = open_page(driver, live, "talks")
+        driver.find_element(By.ID, "file").send_keys(str(film))
+        wait.until(lambda d: d.find_element(By.ID, "addvideo").is_displayed())
+        driver.find_element(By.ID, "withspeech").click()
+        driver.find_element(By.ID, "addvideo").click()
+        wait.until(lambda d: "1 spoken; search its moments" in d.find_element(By.ID, "status").text)
+        driver.find_element(By.ID, "text").send_keys(said)
+        driver.find_element(By.ID, "go").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".hit")) >= 3)
+        first = driver.find_elements(By.CSS_SELECTOR, ".hit")[0]
+        assert first.get_attribute("data-id") == "talk.mp4@s0"
+        assert first.find_element(By.CSS_SELECTOR, ".meta").text.startswith(f'said: "{said}" 0:0')
+        first.find_element(By.CSS_SELECTOR, ".play").click()
+        wait.until(lambda d: d.find_elements(By.ID, "playing"))
+        src = driver.find_element(By.ID, "playing").get_attribute("src")
+        assert src.startswith(live + "/media/talks/") and ".mp4#t=" in src
+    finally:
+        driver.quit()

@@ -201,8 +201,8 @@ def test_eval_runs_the_suites_the_parts_allow(oc_dir, tiny_clip_dir):
     every = set(default_suites(load_encoder(f"model:{oc_dir}", device="cpu")))
     assert every == set(known_suites())  # the audio, captioning and generation suites included
     bare = set(default_suites(load_encoder(f"hf:{tiny_clip_dir}", device="cpu")))
-    assert every - bare == {"audio-speech", "audio-sounds", "fusion-head", "captioning",
-                            "generation"}  # fmt: skip
+    assert every - bare == {"audio-speech", "audio-sounds", "video-sound-moments", "fusion-head",
+                            "captioning", "generation"}  # fmt: skip
 
 
 def test_model_show_prints_each_part_and_its_stamp(oc_dir):

@@ -135,3 +135,41 @@ def _recalls(side: str, to_cap: np.ndarray, truth: np.ndarray, to_img: np.ndarra
         out[f"{side}_caption_recall@{k}"] = float((cap_rank[:, :k] == truth[:, None]).any(1).mean())
     out[f"{side}_image_recall@5"] = float((img_rank[:, :5] == idx[:, None]).any(1).mean())
     return out
+
+
+@suite("video-sound-moments", needs_audio=True)
+def video_sound_moments(enc: Encoder, limit: int | None = None, seed: int = 0, **_) -> dict:
+    """Moments found by what is heard: clips whose picture stays the same while the sound changes
+    (one held-out stamp sound per 4 s segment); the caption of a sound must find its segment
+    (rank-1 over every segment of every clip). Fused segments (frames and the sound window, as
+    `"audio": "fuse"` makes them) against frames only, which are alike within a clip."""
+    from encoders.decode import decode_image
+    from fusion import fuse
+
+    rng = np.random.default_rng(seed)
+    every = stamps()
+    held = [s for s in every if s.sound and in_split(s.key, "test", seed)]
+    held = list({s.caption: s for s in held}.values())  # one sound per caption
+    order = rng.permutation(len(held))
+    clips = min(limit or 12, len(held) // 2)
+    slot = int(4 * RATE)
+    seg_img, seg_snd, truth = [], [], []
+    for c in range(clips):
+        pair = [held[i] for i in order[2 * c : 2 * c + 2]]
+        picture = every[int(rng.integers(len(every)))]
+        img = enc.embed_images([decode_image(picture.png)])[0]
+        for s in pair:
+            w = decode_audio(s.sound, RATE, name=s.key).samples[:slot]
+            seg_img.append(img)
+            seg_snd.append(np.pad(w, (0, slot - len(w))))
+            truth.append(s.caption)
+    heard = _embed(enc, seg_snd)
+    fused = np.stack([fuse({"image": i, "audio": a}) for i, a in zip(seg_img, heard, strict=True)])
+    q = enc.embed_text(truth)
+    right = np.arange(len(truth))
+    return {
+        "clips": clips, "segments": len(truth),
+        "fused_top1": float(((q @ fused.T).argmax(1) == right).mean()),
+        "baseline:fused_top1": float(((q @ np.stack(seg_img).T).argmax(1) == right).mean()),
+        "chance@1": 1 / len(truth),
+    }  # fmt: skip

