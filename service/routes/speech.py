@@ -8,10 +8,9 @@ import asyncio
 
 from fastapi import APIRouter, Depends
 
-from runtime.pipeline import Pipeline
 from service import schemas as S
 from service.contract import BATCHED, errors, operation_id
-from service.deps import disconnect_watch, get_pipeline, require
+from service.deps import LEASE, Lease, disconnect_watch, require
 from service.inputs import to_input
 
 router = APIRouter(tags=["speech"], generate_unique_id_function=operation_id)
@@ -19,11 +18,13 @@ router = APIRouter(tags=["speech"], generate_unique_id_function=operation_id)
 
 @router.post("/transcribe", response_model=S.TranscribeResponse, responses=errors(*BATCHED))
 async def transcribe(
-    req: S.TranscribeRequest, pipe: Pipeline = Depends(get_pipeline), _=require("read"),
+    req: S.TranscribeRequest, _=require("read"), lease: Lease = LEASE,
     gone: asyncio.Event = Depends(disconnect_watch),
 ) -> S.TranscribeResponse:  # fmt: skip
     """`{"input": {"audio": ...}}` or `{"input": {"video": ...}}`: the text said and its segments
-    (`start`, `end` in seconds, `text`); a clip without speech has none (and an empty text)."""
+    (`start`, `end` in seconds, `text`); a clip without speech has none (and an empty text). The
+    default model's pipeline decodes the input (held, and loaded first where models are lazy)."""
+    pipe = (await lease.take(None)).pipeline
     pipe.require_speech()  # before any decoding
     said = await pipe.transcribe(to_input(req.input, "input"), cancel=gone)
     segments = [S.TranscriptSegment(start=s.start, end=s.end, text=s.text) for s in said.segments]

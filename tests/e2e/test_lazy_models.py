@@ -117,3 +117,20 @@ def test_a_lazy_model_that_cannot_load_is_503_and_tried_again(tmp_path, specs, t
         assert embed(c, specs[1]) == 200  # the other model serves on
         shutil.copytree(tiny_clip_dir, gone)
         assert embed(c, spec) == 200  # loaded on the next request
+
+
+def test_transcribe_loads_the_lazy_default_model_that_decodes_its_clip(tmp_path, specs):
+    import base64
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(16_000, np.float32), 16_000, format="WAV")
+    clip = "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode()
+    clip_spec, siglip = specs
+    with lazy(tmp_path, specs) as c:
+        r = c.post("/transcribe", json={"input": {"audio": clip}})
+        assert (r.status_code, r.json()["segments"]) == (200, [])
+        assert loaded(c) == [(clip_spec, True), (siglip, False)]
