@@ -55,5 +55,5 @@ def test_the_head_suite_needs_an_audio_tower(tiny_clip_dir):
         evaluate(enc, ("fusion-head",))
     assert str(e.value) == (
         f"model 'hf:{tiny_clip_dir}' has no audio tower for the audio-speech, audio-sounds, "
-        "fusion-head suites"
+        "video-sound-moments, fusion-head suites"
     )
