@@ -66,6 +66,33 @@ def embed_cmd(
         int, typer.Option(min=1, help="Inputs per output shard (folders and tables).")
     ] = 10_000,
     window: Annotated[float | None, typer.Option(min=0.1, help="Audio window, seconds.")] = None,
+    interval: Annotated[
+        float, typer.Option(min=0.1, max=600, help="Video segment length, seconds.")
+    ] = 4.0,
+    shots: Annotated[
+        bool, typer.Option(help="Cut videos at shot boundaries instead of intervals.")
+    ] = False,
+    fps: Annotated[
+        float, typer.Option(min=0.01, max=30, help="Video frames sampled a second.")
+    ] = 1.0,
+    pooling: Annotated[
+        str,
+        typer.Option(
+            help="Video frames to a vector: mean, temporal or auto (the model's temporal head "
+            "when it has one)."
+        ),
+    ] = "auto",
+    video_audio: Annotated[
+        str,
+        typer.Option(
+            help="A video's sound track: off, fuse (into each segment's vector) or separate "
+            "(rows of its own, ID@aN); needs an audio tower."
+        ),
+    ] = "off",
+    video_weights: Annotated[
+        str | None,
+        typer.Option(help="With --video-audio fuse: image=W,audio=W (default 1 each)."),
+    ] = None,
     path_column: Annotated[str, typer.Option(help="Tables: the column of file paths.")] = "path",
     text_column: Annotated[str, typer.Option(help="Tables: the column of texts.")] = "text",
     id_column: Annotated[str, typer.Option(help="Tables: the column of ids.")] = "id",
@@ -79,11 +106,13 @@ def embed_cmd(
 ) -> None:
     """Embed every input under SRC into parquet shards in --out; rerun the same command to
     resume an interrupted job."""
-    from jobs import JobOptions, TableColumns, embed_job
+    from jobs import JobOptions, TableColumns, VideoOptions, embed_job
 
+    video = VideoOptions(fps=fps, interval=interval, shots=shots, pooling=pooling,
+                         audio=video_audio, weights=parse_weights(video_weights))  # fmt: skip
     opts = JobOptions(
         runner=runner, workers=workers, batch_size=batch_size, limit=limit, device=device,
-        shard_size=shard_size, window=window, ray_address=ray_address,
+        shard_size=shard_size, window=window, ray_address=ray_address, video=video,
         columns=TableColumns(path=path_column, text=text_column, id=id_column),
     )  # fmt: skip
     bar = job_progress()
@@ -96,7 +125,8 @@ def embed_cmd(
             err.print(f"resuming: {started.resumed} of {len(started.plan.sizes)} shards are done",
                       markup=False)  # fmt: skip
         for modality, n in sorted(started.plan.skipped.items()):
-            err.print(f"skipping {n} {modality} files: model '{model}' has no {modality} tower",
+            tower = "image" if modality == "video" else modality
+            err.print(f"skipping {n} {modality} files: model '{model}' has no {tower} tower",
                       markup=False)  # fmt: skip
         task = bar.add_task("embedding", total=started.pending, rate="-", errors=0)
         bar.start()
@@ -126,6 +156,22 @@ def embed_cmd(
     out.print(summary, markup=False, highlight=False)
     if ingest_into:
         ingest_cmd(out_dir, ingest_into, data_dir)
+
+
+def parse_weights(text: str | None) -> dict[str, float] | None:
+    """`image=1,audio=2` as a dict; a malformed one is a one-line error."""
+    if text is None:
+        return None
+    out = {}
+    for part in text.split(","):
+        name, eq, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq or not name.strip():
+            fail(f"--video-weights takes name=number pairs such as image=1,audio=2, not '{text}'")
+    return out
 
 
 def migrated(out_dir: Path) -> None:

@@ -281,6 +281,20 @@ def audio_track(data: bytes, rate: int, limits: VideoLimits, name: str) -> Wavef
                         kind="M4A" if kind == "MP4" else "WebM")  # fmt: skip
 
 
+def sound_windows(wave: Waveform | None, spans: list[tuple[float, float]],
+                  min_seconds: float = 0.1) -> list[tuple[int, Waveform]]:  # fmt: skip
+    """Each span's stretch of a video's sound track, with the span's index: a span shorter than
+    `min_seconds`, or a video without a sound track, has none."""
+    if wave is None:
+        return []
+    out = []
+    for j, (a, b) in enumerate(spans):
+        part = wave.samples[int(a * wave.rate) : int(b * wave.rate)]
+        if len(part) >= wave.rate * min_seconds:
+            out.append((j, Waveform(part, wave.rate)))
+    return out
+
+
 def _too_long(name: str, seconds: float, limits: VideoLimits, prefix: str = "") -> str:
     return f"{name}: {prefix}{seconds:.1f} s of video, over the limit of {limits.max_seconds:g} s"
 

@@ -7,7 +7,7 @@ Must not import FAISS, the encoders' models or HTTP.
 """
 
 from fusion.classify import DEFAULT_TEMPLATES, class_matrix, scores
-from fusion.compose import PARTS, Term, compose, fuse, parse_modification
+from fusion.compose import PARTS, Term, compose, fuse, fuse_sound, parse_modification
 
 __all__ = [
     "DEFAULT_TEMPLATES",
@@ -16,6 +16,7 @@ __all__ = [
     "class_matrix",
     "compose",
     "fuse",
+    "fuse_sound",
     "parse_modification",
     "scores",
 ]

@@ -67,6 +67,25 @@ def fuse(parts: dict[str, np.ndarray], weights: dict[str, float] | None = None) 
     return (total / norm).astype(np.float32)
 
 
+def fuse_sound(
+    vector: np.ndarray,
+    segment_vectors: np.ndarray,
+    heard: dict[int, np.ndarray],
+    weights: dict[str, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A video's vectors with its sound fused in: segment j's frames vector with `heard[j]` (its
+    sound window's), and the whole video's with the mean of the windows'; a segment without a
+    window keeps its frames vector. `weights` name "image" and "audio" (1 each by default).
+    Returns (whole, segments)."""
+    segs = np.array(segment_vectors, np.float32, copy=True)
+    for j, v in heard.items():
+        segs[j] = fuse({"image": segs[j], "audio": v}, weights)
+    if not heard:
+        return np.asarray(vector, np.float32), segs
+    mean = np.mean(list(heard.values()), axis=0)
+    return fuse({"image": vector, "audio": mean}, weights), segs
+
+
 def compose(
     query: np.ndarray,
     term_vectors: np.ndarray,

@@ -9,5 +9,15 @@ from jobs.errors import JobError
 from jobs.ingest import ingest
 from jobs.run import RUNNERS, JobOptions, Started, embed_job
 from jobs.sources import TableColumns
+from jobs.video import VideoOptions
 
-__all__ = ["RUNNERS", "JobError", "JobOptions", "Started", "TableColumns", "embed_job", "ingest"]
+__all__ = [
+    "RUNNERS",
+    "JobError",
+    "JobOptions",
+    "Started",
+    "TableColumns",
+    "VideoOptions",
+    "embed_job",
+    "ingest",
+]

@@ -2,8 +2,9 @@
 runner's processes and Ray's actors, so that both give the same vectors.
 
 Owns reading an item's bytes (a file, or a member of a tar read at its offset without unpacking
-the tar), the caps, and decoding through the encoders' safe decoders (image, audio); an item that
-fails becomes an error string, never an exception out of the worker. Must not import the index,
+the tar), the caps, and decoding through the encoders' safe decoders (image, audio, and video by
+jobs/video.py); an item that fails becomes an error string, never an exception out of the
+worker. Must not import the index,
 the model weights or anything of HTTP.
 """
 
@@ -15,10 +16,13 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from encoders.audio import AudioLimits, decode_audio, sniff_audio
+from encoders.base import IMAGE
 from encoders.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image, read_capped
 from encoders.decode import sniff_format as sniff_image
 from encoders.errors import InputError
+from encoders.video import has_video_stream, sniff_video
 from jobs.sources import Item
+from jobs.video import VideoOptions, check_metadata, decode
 
 
 @dataclass(frozen=True)
@@ -30,11 +34,13 @@ class DecodeOptions:
     modalities: frozenset[str] = frozenset({"text", "image"})
     #: the encoder's `image_prefit`: applied here, in the worker, to every decoded image
     image_prefit: Callable[[Image.Image], Image.Image] | None = None
+    video: VideoOptions = field(default_factory=VideoOptions)
 
 
 @dataclass
 class Decoded:
-    """An item ready for its tower (`payload`: str, PIL image or Waveform), or why it is not."""
+    """An item ready for its tower (`payload`: str, PIL image, Waveform or decoded Video), or why
+    it is not."""
 
     item: Item
     modality: str
@@ -65,8 +71,15 @@ def decode_item(item: Item, opts: DecodeOptions) -> Decoded:
             if not item.text or not item.text.strip():
                 raise InputError("empty text (a row needs a path or a non-empty text)")
             return Decoded(item, "text", item.text)
-        data = read_item(item, opts.max_bytes)
+        cap = opts.video.limits.max_bytes if item.modality == "video" else opts.max_bytes
+        data = read_item(item, cap)
         modality = item.modality if item.modality != "unknown" else _sniff(data)
+        if modality == "video":
+            if IMAGE not in opts.modalities:
+                raise InputError("the model has no image tower to embed video frames with")
+            check_metadata(item.metadata)
+            video = decode(data, item.source, opts.video, opts.audio_rate, opts.image_prefit)
+            return Decoded(item, modality, video)
         if modality not in opts.modalities:
             raise InputError(f"the model has no {modality} tower")
         if modality == "image":
@@ -86,9 +99,11 @@ def _sniff(data: bytes) -> str:
     head = data[:16]
     if sniff_image(head):
         return "image"
+    if sniff_video(head) and has_video_stream(data):
+        return "video"
     if sniff_audio(head):
         return "audio"
-    raise InputError("not a supported image or audio format")
+    raise InputError("not a supported image, audio or video format")
 
 
 def decode_chunk(items: list[Item], opts: DecodeOptions) -> list[Decoded]:

@@ -1,7 +1,7 @@
 """Decoded items into output rows: one batch of one modality through its tower. Both runners call
 this, so that they give the same vectors.
 
-Owns grouping decoded items by modality, the forward passes, and isolating a bad item: when a
+Owns the forward passes of a batch (videos: jobs/video.py), and isolating a bad item: when a
 batch is refused (InputError), its items go one by one so only the bad one becomes an error.
 Must not import the index or anything of HTTP.
 """
@@ -12,6 +12,7 @@ from encoders.base import Encoder
 from encoders.errors import InputError
 from jobs.decode import Decoded
 from jobs.output import Row
+from jobs.video import VideoOptions, embed_videos
 
 
 def error_record(d: Decoded, reason: str) -> dict:
@@ -39,29 +40,26 @@ def embed_group(enc: Encoder, batch: list[Decoded], window: float | None = None)
 
 
 def embed_batch(
-    enc: Encoder, batch: list[Decoded], window: float | None = None
+    enc: Encoder,
+    batch: list[Decoded],
+    window: float | None = None,
+    video: VideoOptions | None = None,
+    batch_size: int = 64,
 ) -> tuple[list[Row], list[dict]]:
-    """Rows for the decoded items of one modality, and error records for those refused."""
+    """Rows for the decoded items of one modality, and error records for those refused (a
+    video gives several rows: jobs/video.py)."""
     rows, errors = [], []
-    for d, res in zip(batch, embed_group(enc, batch, window), strict=True):
+    if batch and batch[0].modality == "video":
+        found = embed_videos(enc, [d.item for d in batch], [d.payload for d in batch],
+                             video or VideoOptions(), window, batch_size)  # fmt: skip
+    else:
+        found = embed_group(enc, batch, window)
+    for d, res in zip(batch, found, strict=True):
         if isinstance(res, str):
             errors.append(error_record(d, res))
+        elif isinstance(res, list):
+            rows += res
         else:
             it = d.item
             rows.append(Row(it.index, it.id, it.source, d.modality, res, it.metadata))
     return rows, errors
-
-
-def embed_all(enc: Encoder, decoded: list[Decoded], window: float | None = None) -> list:
-    """Per decoded item, in order: its vector, or why it has none (its decode error, or the
-    tower's refusal); the items of each modality go through their tower together."""
-    results: list = [d.error for d in decoded]
-    groups: dict[str, list[int]] = {}
-    for i, d in enumerate(decoded):
-        if d.error is None:
-            groups.setdefault(d.modality, []).append(i)
-    for idx in groups.values():
-        found = embed_group(enc, [decoded[i] for i in idx], window)
-        for i, res in zip(idx, found, strict=True):
-            results[i] = res
-    return results

@@ -2,10 +2,10 @@
 
 Owns reading the shards in batches (memory bounded by the batch, not the output), creating the
 collection stamped with the job's model (and its towers' stamp, refusing a collection of other
-towers), upserting with each row's source and modality in its metadata, and, for outputs large
-enough, building the IVF index the collection's 'auto' setting asks for (trained on a sample, by
-the index package) before the final snapshot. Must not import
-torch or anything of HTTP.
+towers), upserting with each row's source and modality in its metadata (a video's rows replacing
+the segments stored before, index.children), and, for outputs large enough, building the IVF
+index the collection's 'auto' setting asks for (trained on a sample, by the index package) before
+the final snapshot. Must not import torch or anything of HTTP.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from index import Catalog, check_towers
+from index.children import stale_segments, stale_speech
 from jobs.errors import JobError
 from jobs.output import MANIFEST, iter_vectors, migrate, read_manifest
 
@@ -34,6 +35,21 @@ def finished_job(out: Path, on_migrate: Callable[[], None] | None = None) -> dic
     if not manifest.get("complete"):
         raise JobError(f"{out}: the job has not finished: run the same `job embed` command again")
     return manifest
+
+
+def stale_children(col, ids: list[str], metas: list[dict]) -> list[str]:
+    """The segments, sound segments and speech segments that the stored versions of `ids` have
+    and their new rows do not (a video re-cut into fewer segments, an item that was a video):
+    removed in the same write, as the API's upsert does."""
+    now, sound = {}, {}
+    for item_id, meta in zip(ids, metas, strict=True):
+        if meta.get("video_id") == item_id:
+            now[item_id] = meta.get("segments", 0)
+            sound[item_id] = meta.get("sound_segments", 0)
+    old = col.get(ids)
+    taken = set(ids)
+    stale = stale_segments(old, now, sound) + stale_speech(old, {})
+    return [s for s in stale if s not in taken]
 
 
 def ingest(
@@ -58,7 +74,9 @@ def ingest(
     for ids, vecs, metas in iter_vectors(out, dim):
         last = {item_id: i for i, item_id in enumerate(ids)}  # a repeated id: the last row wins
         keep = sorted(last.values())
-        col.upsert([ids[i] for i in keep], vecs[keep], [metas[i] for i in keep], model=stamp)
+        ids_k, metas_k = [ids[i] for i in keep], [metas[i] for i in keep]
+        stale = stale_children(col, ids_k, metas_k)
+        col.upsert(ids_k, vecs[keep], metas_k, model=stamp, remove=stale)
         n += len(ids)
         if progress is not None:
             progress(len(ids))

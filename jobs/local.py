@@ -24,6 +24,7 @@ from jobs.decode import Decoded, DecodeOptions, decode_chunk
 from jobs.embed import embed_batch, error_record
 from jobs.output import Row, write_shard
 from jobs.sources import Item, Shard
+from jobs.video import VideoOptions
 
 CHUNK = 16  # items per round trip to a worker
 INFLIGHT_PER_WORKER = 4  # chunks queued per worker: enough to keep it busy, no more
@@ -39,6 +40,7 @@ class ShardState:
 
     shard: Shard
     left: int
+    video: VideoOptions = field(default_factory=VideoOptions)
     rows: list[Row] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
     pending: dict[str, list[Decoded]] = field(default_factory=dict)
@@ -52,19 +54,28 @@ class ShardState:
                 continue
             queue = self.pending.setdefault(d.modality, [])
             queue.append(d)
-            if len(queue) >= batch_size:
-                self._flush(enc, d.modality, window)
+            if _size(queue) >= batch_size:
+                self._flush(enc, d.modality, window, batch_size)
         self.left -= len(decoded)
 
-    def _flush(self, enc: Encoder, modality: str, window: float | None) -> None:
-        rows, errors = embed_batch(enc, self.pending.pop(modality, []), window)
+    def _flush(self, enc: Encoder, modality: str, window: float | None,
+               batch_size: int) -> None:  # fmt: skip
+        batch = self.pending.pop(modality, [])
+        rows, errors = embed_batch(enc, batch, window, self.video, batch_size)
         self.rows += rows
         self.errors += errors
 
-    def finish(self, enc: Encoder, out: Path, window: float | None) -> None:
+    def finish(self, enc: Encoder, out: Path, window: float | None, batch_size: int) -> None:
         for modality in list(self.pending):
-            self._flush(enc, modality, window)
+            self._flush(enc, modality, window, batch_size)
         write_shard(out, self.shard.name, self.rows, self.errors, enc.dim)
+
+
+def _size(queue: list[Decoded]) -> int:
+    """A batch's size: its inputs, or for videos their sampled frames."""
+    if queue and queue[0].modality == "video":
+        return sum(len(d.payload.frames) for d in queue)
+    return len(queue)
 
 
 def _worker_init(parent: int) -> None:
@@ -84,9 +95,19 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def chunks(shards: Iterable[Shard]) -> Iterator[tuple[Shard, list[Item]]]:
+    """A shard's items, CHUNK at a time; a video goes alone (its frames are a chunk's worth)."""
     for shard in shards:
-        for at in range(0, len(shard.items), CHUNK):
-            yield shard, shard.items[at : at + CHUNK]
+        chunk: list[Item] = []
+        for it in shard.items:
+            if it.modality == "video" and chunk:
+                yield shard, chunk
+                chunk = []
+            chunk.append(it)
+            if it.modality == "video" or len(chunk) == CHUNK:
+                yield shard, chunk
+                chunk = []
+        if chunk:
+            yield shard, chunk
 
 
 def decoded_chunks(
@@ -131,11 +152,11 @@ def run_local(
     per shard. Only the shards with chunks in flight are held."""
     states: dict[str, ShardState] = {}
     for shard, decoded in decoded_chunks(shards, opts, workers):
-        st = states.setdefault(shard.name, ShardState(shard, len(shard.items)))
+        st = states.setdefault(shard.name, ShardState(shard, len(shard.items), opts.video))
         n_err = len(st.errors)
         st.add(decoded, enc, batch_size, window)
         if st.left == 0:
-            st.finish(enc, out, window)
+            st.finish(enc, out, window, batch_size)
             del states[shard.name]
         if progress is not None:
             progress(len(decoded), len(st.errors) - n_err)

@@ -82,7 +82,7 @@ def write_shard(out: Path, name: str, rows: list[Row], errors: list[dict], dim: 
     (out / ERRORS_DIR).mkdir(exist_ok=True)
     lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors).encode()
     _atomic_write(out / ERRORS_DIR / f"{name}.jsonl", lambda f: f.write(lines))
-    rows = sorted(rows, key=lambda r: (r.index, r.start or 0.0))
+    rows = sorted(rows, key=lambda r: r.index)  # stable: a video's rows stay in their order
     vecs = np.stack([r.vector for r in rows]).astype(np.float32) if rows else np.zeros((0, dim))
     flat = pa.array(vecs.reshape(-1).astype(np.float32), type=pa.float32())
     table = pa.table(
@@ -158,6 +158,12 @@ def claim(
             f"{out} holds vectors from the towers model '{model}' had before they were "
             f"fine-tuned (towers {theirs}; now {ours}): choose another --out"
         )
+    if old.get("video", plan_info.get("video")) != plan_info.get("video", old.get("video")):
+        raise JobError(
+            f"{out} holds videos cut and embedded with other options ({_options(old['video'])}); "
+            f"this job asks for {_options(plan_info['video'])}: give the same options, or "
+            "choose another --out"
+        )
     if old.get("fingerprint") != plan_info["fingerprint"]:
         raise JobError(
             f"{out} holds a job over other input ({old.get('items')} items from "
@@ -165,6 +171,10 @@ def claim(
             f"from {', '.join(plan_info['sources'])}: choose another --out"
         )
     return old
+
+
+def _options(video: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in video.items() if v is not None)
 
 
 def merge_errors(out: Path, names: list[str]) -> int:

@@ -43,7 +43,7 @@ class ShardWriter:
         self.pool = ThreadPoolExecutor(DECODE_THREADS)
 
     def run(self, shard: Shard) -> tuple[str, int, int]:
-        st = ShardState(shard, len(shard.items))
+        st = ShardState(shard, len(shard.items), self.opts.video)
         inflight: deque[Future] = deque()  # a few chunks ahead of the model, no more
         for _, items in chunks([shard]):
             inflight.append(self.pool.submit(decode_chunk, items, self.opts))
@@ -51,7 +51,7 @@ class ShardWriter:
                 st.add(inflight.popleft().result(), self.enc, self.batch_size, self.window)
         while inflight:
             st.add(inflight.popleft().result(), self.enc, self.batch_size, self.window)
-        st.finish(self.enc, self.out, self.window)
+        st.finish(self.enc, self.out, self.window, self.batch_size)
         return shard.name, len(shard.items), len(st.errors)
 
 

@@ -27,6 +27,7 @@ from jobs.output import (
     write_shard,
 )
 from jobs.sources import DEFAULT_SHARD_SIZE, Plan, Shard, TableColumns, plan
+from jobs.video import VideoOptions
 
 RUNNERS = ("local", "ray")
 
@@ -42,6 +43,7 @@ class JobOptions:
     window: float | None = None
     columns: TableColumns = field(default_factory=TableColumns)
     ray_address: str | None = None
+    video: VideoOptions = field(default_factory=VideoOptions)
 
 
 @dataclass
@@ -68,6 +70,7 @@ def embed_job(
         raise JobError(f"unknown runner '{opts.runner}': use one of {', '.join(RUNNERS)}")
     model = str(parse_spec(spec))
     enc = load_encoder(spec, device="cpu" if opts.runner == "ray" else opts.device)
+    video = opts.video.resolved(enc)
     the_plan = plan(srcs, enc.modalities, opts.shard_size, opts.limit, opts.columns)
     info = {
         "encoder": enc.name, "model_digest": enc.model_digest, "kind": the_plan.kind,
@@ -76,6 +79,8 @@ def embed_job(
         "shard_size": opts.shard_size, "fingerprint": the_plan.fingerprint,
         "skipped": the_plan.skipped,
     }  # fmt: skip
+    if the_plan.modalities.get("video") or the_plan.modalities.get("unknown"):
+        info["video"] = video.manifest()  # a resumed job must cut its videos the same way
     manifest = claim(out, model, enc.dim, info, on_migrate)
     done = done_shards(out)
     pending = {name: n for name, n in the_plan.sizes.items() if name not in done}
@@ -86,6 +91,7 @@ def embed_job(
         audio_rate=enc.audio_rate if AUDIO in enc.modalities else 16_000,
         modalities=frozenset(enc.modalities),
         image_prefit=enc.image_prefit,
+        video=video,
     )
     t0 = time.perf_counter()
     work, received = _work(the_plan, pending, out, enc.dim), None

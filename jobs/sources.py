@@ -24,10 +24,12 @@ from jobs.errors import JobError
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 AUDIO_EXT = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac"}
+VIDEO_EXT = {".mp4", ".m4v", ".mov", ".webm", ".mkv"}
 TEXT_EXT = {".txt"}
 META_EXT = {".json"}
 TABLE_EXT = {".parquet", ".csv", ".jsonl", ".ndjson"}
-MEDIA_EXT = {**dict.fromkeys(IMAGE_EXT, "image"), **dict.fromkeys(AUDIO_EXT, "audio")}
+MEDIA_EXT = {**dict.fromkeys(IMAGE_EXT, "image"), **dict.fromkeys(AUDIO_EXT, "audio"),
+             **dict.fromkeys(VIDEO_EXT, "video")}  # fmt: skip
 DEFAULT_SHARD_SIZE = 10_000
 
 
@@ -39,7 +41,7 @@ class Item:
     index: int  # position within its shard
     id: str
     source: str
-    modality: str  # text | image | audio
+    modality: str  # text | image | audio | video | unknown (a table's path of another extension)
     path: str | None = None
     tar: str | None = None
     offset: int = 0
@@ -67,6 +69,7 @@ class Plan:
     sizes: dict[str, int]  # shard name -> items, in plan order
     fingerprint: str
     skipped: dict[str, int]  # modality -> files of a modality the model lacks
+    modalities: dict[str, int] = field(default_factory=dict)  # modality -> planned items
     make: Callable[[], Iterator[Shard]] = field(repr=False, default=lambda: iter(()))
 
     @property
@@ -123,6 +126,8 @@ def plan(
         if not s.exists():
             raise JobError(f"{s}: no such file or folder")
     wanted = set(modalities)
+    if "image" in wanted:  # a video's frames go through the image tower
+        wanted.add("video")
     if len(srcs) == 1 and srcs[0].is_dir():
         items, skipped = _folder_items(srcs[0], wanted)
         return _planned("folder", srcs, lambda _: _cut(iter(items[:limit]), shard_size), skipped)
@@ -147,12 +152,14 @@ def _planned(kind: str, srcs: list[Path], listing: Callable[[dict], Iterator[Sha
              skipped: dict[str, int]) -> Plan:  # fmt: skip
     """One pass over the listing (counting the files skipped into `skipped`) for the shard sizes
     and the fingerprint; the plan lists again whenever its shards are asked for."""
-    h, sizes = hashlib.sha256(), {}
+    h, sizes, kinds = hashlib.sha256(), {}, {}
     for shard in listing(skipped):
         _hash_shard(h, shard)
         sizes[shard.name] = len(shard.items)
+        for it in shard.items:
+            kinds[it.modality] = kinds.get(it.modality, 0) + 1
     again = functools.partial(listing, {})  # skipped files were counted in the first pass
-    return Plan(kind, [str(s) for s in srcs], sizes, h.hexdigest()[:32], skipped, again)
+    return Plan(kind, [str(s) for s in srcs], sizes, h.hexdigest()[:32], skipped, kinds, again)
 
 
 def _cut(items: Iterator[Item], shard_size: int) -> Iterator[Shard]:
@@ -325,7 +332,7 @@ def _row_item(path: Path, row_no: int, row: dict, wanted: set[str], cols: TableC
     if not media:
         return Item(0, item_id, source, "text", text=str(text or ""), metadata=meta)
     modality = MEDIA_EXT.get(os.path.splitext(str(media))[1].lower(), "unknown")
-    if modality in ("image", "audio") and modality not in wanted:
+    if modality in ("image", "audio", "video") and modality not in wanted:
         skipped[modality] = skipped.get(modality, 0) + 1
         return None
     full = os.path.join(os.path.dirname(path), str(media))  # an absolute path stays as it is

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from encoders import InputError, VideoEmbedding, Waveform
+from encoders import InputError, VideoEmbedding
 from encoders.speech import Spoken, Transcript
-from encoders.video import pool_videos, segments
-from fusion import fuse
+from encoders.video import pool_videos, segments, sound_windows
+from fusion import fuse, fuse_sound
 from fusion.head import FusionHead, HeadError
 from runtime import inputs as I
 from runtime.decoders import Clip, Decoders, VideoClip
@@ -273,12 +273,9 @@ class Pipeline:
         window under 0.1 s, or a video without a sound track, has no sound vector."""
         windows, owners = [], []
         for k, (r, _) in enumerate(todo):
-            wave = r.clip.video.audio
-            for j, (a, b) in enumerate(r.segments if wave is not None else []):
-                part = wave.samples[int(a * wave.rate) : int(b * wave.rate)]
-                if len(part) >= wave.rate // 10:
-                    windows.append(Waveform(part, wave.rate))
-                    owners.append((k, j))
+            for j, w in sound_windows(r.clip.video.audio, r.segments):
+                windows.append(w)
+                owners.append((k, j))
         heard = await self.towers.run("audio", windows, ctx.cancel) if windows else []
         by_video: dict[int, dict[int, np.ndarray]] = {}
         for (k, j), res in zip(owners, heard, strict=True):
@@ -288,13 +285,8 @@ class Pipeline:
             if cut.audio == "separate":
                 r.sound = [(*r.segments[j], v) for j, v in sorted(got.items())]
                 continue
-            segs = np.array(r.segment_vectors, np.float32, copy=True)
             try:
-                for j, v in got.items():
-                    segs[j] = fuse({"image": segs[j], "audio": v}, cut.weights)
-                if got:
-                    mean = np.mean(list(got.values()), axis=0)
-                    r.vector = fuse({"image": r.vector, "audio": mean}, cut.weights)
+                r.vector, segs = fuse_sound(r.vector, r.segment_vectors, got, cut.weights)
             except ValueError as e:
                 raise InputError(f"a video's sound fusion: {e}") from None
             r.segment_vectors = r.video.segment_vectors = segs

@@ -1,6 +1,6 @@
 """Transcripts stored with their items: an audio or video item taken with `"speech": true` writes
 one item per stretch of speech beside it, and replacing or deleting the item takes them with it
-(as runtime/videos.py does for a video's segments).
+(index.children says which segments a replaced item leaves behind).
 
 A speech segment's id is the item's id, '@s' and its index; its vector is its text's (the text
 tower's); its metadata is the user's plus `parent` (the item's id), `start` and `end` in seconds,
@@ -18,14 +18,10 @@ import numpy as np
 
 from encoders import InputError
 from encoders.speech import Spoken, Transcript
-from index.collection import Item
+from index.children import speech_id
 
 RESERVED = ("parent", "start", "end", "transcript", "speech_segment", "speech_segments")
 MAX_ID = 512
-
-
-def speech_id(item_id: str, i: int) -> str:
-    return f"{item_id}@s{i}"
 
 
 def check_speech_item(item_id: str, metadata: dict | None, what: str) -> None:
@@ -66,23 +62,4 @@ def speech_rows(item_id: str, metadata: dict | None, spoken: list[tuple[Spoken, 
         out.metadata.append({**user, "parent": item_id, "start": s.start, "end": s.end,
                              "transcript": s.text, "speech_segment": i})  # fmt: skip
         out.texts.append(s.text)
-    return out
-
-
-def speech_count(item: Item | None) -> int:
-    """How many speech segments a stored item has (0 for one without, or a segment itself)."""
-    meta = item.metadata if item is not None else None
-    if not isinstance(meta, dict) or "parent" in meta:
-        return 0
-    n = meta.get("speech_segments")
-    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 0
-
-
-def stale_speech(old: list[Item | None], now: dict[str, int]) -> list[str]:
-    """Speech-segment ids of replaced items that their new version no longer has (`now`: id ->
-    the new version's count, absent or 0 for none)."""
-    out = []
-    for item in old:
-        if item is not None:
-            out += [speech_id(item.id, i) for i in range(now.get(item.id, 0), speech_count(item))]
     return out

@@ -1,6 +1,7 @@
 """Video items of a collection: a video item becomes one item per segment plus one for the whole
-video, and deleting or replacing it takes its segments with it. Also grouping search hits by a
-metadata field (best segment per video).
+video (laid out by index.children, which also says which segments a replaced video leaves
+behind), with a thumbnail per segment; the checks on a video item's id and metadata; grouping
+search hits by a metadata field (best segment per video).
 
 A segment's id is the video's id, '@' and its index (safe in a URL path); its metadata is the
 user's plus `video_id` (the id given), `start` and `end` in seconds and `segment` (its index); the
@@ -22,18 +23,10 @@ from PIL import Image
 from encoders import InputError, VideoEmbedding
 from index import Collection
 from index.checks import MAX_K
-from index.collection import Item
+from index.children import VIDEO_KEYS, segment_id, video_item_rows
 
-RESERVED = ("video_id", "start", "end", "segment", "segments", "sound_segment", "sound_segments")
+RESERVED = VIDEO_KEYS
 MAX_ID = 512
-
-
-def segment_id(video_id: str, i: int) -> str:
-    return f"{video_id}@{i}"
-
-
-def sound_id(video_id: str, i: int) -> str:
-    return f"{video_id}@a{i}"
 
 
 def check_video_item(item_id: str, metadata: dict | None, what: str) -> None:
@@ -61,52 +54,15 @@ class VideoRows:
 
 def video_rows(item_id: str, metadata: dict | None, frames: list[Image.Image], duration: float,
                emb: VideoEmbedding, sound: list | None = None) -> VideoRows:  # fmt: skip
-    """The whole video, its segments and (with `sound`: (start, end, vector) each, from
-    `"audio": "separate"`) its sound segments `ID@aN` (metadata `sound_segment`; the whole
-    video's `sound_segments` counts them)."""
-    user = dict(metadata or {})
-    whole = {**user, "video_id": item_id, "start": 0.0, "end": round(duration, 3),
-             "segments": len(emb.segments)}  # fmt: skip
-    if sound is not None:
-        whole["sound_segments"] = len(sound)
-    out = VideoRows([item_id], [emb.vector], [whole])
-    for i, (a, b, vec) in enumerate(sound or []):
-        out.ids.append(sound_id(item_id, i))
-        out.vectors.append(vec)
-        out.metadata.append({**user, "video_id": item_id, "start": a, "end": b,
-                             "sound_segment": i})  # fmt: skip
-    for i, (s, vec) in enumerate(zip(emb.segments, emb.segment_vectors, strict=True)):
-        sid = segment_id(item_id, i)
-        out.ids.append(sid)
-        out.vectors.append(vec)
-        out.metadata.append({**user, "video_id": item_id, "start": s.start, "end": s.end,
-                             "segment": i})  # fmt: skip
-        out.thumbs.append((sid, frames[s.frames[len(s.frames) // 2]]))
-    return out
-
-
-def segment_count(item: Item | None, key: str = "segments") -> int:
-    """How many segments (or sound segments) a stored item has: a video's whole item says so,
-    anything else 0."""
-    meta = item.metadata if item is not None else None
-    if isinstance(meta, dict) and meta.get("video_id") == item.id:
-        n = meta.get(key)
-        return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 0
-    return 0
-
-
-def stale_segments(old: list[Item | None], now: dict[str, int],
-                   sound: dict[str, int] | None = None) -> list[str]:  # fmt: skip
-    """Segment ids (and sound-segment ids) of replaced items that their new version no longer
-    has (`now`, `sound`: id -> the new version's counts, absent for none)."""
-    out, sound = [], sound or {}
-    for item in old:
-        if item is not None:
-            out += [segment_id(item.id, i) for i in range(now.get(item.id, 0),
-                                                          segment_count(item))]  # fmt: skip
-            heard = segment_count(item, "sound_segments")
-            out += [sound_id(item.id, i) for i in range(sound.get(item.id, 0), heard)]
-    return out
+    """The whole video, its sound segments (with `sound`: (start, end, vector) each, from
+    `"audio": "separate"`) and its segments, as index.children lays them out, and a thumbnail per
+    segment."""
+    spans = [(s.start, s.end) for s in emb.segments]
+    ids, vecs, metas = video_item_rows(item_id, metadata, duration, emb.vector, spans,
+                                       list(emb.segment_vectors), sound)  # fmt: skip
+    thumbs = [(segment_id(item_id, i), frames[s.frames[len(s.frames) // 2]])
+              for i, s in enumerate(emb.segments)]  # fmt: skip
+    return VideoRows(ids, vecs, metas, thumbs)
 
 
 def grouped_search(col: Collection, q: np.ndarray, k: int, flt: dict | None, by: str,

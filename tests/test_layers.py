@@ -24,7 +24,7 @@ FORBIDDEN = {
     "generation": APP | {"index", "fusion", "faiss"},
     "housedata": APP | {"index", "fusion", "generation", "faiss"},
     "training": APP - {"training"} | {"index", "faiss"},
-    "jobs": APP - {"jobs"} | {"fusion", "typer", "ray"},
+    "jobs": APP - {"jobs"} | {"typer", "ray"},
     "runtime": {"service", "cli", "training", "fastapi", "starlette", "uvicorn", "typer"},
     "service": {"cli", "typer", "training"},
 }

@@ -9,16 +9,12 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from encoders import InputError
 from index import check_towers
+from index.children import stale_segments, stale_speech
 from runtime.media import MediaStore
 from runtime.pipeline import Embedded, float32_vector
 from runtime.settings import Settings
-from runtime.transcripts import (
-    check_speech_item,
-    speech_rows,
-    stale_speech,
-    with_transcript,
-)
-from runtime.videos import check_video_item, stale_segments, video_rows
+from runtime.transcripts import check_speech_item, speech_rows, with_transcript
+from runtime.videos import check_video_item, video_rows
 from service import schemas as S
 from service.access import Key, check_scope
 from service.contract import BATCHED, errors, operation_id
