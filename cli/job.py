@@ -96,6 +96,20 @@ def embed_cmd(
     path_column: Annotated[str, typer.Option(help="Tables: the column of file paths.")] = "path",
     text_column: Annotated[str, typer.Option(help="Tables: the column of texts.")] = "text",
     id_column: Annotated[str, typer.Option(help="Tables: the column of ids.")] = "id",
+    speech: Annotated[
+        bool,
+        typer.Option(
+            help="Also transcribe audio and video inputs: a row per stretch of speech (ID@sN), "
+            "embedded by the text tower."
+        ),
+    ] = False,
+    asr: Annotated[
+        str,
+        typer.Option(
+            envvar="JOINTSPACE_ASR",
+            help="With --speech: a Whisper size (tiny.en is packaged) or a directory.",
+        ),
+    ] = "tiny.en",
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, or local).")
     ] = None,
@@ -113,6 +127,7 @@ def embed_cmd(
     opts = JobOptions(
         runner=runner, workers=workers, batch_size=batch_size, limit=limit, device=device,
         shard_size=shard_size, window=window, ray_address=ray_address, video=video,
+        speech=speech, asr=asr,
         columns=TableColumns(path=path_column, text=text_column, id=id_column),
     )  # fmt: skip
     bar = job_progress()

@@ -1,11 +1,15 @@
 """Items stored under a parent item: a video's segments (`ID@N`), its sound segments (`ID@aN`)
 and the speech segments of an audio or video item (`ID@sN`). Owns their ids, how many a stored
 parent says it has, which of them a replaced parent leaves behind, and the ids and metadata one
-video item writes, so that the service's upserts and a batch job's rows store a video alike.
+video item and one transcript write, so that the service's upserts and a batch job's rows store
+them alike.
 
 A video's whole item carries the user's metadata plus `video_id` (its own id), `start` 0, `end`
 the duration and `segments` (how many; `sound_segments` with separate sound); a segment carries
-`video_id`, `start`, `end` and `segment` (its index); a sound segment `sound_segment` instead.
+`video_id`, `start`, `end` and `segment` (its index); a sound segment `sound_segment` instead. A
+speech segment carries `parent` (the item's id), `start`, `end`, `transcript` (what was said),
+`speech_segment` and, under a video, `video_id`; its parent gains `transcript` (the whole text)
+and `speech_segments` (how many).
 Plain functions over ids, vectors and metadata dicts: must not import torch, the encoders or
 anything of HTTP.
 """
@@ -21,6 +25,8 @@ from index.collection import Item
 
 #: the metadata keys a video item's rows carry (set by the service, not the user)
 VIDEO_KEYS = ("video_id", "start", "end", "segment", "segments", "sound_segment", "sound_segments")
+#: the metadata keys an item's speech segments and the item itself carry
+SPEECH_KEYS = ("parent", "start", "end", "transcript", "speech_segment", "speech_segments")
 
 
 def segment_id(video_id: str, i: int) -> str:
@@ -107,3 +113,28 @@ def video_item_rows(
         vecs.append(vec)
         metas.append({**user, "video_id": item_id, "start": a, "end": b, "segment": i})
     return ids, vecs, metas
+
+
+def with_transcript(metadata: dict | None, text: str, n: int) -> dict[str, Any]:
+    """An item's metadata with its transcript and speech-segment count."""
+    return {**(metadata or {}), "transcript": text, "speech_segments": n}
+
+
+def speech_item_rows(
+    item_id: str,
+    metadata: dict | None,
+    said: Sequence[tuple[float, float, str]],
+    vectors: Sequence[np.ndarray],
+    video: bool,
+) -> tuple[list[str], list[np.ndarray], list[dict[str, Any]]]:
+    """Ids, vectors and metadata of an item's speech segments ((start, end, text) each, with its
+    text's vector)."""
+    user = dict(metadata or {})
+    if video:
+        user["video_id"] = item_id
+    ids, metas = [], []
+    for i, (a, b, text) in enumerate(said):
+        ids.append(speech_id(item_id, i))
+        metas.append({**user, "parent": item_id, "start": a, "end": b, "transcript": text,
+                      "speech_segment": i})  # fmt: skip
+    return ids, list(vectors), metas

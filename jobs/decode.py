@@ -13,16 +13,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 from PIL import Image
 
-from encoders.audio import AudioLimits, decode_audio, sniff_audio
+from encoders.audio import AudioLimits, Waveform, decode_audio, sniff_audio
 from encoders.base import IMAGE
 from encoders.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image, read_capped
 from encoders.decode import sniff_format as sniff_image
 from encoders.errors import InputError
+from encoders.speech import SPEECH_RATE
 from encoders.video import has_video_stream, sniff_video
 from jobs.sources import Item
-from jobs.video import VideoOptions, check_metadata, decode
+from jobs.speech import check_metadata as check_speech_metadata
+from jobs.speech import speech_samples
+from jobs.video import VideoOptions, decode
+from jobs.video import check_metadata as check_video_metadata
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,8 @@ class DecodeOptions:
     #: the encoder's `image_prefit`: applied here, in the worker, to every decoded image
     image_prefit: Callable[[Image.Image], Image.Image] | None = None
     video: VideoOptions = field(default_factory=VideoOptions)
+    #: also decode each audio and video input's sound for the recogniser (`--speech`)
+    speech: bool = False
 
 
 @dataclass
@@ -46,6 +53,7 @@ class Decoded:
     modality: str
     payload: object = None
     error: str | None = None
+    speech: np.ndarray | None = None  # its sound at 16 kHz for the recogniser (`--speech`)
 
 
 def read_item(item: Item, max_bytes: int) -> bytes:
@@ -77,9 +85,9 @@ def decode_item(item: Item, opts: DecodeOptions) -> Decoded:
         if modality == "video":
             if IMAGE not in opts.modalities:
                 raise InputError("the model has no image tower to embed video frames with")
-            check_metadata(item.metadata)
+            check_video_metadata(item.metadata)
             video = decode(data, item.source, opts.video, opts.audio_rate, opts.image_prefit)
-            return Decoded(item, modality, video)
+            return _with_speech(Decoded(item, modality, video), data, opts, video.audio)
         if modality not in opts.modalities:
             raise InputError(f"the model has no {modality} tower")
         if modality == "image":
@@ -88,11 +96,25 @@ def decode_item(item: Item, opts: DecodeOptions) -> Decoded:
                 image = opts.image_prefit(image)
             return Decoded(item, modality, image)
         waveform = decode_audio(data, opts.audio_rate, limits=opts.audio_limits, name=item.source)
-        return Decoded(item, modality, waveform)
+        return _with_speech(Decoded(item, modality, waveform), data, opts, waveform)
     except InputError as e:
         return Decoded(item, item.modality, error=str(e).removeprefix(f"{item.source}: "))
     except Exception as e:  # a decoder bug must cost one item, not the job
         return Decoded(item, item.modality, error=f"{type(e).__name__}: {e}")
+
+
+def _with_speech(d: Decoded, data: bytes, opts: DecodeOptions, wave: Waveform | None) -> Decoded:
+    """With `speech`, the input's sound for the recogniser too (the decoded one when it is at
+    the recogniser's rate already)."""
+    if not opts.speech:
+        return d
+    check_speech_metadata(d.item.metadata)
+    if wave is not None and wave.rate == SPEECH_RATE:
+        d.speech = wave.samples
+    else:
+        d.speech = speech_samples(data, d.item.source, d.modality, opts.audio_limits,
+                                  opts.video.limits)  # fmt: skip
+    return d
 
 
 def _sniff(data: bytes) -> str:

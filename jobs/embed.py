@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from encoders.base import Encoder
 from encoders.errors import InputError
+from encoders.speech import Recogniser
 from jobs.decode import Decoded
 from jobs.output import Row
+from jobs.speech import with_speech
 from jobs.video import VideoOptions, embed_videos
 
 
@@ -45,9 +47,11 @@ def embed_batch(
     window: float | None = None,
     video: VideoOptions | None = None,
     batch_size: int = 64,
+    speech: Recogniser | None = None,
 ) -> tuple[list[Row], list[dict]]:
     """Rows for the decoded items of one modality, and error records for those refused (a
-    video gives several rows: jobs/video.py)."""
+    video gives several rows: jobs/video.py; with `speech`, an input's transcript adds rows of
+    its own: jobs/speech.py)."""
     rows, errors = [], []
     if batch and batch[0].modality == "video":
         found = embed_videos(enc, [d.item for d in batch], [d.payload for d in batch],
@@ -57,9 +61,11 @@ def embed_batch(
     for d, res in zip(batch, found, strict=True):
         if isinstance(res, str):
             errors.append(error_record(d, res))
-        elif isinstance(res, list):
-            rows += res
-        else:
-            it = d.item
-            rows.append(Row(it.index, it.id, it.source, d.modality, res, it.metadata))
+            continue
+        it = d.item
+        mine = res if isinstance(res, list) else [Row(it.index, it.id, it.source, d.modality,
+                                                      res, it.metadata)]  # fmt: skip
+        if speech is not None and d.speech is not None:
+            mine = with_speech(enc, speech, it.metadata, mine, d.speech, batch_size)
+        rows += mine
     return rows, errors

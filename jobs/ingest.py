@@ -3,7 +3,8 @@
 Owns reading the shards in batches (memory bounded by the batch, not the output), creating the
 collection stamped with the job's model (and its towers' stamp, refusing a collection of other
 towers), upserting with each row's source and modality in its metadata (a video's rows replacing
-the segments stored before, index.children), and, for outputs large enough, building the IVF
+the segments stored before, index.children; a speech row's transcript into the keyword index, as
+the API's), and, for outputs large enough, building the IVF
 index the collection's 'auto' setting asks for (trained on a sample, by the index package) before
 the final snapshot. Must not import torch or anything of HTTP.
 """
@@ -76,7 +77,8 @@ def ingest(
         keep = sorted(last.values())
         ids_k, metas_k = [ids[i] for i in keep], [metas[i] for i in keep]
         stale = stale_children(col, ids_k, metas_k)
-        col.upsert(ids_k, vecs[keep], metas_k, model=stamp, remove=stale)
+        said = [m.get("transcript") if m.get("modality") == "speech" else None for m in metas_k]
+        col.upsert(ids_k, vecs[keep], metas_k, model=stamp, remove=stale, texts=said)
         n += len(ids)
         if progress is not None:
             progress(len(ids))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from encoders.base import Encoder
+from encoders.speech import Recogniser
 from jobs.decode import Decoded, DecodeOptions, decode_chunk
 from jobs.embed import embed_batch, error_record
 from jobs.output import Row, write_shard
@@ -41,6 +42,7 @@ class ShardState:
     shard: Shard
     left: int
     video: VideoOptions = field(default_factory=VideoOptions)
+    speech: Recogniser | None = None  # `--speech`: transcribe audio and video inputs
     rows: list[Row] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
     pending: dict[str, list[Decoded]] = field(default_factory=dict)
@@ -61,7 +63,7 @@ class ShardState:
     def _flush(self, enc: Encoder, modality: str, window: float | None,
                batch_size: int) -> None:  # fmt: skip
         batch = self.pending.pop(modality, [])
-        rows, errors = embed_batch(enc, batch, window, self.video, batch_size)
+        rows, errors = embed_batch(enc, batch, window, self.video, batch_size, self.speech)
         self.rows += rows
         self.errors += errors
 
@@ -147,12 +149,14 @@ def run_local(
     batch_size: int,
     window: float | None = None,
     progress: Progress | None = None,
+    speech: Recogniser | None = None,
 ) -> None:
     """Embed `shards` (not yet written, none empty; listed lazily) into `out`, one parquet file
     per shard. Only the shards with chunks in flight are held."""
     states: dict[str, ShardState] = {}
     for shard, decoded in decoded_chunks(shards, opts, workers):
-        st = states.setdefault(shard.name, ShardState(shard, len(shard.items), opts.video))
+        st = states.setdefault(shard.name, ShardState(shard, len(shard.items), opts.video,
+                                                           speech))  # fmt: skip
         n_err = len(st.errors)
         st.add(decoded, enc, batch_size, window)
         if st.left == 0:

@@ -164,6 +164,10 @@ def claim(
             f"this job asks for {_options(plan_info['video'])}: give the same options, or "
             "choose another --out"
         )
+    if old.get("speech") != plan_info.get("speech"):
+        theirs, ours = (_speech(m.get("speech")) for m in (old, plan_info))
+        raise JobError(f"{out} holds a job {theirs}; this one is {ours}: give the same "
+                       "--speech and --asr, or choose another --out")  # fmt: skip
     if old.get("fingerprint") != plan_info["fingerprint"]:
         raise JobError(
             f"{out} holds a job over other input ({old.get('items')} items from "
@@ -171,6 +175,10 @@ def claim(
             f"from {', '.join(plan_info['sources'])}: choose another --out"
         )
     return old
+
+
+def _speech(speech: dict | None) -> str:
+    return "without speech" if speech is None else f"with speech (asr {speech['asr']})"
 
 
 def _options(video: dict) -> str:

@@ -34,16 +34,18 @@ class ShardWriter:
     """The actor: a shard in, its rows written to `out`, (name, items, errors) back."""
 
     def __init__(self, spec: str, device: str, out: str, opts: DecodeOptions, batch_size: int,
-                 window: float | None) -> None:  # fmt: skip
+                 window: float | None, asr: str | None = None) -> None:  # fmt: skip
         from encoders.registry import load_encoder
+        from encoders.speech import Recogniser
 
         self.enc = load_encoder(spec, device=device)
+        self.speech = Recogniser(Path(asr)) if asr is not None else None
         self.out, self.opts = Path(out), opts
         self.batch_size, self.window = batch_size, window
         self.pool = ThreadPoolExecutor(DECODE_THREADS)
 
     def run(self, shard: Shard) -> tuple[str, int, int]:
-        st = ShardState(shard, len(shard.items), self.opts.video)
+        st = ShardState(shard, len(shard.items), self.opts.video, self.speech)
         inflight: deque[Future] = deque()  # a few chunks ahead of the model, no more
         for _, items in chunks([shard]):
             inflight.append(self.pool.submit(decode_chunk, items, self.opts))
@@ -78,18 +80,20 @@ def run_ray(
     window: float | None = None,
     address: str | None = None,
     progress: Progress | None = None,
+    asr: str | None = None,
 ) -> int:
     """Embed `shards` (listed lazily) on Ray: `address` names a cluster (default: a local one,
     or the one that RAY_ADDRESS names); `workers` is the number of model actors. `dim` is the
-    model's (the actors load the same model). Returns the bytes the driver received (the
-    pickled answers of the actors; bench/jobs.py reports them)."""
+    model's (the actors load the same model); `asr` is the recogniser's directory with
+    `--speech` (each actor loads it, so it must be reachable from every node). Returns the bytes
+    the driver received (the pickled answers of the actors; bench/jobs.py reports them)."""
     ray = _ray()
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     gpus = 1 if _wants_gpu(ray, device) else 0
     actor = ray.remote(num_gpus=gpus, num_cpus=1)(ShardWriter)
-    actors = [actor.remote(spec, "cuda" if gpus else "cpu", str(out), opts, batch_size, window)
-              for _ in range(workers)]  # fmt: skip
+    actors = [actor.remote(spec, "cuda" if gpus else "cpu", str(out), opts, batch_size, window,
+                           asr) for _ in range(workers)]  # fmt: skip
     idle = [a for a in actors for _ in range(INFLIGHT_PER_ACTOR)]
     running: dict = {}  # object ref -> the actor it runs on
     source, received = iter(shards), 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from encoders.base import AUDIO
 from encoders.registry import load_encoder, parse_spec
+from encoders.speech import PACKAGED
 from jobs.decode import DecodeOptions
 from jobs.errors import JobError
 from jobs.local import Progress, run_local
@@ -27,6 +28,7 @@ from jobs.output import (
     write_shard,
 )
 from jobs.sources import DEFAULT_SHARD_SIZE, Plan, Shard, TableColumns, plan
+from jobs.speech import recogniser
 from jobs.video import VideoOptions
 
 RUNNERS = ("local", "ray")
@@ -44,6 +46,8 @@ class JobOptions:
     columns: TableColumns = field(default_factory=TableColumns)
     ray_address: str | None = None
     video: VideoOptions = field(default_factory=VideoOptions)
+    speech: bool = False  # transcribe audio and video inputs, a row per stretch of speech
+    asr: str = PACKAGED  # the recogniser: a Whisper size or a CTranslate2 directory
 
 
 @dataclass
@@ -71,6 +75,7 @@ def embed_job(
     model = str(parse_spec(spec))
     enc = load_encoder(spec, device="cpu" if opts.runner == "ray" else opts.device)
     video = opts.video.resolved(enc)
+    rec, asr_dir = recogniser(opts.asr, enc) if opts.speech else (None, None)
     the_plan = plan(srcs, enc.modalities, opts.shard_size, opts.limit, opts.columns)
     info = {
         "encoder": enc.name, "model_digest": enc.model_digest, "kind": the_plan.kind,
@@ -81,6 +86,8 @@ def embed_job(
     }  # fmt: skip
     if the_plan.modalities.get("video") or the_plan.modalities.get("unknown"):
         info["video"] = video.manifest()  # a resumed job must cut its videos the same way
+    if opts.speech:
+        info["speech"] = {"asr": opts.asr}
     manifest = claim(out, model, enc.dim, info, on_migrate)
     done = done_shards(out)
     pending = {name: n for name, n in the_plan.sizes.items() if name not in done}
@@ -92,18 +99,20 @@ def embed_job(
         modalities=frozenset(enc.modalities),
         image_prefit=enc.image_prefit,
         video=video,
+        speech=opts.speech,
     )
     t0 = time.perf_counter()
     work, received = _work(the_plan, pending, out, enc.dim), None
     if n_items and opts.runner == "local":
         run_local(enc, work, out, dec, workers=opts.workers, batch_size=opts.batch_size,
-                  window=opts.window, progress=progress)  # fmt: skip
+                  window=opts.window, progress=progress, speech=rec)  # fmt: skip
     elif n_items:
         from jobs.ray_runner import run_ray
 
         received = run_ray(spec, enc.dim, work, out, dec, workers=max(1, opts.workers),
                            batch_size=opts.batch_size, device=opts.device, window=opts.window,
-                           address=opts.ray_address, progress=progress)  # fmt: skip
+                           address=opts.ray_address, progress=progress,
+                           asr=asr_dir)  # fmt: skip
     for _ in work:  # the empty shards after the last one with items
         pass
     seconds = time.perf_counter() - t0

@@ -18,9 +18,9 @@ import numpy as np
 
 from encoders import InputError
 from encoders.speech import Spoken, Transcript
-from index.children import speech_id
+from index import children
 
-RESERVED = ("parent", "start", "end", "transcript", "speech_segment", "speech_segments")
+RESERVED = children.SPEECH_KEYS
 MAX_ID = 512
 
 
@@ -47,19 +47,12 @@ class SpeechRows:
 
 def with_transcript(metadata: dict | None, t: Transcript) -> dict[str, Any]:
     """The item's own metadata with its transcript and speech-segment count."""
-    return {**(metadata or {}), "transcript": t.text, "speech_segments": len(t.segments)}
+    return children.with_transcript(metadata, t.text, len(t.segments))
 
 
 def speech_rows(item_id: str, metadata: dict | None, spoken: list[tuple[Spoken, np.ndarray]],
                 video: bool) -> SpeechRows:  # fmt: skip
-    out = SpeechRows()
-    user = dict(metadata or {})
-    if video:
-        user["video_id"] = item_id
-    for i, (s, vec) in enumerate(spoken):
-        out.ids.append(speech_id(item_id, i))
-        out.vectors.append(vec)
-        out.metadata.append({**user, "parent": item_id, "start": s.start, "end": s.end,
-                             "transcript": s.text, "speech_segment": i})  # fmt: skip
-        out.texts.append(s.text)
-    return out
+    said = [(s.start, s.end, s.text) for s, _ in spoken]
+    ids, vecs, metas = children.speech_item_rows(item_id, metadata, said,
+                                                 [v for _, v in spoken], video)  # fmt: skip
+    return SpeechRows(ids, vecs, metas, [text for *_, text in said])
