@@ -7,12 +7,10 @@ snapshot is valid. A readers-writer lock lets searches run together while each w
 plus index update) runs alone, so a search never sees a write half-applied. Where a GPU is in use,
 unfiltered searches go to a GPU replica of the index (index/gpu.py) while it is current, refreshed
 in the background after writes (index/refresher.py); small filtered sets and re-ranking are scored
-exactly (index/exact.py). Each item's text (its text input and the metadata fields named at
-creation) sits in the store's FTS5 keyword index, written in the item's own transaction; keyword
-and hybrid searches read it under the same read lock as the vectors (index/keywords.py says what
-is indexed, index/hybrid.py how the two lists are fused). A quantized collection's index holds
-int8 or binary codes and its hits are rescored from the stored float vectors. Knows nothing of
-torch, the encoders or HTTP.
+exactly (index/exact.py). Each item's text sits in the store's FTS5 keyword index, written in the
+item's own transaction; what it holds and the keyword and hybrid searches over it are
+index/text_search.py's. A quantized collection's index holds int8 or binary codes and its hits
+are rescored from the stored float vectors. Knows nothing of torch, the encoders or HTTP.
 """
 
 from __future__ import annotations
@@ -37,7 +35,6 @@ from index.errors import CollectionError
 from index.exact import exact_top_k, rescore
 from index.filters import compile_filter
 from index.gpu import CloneFn, GpuReplica, resolve_device, to_gpu
-from index.keywords import indexed_text
 from index.recovery import build_index, replay_snapshot
 from index.refresher import GpuRefresher
 from index.rwlock import RWLock
@@ -166,13 +163,6 @@ class Collection(KeywordSearch, Checks):
         self._refresher.kick()
         self._maybe_maintain()
         return res.lsn
-
-    def _texts(self, texts, metadata, n: int) -> list[str | None]:
-        texts = [None] * n if texts is None else list(texts)
-        if len(texts) != n:
-            raise CollectionError(f"{n} ids but {len(texts)} texts")
-        metas = [None] * n if metadata is None else list(metadata)
-        return [indexed_text(t, m, self.text_fields) for t, m in zip(texts, metas, strict=True)]
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete items by id; returns how many existed. Durable when it returns."""
