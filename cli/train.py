@@ -4,7 +4,9 @@ fine-tune a model directory's towers (cli.tune) or train one of its parts (cli.p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated
 
 import typer
@@ -116,39 +118,15 @@ def train(
 ) -> None:
     """Train the house towers, or with --model one part of a model directory; resumes from the
     run directory's checkpoint when there is one."""
-    from housedata.sets import MissingData
-    from training.towers.train import TrainConfig, Trainer
-
+    o = SimpleNamespace(**locals())
     if steps is not None and steps < 1:
         fail(ValueError(f"--steps must be at least 1, not {steps}"))
     if batch_size is not None and batch_size < 2:
         fail(ValueError(f"--batch-size must be at least 2 (a contrastive loss needs negatives), "
                         f"not {batch_size}"))  # fmt: skip
-    towers_only = {"--mode": mode, "--replay": replay, "--replay-share": replay_share,
-                   "--eval-suite": eval_suite, "--eval-limit": eval_limit,
-                   "--lora-rank": lora_rank}  # fmt: skip
-    given = [k for k, v in towers_only.items() if v is not None]
     if target == "towers":
-        from cli.tune import train_towers
-
-        if model is None:
-            fail(ValueError("--target towers fine-tunes a model directory's towers: give "
-                            "--model DIR (--target house trains the house towers from "
-                            "scratch)"))  # fmt: skip
-        if config or chunk_size or eval_every or matryoshka or text_share is not None:
-            fail(ValueError("--target towers takes --data, --mode, --loss, --steps, --batch-size, "
-                            "--lr, --seed, --out, --limit, --replay, --replay-share, "
-                            "--eval-suite, --eval-limit, --lora-rank"))  # fmt: skip
-        if size is not None or lm is not None or prior_steps is not None:
-            fail(ValueError("--size, --lm and --prior-steps are for the decoder and captioner"))
-        return train_towers(model, data, out, mode=mode, loss=loss, steps=steps,
-                            batch_size=batch_size, lr=lr, seed=seed, replay=replay,
-                            replay_share=replay_share, eval_suite=eval_suite,
-                            eval_limit=eval_limit, rank=lora_rank, limit=limit,
-                            path_column=path_column, text_column=text_column)  # fmt: skip
-    if given:
-        verb = "applies" if len(given) == 1 else "apply"
-        fail(ValueError(f"{', '.join(given)} {verb} to --target towers --model DIR only"))
+        return _towers(o)
+    _refuse_towers_only(o)
     if model is not None:
         return train_model_part(target, model, data, out, steps=steps, batch_size=batch_size,
                                 lr=lr, seed=seed, text_share=text_share, size=size, lm=lm,
@@ -161,34 +139,55 @@ def train(
         fail(ValueError("--text-share applies to --target captioner only"))
     if matryoshka is not None and target != "house":
         fail(ValueError("--matryoshka applies to --target house only"))
-    if target == "audio":
-        if data or chunk_size:
-            fail(ValueError("--data and --chunk-size apply to --target house only"))
-        return train_audio(config, out=out, loss=loss, steps=steps, batch_size=batch_size, lr=lr,
-                           seed=seed, eval_every=eval_every)  # fmt: skip
-    if target == "captioner":
-        if data or chunk_size or loss or eval_every or config:
-            fail(ValueError("--target captioner takes --out, --steps, --batch-size, --lr, --seed, "
-                            "--text-share"))  # fmt: skip
-        return train_captioner(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                               text_share=text_share)  # fmt: skip
-    if target == "temporal":
-        if data or chunk_size or loss or eval_every or config:
-            fail(ValueError("--target temporal takes --out, --steps, --batch-size, --lr, --seed"))
-        return train_temporal_head(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
-    if target in ("decoder", "prior"):
-        if data or chunk_size or loss or eval_every or config:
-            fail(ValueError(f"--target {target} takes --out, --steps, --batch-size, --lr, --seed"))
-        return train_decoder(target, out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
-    if target != "house":
+    if target not in TARGETS:
         fail(ValueError("--target must be 'house', 'audio', 'captioner', 'temporal', 'decoder' "
                         f"or 'prior', not {target!r}"))  # fmt: skip
+    TARGETS[target](o)
+
+
+def _towers(o: SimpleNamespace) -> None:
+    """--target towers --model DIR: fine-tune DIR's own towers (cli.tune)."""
+    from cli.tune import train_towers
+
+    if o.model is None:
+        fail(ValueError("--target towers fine-tunes a model directory's towers: give "
+                        "--model DIR (--target house trains the house towers from "
+                        "scratch)"))  # fmt: skip
+    if o.config or o.chunk_size or o.eval_every or o.matryoshka or o.text_share is not None:
+        fail(ValueError("--target towers takes --data, --mode, --loss, --steps, --batch-size, "
+                        "--lr, --seed, --out, --limit, --replay, --replay-share, "
+                        "--eval-suite, --eval-limit, --lora-rank"))  # fmt: skip
+    if o.size is not None or o.lm is not None or o.prior_steps is not None:
+        fail(ValueError("--size, --lm and --prior-steps are for the decoder and captioner"))
+    train_towers(o.model, o.data, o.out, mode=o.mode, loss=o.loss, steps=o.steps,
+                 batch_size=o.batch_size, lr=o.lr, seed=o.seed, replay=o.replay,
+                 replay_share=o.replay_share, eval_suite=o.eval_suite,
+                 eval_limit=o.eval_limit, rank=o.lora_rank, limit=o.limit,
+                 path_column=o.path_column, text_column=o.text_column)  # fmt: skip
+
+
+def _refuse_towers_only(o: SimpleNamespace) -> None:
+    """The options of --target towers, refused for every other target."""
+    towers_only = {"--mode": o.mode, "--replay": o.replay, "--replay-share": o.replay_share,
+                   "--eval-suite": o.eval_suite, "--eval-limit": o.eval_limit,
+                   "--lora-rank": o.lora_rank}  # fmt: skip
+    given = [k for k, v in towers_only.items() if v is not None]
+    if given:
+        verb = "applies" if len(given) == 1 else "apply"
+        fail(ValueError(f"{', '.join(given)} {verb} to --target towers --model DIR only"))
+
+
+def _house(o: SimpleNamespace) -> None:
+    """--target house: the house text head and image tower, from scratch or resumed."""
+    from housedata.sets import MissingData
+    from training.towers.train import TrainConfig, Trainer
+
     try:
         cfg = TrainConfig.load(
-            str(config) if config else None, out=out, loss=loss, steps=steps,
-            batch_size=batch_size, lr=lr, seed=seed, chunk_size=chunk_size,
-            eval_every=eval_every, data=data.split(",") if data else None,
-            matryoshka=_dims(matryoshka),
+            str(o.config) if o.config else None, out=o.out, loss=o.loss, steps=o.steps,
+            batch_size=o.batch_size, lr=o.lr, seed=o.seed, chunk_size=o.chunk_size,
+            eval_every=o.eval_every, data=o.data.split(",") if o.data else None,
+            matryoshka=_dims(o.matryoshka),
         )  # fmt: skip
         trainer = Trainer(cfg, log=err.print)
     except (ValueError, MissingData, FileNotFoundError) as e:
@@ -203,6 +202,46 @@ def train(
     run_with_progress(trainer, cfg.steps, "zero_shot_top1", "zero-shot", trainer.rank != 0)
     if trainer.rank == 0:
         err.print(f"model written to {Path(cfg.out) / 'model'} (load it as house:{cfg.out}/model)")
+
+
+def _audio(o: SimpleNamespace) -> None:
+    if o.data or o.chunk_size:
+        fail(ValueError("--data and --chunk-size apply to --target house only"))
+    train_audio(o.config, out=o.out, loss=o.loss, steps=o.steps, batch_size=o.batch_size,
+                lr=o.lr, seed=o.seed, eval_every=o.eval_every)  # fmt: skip
+
+
+def _captioner(o: SimpleNamespace) -> None:
+    if o.data or o.chunk_size or o.loss or o.eval_every or o.config:
+        fail(ValueError("--target captioner takes --out, --steps, --batch-size, --lr, --seed, "
+                        "--text-share"))  # fmt: skip
+    train_captioner(out=o.out, steps=o.steps, batch_size=o.batch_size, lr=o.lr, seed=o.seed,
+                    text_share=o.text_share)  # fmt: skip
+
+
+def _temporal(o: SimpleNamespace) -> None:
+    if o.data or o.chunk_size or o.loss or o.eval_every or o.config:
+        fail(ValueError("--target temporal takes --out, --steps, --batch-size, --lr, --seed"))
+    train_temporal_head(out=o.out, steps=o.steps, batch_size=o.batch_size, lr=o.lr, seed=o.seed)
+
+
+def _decoder(o: SimpleNamespace) -> None:
+    """--target decoder (the decoder, then the prior) or --target prior (the prior alone)."""
+    if o.data or o.chunk_size or o.loss or o.eval_every or o.config:
+        fail(ValueError(f"--target {o.target} takes --out, --steps, --batch-size, --lr, --seed"))
+    train_decoder(o.target, out=o.out, steps=o.steps, batch_size=o.batch_size, lr=o.lr,
+                  seed=o.seed)  # fmt: skip
+
+
+# --target -> what trains it without --model (--target towers needs --model; see train)
+TARGETS: dict[str, Callable[[SimpleNamespace], None]] = {
+    "house": _house,
+    "audio": _audio,
+    "captioner": _captioner,
+    "temporal": _temporal,
+    "decoder": _decoder,
+    "prior": _decoder,
+}
 
 
 def train_model_part(

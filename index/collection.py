@@ -3,16 +3,15 @@
 The SQLite store (index/store.py) is the record: a write is acknowledged once its transaction is
 fsynced there. The FAISS index is derived from it: recovered on open from the newest valid snapshot
 plus a replay of what the store holds beyond that snapshot's lsn, or rebuilt from the store when no
-snapshot is valid. A readers-writer lock lets searches run together while each write (store commit
-plus index update) runs alone, so a search never sees a write half-applied. Where a GPU is in use,
-unfiltered searches go to a GPU replica of the index (index/gpu.py) while it is current, refreshed
-in the background after writes (index/refresher.py); small filtered sets and re-ranking are scored
-exactly (index/exact.py). Each item's text (its text input and the metadata fields named at
-creation) sits in the store's FTS5 keyword index, written in the item's own transaction; keyword
-and hybrid searches read it under the same read lock as the vectors (index/keywords.py says what
-is indexed, index/hybrid.py how the two lists are fused). A quantized collection's index holds
-int8 or binary codes and its hits are rescored from the stored float vectors. Knows nothing of
-torch, the encoders or HTTP.
+snapshot is valid; snapshots and rebuilds are index/maintenance.py's. A readers-writer lock lets
+searches run together while each write (store commit plus index update) runs alone, so a search
+never sees a write half-applied. Where a GPU is in use, unfiltered searches go to a GPU replica of
+the index (index/gpu.py) while it is current, refreshed in the background after writes
+(index/refresher.py); small filtered sets and re-ranking are scored exactly (index/exact.py). Each
+item's text sits in the store's FTS5 keyword index, written in the item's own transaction; what it
+holds and the keyword and hybrid searches over it are index/text_search.py's. A quantized
+collection's index holds int8 or binary codes and its hits are rescored from the stored float
+vectors. Knows nothing of torch, the encoders or HTTP.
 """
 
 from __future__ import annotations
@@ -24,24 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from index.ann import (
-    AnnIndex,
-    auto_factory,
-    flat_of,
-    quantized,
-    train_size,
-    validate_factory,
-)
+from index.ann import AnnIndex, auto_factory, flat_of, quantized
 from index.checks import MAX_K, Checks, Hit, Item
 from index.errors import CollectionError
 from index.exact import exact_top_k, rescore
 from index.filters import compile_filter
 from index.gpu import CloneFn, GpuReplica, resolve_device, to_gpu
-from index.keywords import indexed_text
+from index.maintenance import Maintenance
 from index.recovery import build_index, replay_snapshot
 from index.refresher import GpuRefresher
 from index.rwlock import RWLock
-from index.snapshot import list_snapshots, write_snapshot
 from index.space import SpaceGuard
 from index.store import ItemStore
 from index.text_search import KeywordSearch
@@ -51,7 +42,7 @@ log = logging.getLogger("jointspace.index")
 EXACT_BELOW = 4096  # filters matching at most this many items are scored exactly
 
 
-class Collection(KeywordSearch, Checks):
+class Collection(KeywordSearch, Maintenance, Checks):
     """Open with `Collection(path)`; create one through `index.Catalog`."""
 
     def __init__(
@@ -166,13 +157,6 @@ class Collection(KeywordSearch, Checks):
         self._refresher.kick()
         self._maybe_maintain()
         return res.lsn
-
-    def _texts(self, texts, metadata, n: int) -> list[str | None]:
-        texts = [None] * n if texts is None else list(texts)
-        if len(texts) != n:
-            raise CollectionError(f"{n} ids but {len(texts)} texts")
-        metas = [None] * n if metadata is None else list(metadata)
-        return [indexed_text(t, m, self.text_fields) for t, m in zip(texts, metas, strict=True)]
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete items by id; returns how many existed. Durable when it returns."""
@@ -316,92 +300,6 @@ class Collection(KeywordSearch, Checks):
         compile_filter({key: {"$exists": True}})  # validates the key
         with self._lock.write():
             self.store.create_field_index(key)
-
-    # -- maintenance --------------------------------------------------------------------------
-    def snapshot(self) -> Path | None:
-        """Write a snapshot of the index now (None when nothing changed since the last one)."""
-        with self._maint:
-            with self._lock.read():
-                if not self._dirty and list_snapshots(self.snapshot_dir):
-                    return None
-                index = self._ann.clone()
-                dead = np.fromiter(self._ann.dead, dtype=np.int64, count=len(self._ann.dead))
-                info = {
-                    "name": self.name,
-                    "lsn": self._applied,
-                    "count": self._count,
-                    "ntotal": int(index.ntotal),
-                    "dim": self.dim,
-                    "metric": self.metric,
-                    "model": self.model,
-                    "factory": self._ann.factory,
-                    "built_at": self._built_at,
-                }
-                dirty = self._dirty
-            path = write_snapshot(self.snapshot_dir, index, dead, info, keep=self.keep_snapshots)
-            with self._lock.write():
-                self._dirty -= dirty
-            kept = list_snapshots(self.snapshot_dir)
-            if len(kept) >= self.keep_snapshots:  # the oldest kept snapshot bounds replay
-                oldest = int(kept[self.keep_snapshots - 1].name.split("-")[1])
-                self.store.prune_tombstones(oldest)
-            return path
-
-    def rebuild(self, factory: str | None = None) -> None:
-        """Rebuild the index (dropping tombstones, training IVF when due), without blocking
-        searches or writes until the final swap."""
-        if factory is not None:
-            validate_factory(factory, self.dim, self.metric)
-        with self._maint:
-            new, view = self._build(factory or self._target_factory(self._count))
-            with self._lock.write():
-                new.remove(self.store.removed_since(view))
-                _, rows = self.store.scan(self.dim, after_lsn=view)
-                for labels, vecs in rows:
-                    new.add(labels, vecs)
-                self._ann = new
-                self._dirty = max(self._dirty, 1)
-            self._refresher.kick()
-
-    def settle(self) -> None:
-        """After a bulk load: wait for background work, rebuild when due (an IVF index trained
-        on a sample once the collection is large enough), and snapshot, so that the next open
-        replays nothing."""
-        self.wait()
-        if self._needs_rebuild():
-            self.rebuild()
-        self.snapshot()
-
-    def _needs_rebuild(self) -> bool:
-        ann, n = self._ann, self._count
-        if len(ann.dead) > max(1000, 0.2 * max(ann.ntotal, 1)):
-            return True
-        target = self._target_factory(n)
-        if target == ann.factory or n < train_size(target):
-            return False
-        return self.factory != "auto" or n >= 2 * max(self._built_at, 1)
-
-    def _maybe_maintain(self) -> None:
-        if not self.auto_maintain or (self._bg is not None and self._bg.is_alive()):
-            return
-        rebuild = self._needs_rebuild()
-        if rebuild or self._dirty >= self.snapshot_every:
-            self._bg = threading.Thread(target=self._maintain, args=(rebuild,), daemon=True)
-            self._bg.start()
-
-    def _maintain(self, rebuild: bool) -> None:
-        try:
-            if rebuild:
-                self.rebuild()
-            self.snapshot()
-        except Exception:
-            log.exception("background maintenance of collection '%s' failed", self.name)
-
-    def wait(self) -> None:
-        """Wait for background maintenance (snapshot, rebuild, GPU refresh) to finish."""
-        if self._bg is not None:
-            self._bg.join()
-        self._refresher.wait()
 
     # -- GPU replica --------------------------------------------------------------------------
     def _state(self) -> tuple[AnnIndex, int]:

@@ -1,11 +1,16 @@
-"""Keyword and hybrid search of a FAISS collection: BM25 over the store's FTS5 index, and the
-fusion of a vector search with it (index/hybrid.py), both under the collection's read lock.
+"""The keyword side of a FAISS collection: the text each item puts in the store's FTS5 index
+(its text input and the metadata fields named in `text_fields`, index/keywords.py), BM25 keyword
+search over that index, and the fusion of a vector search with it (index/hybrid.py), the searches
+under the collection's read lock.
 
-A mixin for index.collection.Collection, which provides `store`, `metric`, `_lock`, `_vector`
-and the checks. Knows nothing of FAISS, torch or HTTP.
+A mixin for index.collection.Collection, which provides `store`, `metric`, `text_fields`, `_lock`,
+`_vector`, `_rescore_n` and the checks. Must not import index.collection (which builds on it),
+torch or anything of HTTP; knows nothing of FAISS, whose side the collection's `_vector` searches.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -14,10 +19,19 @@ from index.errors import CollectionError, KeywordQueryError
 from index.exact import score
 from index.filters import compile_filter
 from index.hybrid import FusedHit, fuse
-from index.keywords import fts_query
+from index.keywords import fts_query, indexed_text
 
 
 class KeywordSearch:
+    def _texts(self, texts: Sequence[str | None] | None, metadata: Sequence[dict | None] | None,
+               n: int) -> list[str | None]:  # fmt: skip
+        """What the keyword index holds for each of n items being written (None: nothing)."""
+        texts = [None] * n if texts is None else list(texts)
+        if len(texts) != n:
+            raise CollectionError(f"{n} ids but {len(texts)} texts")
+        metas = [None] * n if metadata is None else list(metadata)
+        return [indexed_text(t, m, self.text_fields) for t, m in zip(texts, metas, strict=True)]
+
     def keyword_search(self, text: str, k: int = 10, filter: dict | None = None) -> list[Hit]:
         """The k items whose indexed text best matches `text` by BM25 (index/keywords.py says
         how a query reads), best first; a hit's score is its BM25 score (higher is better)."""

@@ -37,7 +37,7 @@ from training.towers.adapt import MODES, Adapted, CannotTune, Towers
 
 #: the learning rate of each mode when none is given (adapters and heads take larger steps); the
 #: house towers, small and trained here from scratch at 2e-3, take ten times a pretrained base's
-#: (measured on the digits: README "Fine-tuning")
+#: (measured on the digits: docs/models.md, "Measured on the digits")
 DEFAULT_LR = {"lora": 5e-4, "full": 1e-5, "lit": 1e-5, "head": 1e-3}
 HOUSE_LR = {"lora": 2e-3, "full": 1e-4, "lit": 1e-3, "head": 3e-3}
 MAX_STEPS = 1_000_000
