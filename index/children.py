@@ -29,6 +29,12 @@ VIDEO_KEYS = ("video_id", "start", "end", "segment", "segments", "sound_segment"
 SPEECH_KEYS = ("parent", "start", "end", "transcript", "speech_segment", "speech_segments")
 
 
+def taken(metadata: dict | None, keys: Sequence[str]) -> str:
+    """The keys of `keys` that `metadata` sets, sorted and comma-separated ('' for none): the
+    service sets them on an item's rows, so the user's metadata may not."""
+    return ", ".join(sorted(set(metadata or {}) & set(keys)))
+
+
 def segment_id(video_id: str, i: int) -> str:
     return f"{video_id}@{i}"
 

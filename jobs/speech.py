@@ -19,7 +19,7 @@ from encoders.base import TEXT, Encoder
 from encoders.errors import InputError, ModelLoadError
 from encoders.speech import SPEECH_RATE, Recogniser, resolve_recogniser
 from encoders.video import VideoLimits, audio_track
-from index.children import SPEECH_KEYS, speech_item_rows, with_transcript
+from index.children import SPEECH_KEYS, speech_item_rows, taken, with_transcript
 from jobs.errors import JobError
 from jobs.output import Row
 
@@ -52,9 +52,8 @@ def speech_samples(data: bytes, name: str, modality: str, audio: AudioLimits,
 
 
 def check_metadata(metadata: dict) -> None:
-    taken = sorted(set(metadata) & set(SPEECH_KEYS))
-    if taken:
-        raise InputError(f"metadata key(s) {', '.join(taken)} are set on the rows of inputs with "
+    if keys := taken(metadata, SPEECH_KEYS):
+        raise InputError(f"metadata key(s) {keys} are set on the rows of inputs with "
                          "speech; rename them")  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from encoders.base import AUDIO, Encoder
 from encoders.errors import InputError
 from encoders.video import POOLINGS, Video, VideoLimits, decode_video, pool, segments, sound_windows
 from fusion import fuse_sound
-from index.children import VIDEO_KEYS, video_item_rows
+from index.children import VIDEO_KEYS, taken, video_item_rows
 from jobs.errors import JobError
 from jobs.output import Row
 
@@ -86,9 +86,8 @@ def decode(data: bytes, name: str, opts: VideoOptions, audio_rate: int, prefit) 
 
 
 def check_metadata(metadata: dict) -> None:
-    taken = sorted(set(metadata) & set(VIDEO_KEYS))
-    if taken:
-        raise InputError(f"metadata key(s) {', '.join(taken)} are set on video rows; rename them")
+    if keys := taken(metadata, VIDEO_KEYS):
+        raise InputError(f"metadata key(s) {keys} are set on video rows; rename them")
 
 
 def _chunked(fn, items: list, size: int) -> np.ndarray:

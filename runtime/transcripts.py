@@ -19,6 +19,7 @@ import numpy as np
 from encoders import InputError
 from encoders.speech import Spoken, Transcript
 from index import children
+from index.children import taken
 
 RESERVED = children.SPEECH_KEYS
 MAX_ID = 512
@@ -29,9 +30,8 @@ def check_speech_item(item_id: str, metadata: dict | None, what: str) -> None:
     if len(item_id) > MAX_ID - 7:
         raise InputError(f"{what}: an item with speech has an id of at most {MAX_ID - 7} "
                          "characters (its speech segments' ids add '@s' and an index)")  # fmt: skip
-    taken = sorted(set(metadata or {}) & set(RESERVED))
-    if taken:
-        raise InputError(f"{what}: metadata key(s) {', '.join(taken)} are set by the service on "
+    if keys := taken(metadata, RESERVED):
+        raise InputError(f"{what}: metadata key(s) {keys} are set by the service on "
                          "items with speech; rename them")  # fmt: skip
 
 

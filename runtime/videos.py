@@ -23,7 +23,7 @@ from PIL import Image
 from encoders import InputError, VideoEmbedding
 from index import Collection
 from index.checks import MAX_K
-from index.children import VIDEO_KEYS, segment_id, video_item_rows
+from index.children import VIDEO_KEYS, segment_id, taken, video_item_rows
 
 RESERVED = VIDEO_KEYS
 MAX_ID = 512
@@ -35,9 +35,8 @@ def check_video_item(item_id: str, metadata: dict | None, what: str) -> None:
     if len(item_id) > MAX_ID - 6:
         raise InputError(f"{what}: a video's id has at most {MAX_ID - 6} characters (its "
                          "segments' ids add '@' and an index)")  # fmt: skip
-    taken = sorted(set(metadata or {}) & set(RESERVED))
-    if taken:
-        raise InputError(f"{what}: metadata key(s) {', '.join(taken)} are set by the service on "
+    if keys := taken(metadata, RESERVED):
+        raise InputError(f"{what}: metadata key(s) {keys} are set by the service on "
                          "video items; rename them")  # fmt: skip
 
 
