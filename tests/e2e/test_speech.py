@@ -79,10 +79,10 @@ def test_a_pause_of_a_second_parts_two_segments_each_timed_by_its_voice(client):
     r = client.post("/transcribe", json={"input": {"audio": wav_url(clip)}})
     assert r.status_code == 200, r.text
     segs = r.json()["segments"]
-    assert [s["text"] for s in segs] == ["Free shipping on all orders this weekend,",
-                                         "call us today."]  # fmt: skip
+    assert [s["text"] for s in segs] == ["Free shipping on all orders this weekend.",
+                                         "Call us today."]  # fmt: skip
     assert 1.5 <= segs[0]["start"] <= 1.6 and segs[0]["end"] <= len(first) / RATE
-    assert len(first) / RATE + 1.0 <= segs[1]["start"] <= len(first) / RATE + 1.1
+    assert len(first) / RATE + 1.0 <= segs[1]["start"] <= len(first) / RATE + 1.25
 
 
 def test_silence_and_a_silent_video_give_no_segments(client, sentence):
