@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from encoders import JointspaceError
+
+#: the video options `embed` and `job embed` share
+Shots = Annotated[bool, typer.Option(help="Cut videos at shot boundaries instead of intervals.")]
+Fps = Annotated[float, typer.Option(min=0.01, max=30, help="Video frames sampled a second.")]
+Pooling = Annotated[
+    str,
+    typer.Option(
+        help="Video frames to a vector: mean, temporal (the model's trained head) or auto (the "
+        "head when the model has one)."
+    ),
+]
 
 err = Console(stderr=True)
 out = Console()

@@ -14,7 +14,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from cli.common import err, friendly, out, progress
+from cli.common import Fps, Pooling, Shots, err, friendly, out, progress
 from encoders import decode_audio, decode_image, load_encoder
 from encoders.base import AUDIO, IMAGE, batches, check_texts
 from encoders.video import decode_video
@@ -42,19 +42,9 @@ def embed(
     interval: Annotated[
         float | None, typer.Option(min=0.1, help="Video segment length, seconds (default 4).")
     ] = None,
-    shots: Annotated[
-        bool, typer.Option(help="Cut videos at shot boundaries instead of intervals.")
-    ] = False,
-    fps: Annotated[
-        float, typer.Option(min=0.01, max=30, help="Video frames sampled a second.")
-    ] = 1.0,
-    pooling: Annotated[
-        str,
-        typer.Option(
-            help="Video frames to a vector: mean, temporal (the model's trained "
-            "head) or auto (the head when the model has one)."
-        ),
-    ] = "auto",
+    shots: Shots = False,
+    fps: Fps = 1.0,
+    pooling: Pooling = "auto",
     window: Annotated[
         float | None,
         typer.Option(min=0.1, help="Audio window in seconds (default: the model's, 10 s)."),

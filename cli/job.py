@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from cli.common import err, fail, friendly, out
+from cli.common import Fps, Pooling, Shots, err, fail, friendly, out
 
 DataDir = Annotated[
     Path | None,
@@ -69,19 +69,9 @@ def embed_cmd(
     interval: Annotated[
         float, typer.Option(min=0.1, max=600, help="Video segment length, seconds.")
     ] = 4.0,
-    shots: Annotated[
-        bool, typer.Option(help="Cut videos at shot boundaries instead of intervals.")
-    ] = False,
-    fps: Annotated[
-        float, typer.Option(min=0.01, max=30, help="Video frames sampled a second.")
-    ] = 1.0,
-    pooling: Annotated[
-        str,
-        typer.Option(
-            help="Video frames to a vector: mean, temporal or auto (the model's temporal head "
-            "when it has one)."
-        ),
-    ] = "auto",
+    shots: Shots = False,
+    fps: Fps = 1.0,
+    pooling: Pooling = "auto",
     video_audio: Annotated[
         str,
         typer.Option(
